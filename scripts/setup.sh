@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian machine with Rust. Source it (it exports the build
+# environment) or run it (it only installs). Skips whatever is already there.
+#
+#   ffmpeg/ffprobe        Debian's package when root; otherwise the static build in the
+#                         imageio-ffmpeg wheel, installed into the venv below.
+#   libtorch              PyPI's torch==$TORCH_VERSION in a venv kept in a per-user cache
+#                         folder keyed by the version, so fresh clones and CI reuse it.
+#                         Override the folder with PIPELINE_TORCH_VENV.
+#   python test clients   safetensors, pyarrow, numpy in the same venv.
+set -euo pipefail
+
+TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
+CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/pipeline"
+VENV="${PIPELINE_TORCH_VENV:-$CACHE_ROOT/torch-$TORCH_VERSION}"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+install_ffmpeg() {
+    if command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; then return; fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing ffmpeg (Debian package)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+    fi
+}
+
+install_venv() {
+    local stamp="$VENV/.pipeline-ready"
+    if [ -f "$stamp" ]; then return; fi
+    log "creating python venv with torch==$TORCH_VERSION in $VENV (one time, a few minutes)"
+    mkdir -p "$(dirname "$VENV")"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" safetensors pyarrow numpy
+    if ! command -v ffmpeg >/dev/null; then
+        "$VENV/bin/pip" install -q imageio-ffmpeg
+    fi
+    touch "$stamp"
+}
+
+link_static_ffmpeg() {
+    # Without root there is no Debian ffmpeg: expose the wheel's static binary on PATH.
+    if command -v ffmpeg >/dev/null; then return; fi
+    local exe
+    exe=$("$VENV/bin/python" -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())' 2>/dev/null) || return 0
+    ln -sf "$exe" "$VENV/bin/ffmpeg"
+}
+
+install_ffmpeg
+install_venv
+link_static_ffmpeg
+
+export PIPELINE_TORCH_VENV="$VENV"
+export VIRTUAL_ENV="$VENV"
+export PATH="$VENV/bin:$PATH"
+export LIBTORCH_USE_PYTORCH=1
+export LIBTORCH_BYPASS_VERSION_CHECK="${LIBTORCH_BYPASS_VERSION_CHECK:-0}"

@@ -1,0 +1,244 @@
+//! The contract between the pipeline engine (`src/`) and the domain stages (`stages/*`).
+//!
+//! A stage is a function from typed parameters and input directories to an output directory,
+//! with a progress callback. This crate holds only that contract so that stage crates never
+//! depend on the engine and the engine never depends on video or model code beyond one
+//! registry that maps a kind name (`uses: extract`) to a [`Stage`].
+//!
+//! The engine guarantees, for every call of [`Stage::run`]:
+//! - `out_dir` exists and is empty; it is a private temporary directory that the engine hashes
+//!   and publishes atomically only if `run` returns `Ok`. A stage never needs to clean up after
+//!   a failure and never sees a half-written earlier result.
+//! - every directory in `inputs` is a published, immutable upstream output. Stages must not
+//!   write into them.
+//! - `params` went through [`Stage::resolve_params`] first (typed, defaults filled in).
+//!
+//! ```
+//! use stage_api::{typed_params, Params};
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct P { #[serde(default = "ten")] frames: u32 }
+//! fn ten() -> u32 { 10 }
+//! let (p, canonical): (P, Params) = typed_params(&Params::new()).unwrap();
+//! assert_eq!(p.frames, 10);
+//! assert_eq!(canonical["frames"], 10);
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+/// Parameters of a stage instance: the `with:` mapping (plus matrix values) as JSON.
+pub type Params = serde_json::Map<String, serde_json::Value>;
+
+/// An upstream output a stage reads.
+#[derive(Debug, Clone)]
+pub struct StageInput {
+    /// The stage name as written in `needs:` (e.g. `train`).
+    pub need: String,
+    /// The instance name (e.g. `train[arch=r3d18]`); equal to `need` without a matrix.
+    pub instance: String,
+    /// The instance's resolved parameters (useful to tell matrix instances apart).
+    pub params: Params,
+    /// The published, read-only output directory of that instance.
+    pub dir: PathBuf,
+}
+
+/// Where a stage reports progress; the engine draws bars or prints plain lines.
+pub trait Progress: Send + Sync {
+    /// Announces `total` units of work (clips, epochs, ...) named by `unit`.
+    fn start(&self, total: u64, unit: &str);
+    /// `n` more units are done.
+    fn advance(&self, n: u64);
+    /// A line worth showing to the user (a warning, an epoch summary).
+    fn note(&self, message: &str);
+}
+
+/// A progress sink that drops everything (tests, library use).
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _total: u64, _unit: &str) {}
+    fn advance(&self, _n: u64) {}
+    fn note(&self, _message: &str) {}
+}
+
+/// Everything a stage run may look at.
+pub struct StageContext<'a> {
+    /// Resolved parameters (output of [`Stage::resolve_params`]).
+    pub params: &'a Params,
+    /// Upstream outputs, in `needs:` order; a matrix need appears once per instance.
+    pub inputs: &'a [StageInput],
+    /// The empty directory to write the output into.
+    pub out_dir: &'a Path,
+    /// The directory of `pipeline.yaml`; relative paths in parameters are resolved against it.
+    pub base_dir: &'a Path,
+    /// Progress sink.
+    pub progress: &'a dyn Progress,
+    /// How many CPU threads this stage may use.
+    pub threads: usize,
+}
+
+impl StageContext<'_> {
+    /// Resolves a path parameter against the directory of `pipeline.yaml`.
+    pub fn resolve_path(&self, path: impl AsRef<Path>) -> PathBuf {
+        self.base_dir.join(path)
+    }
+
+    /// The output directories of every instance of the need called `name`.
+    pub fn inputs_of(&self, name: &str) -> Vec<&StageInput> {
+        self.inputs.iter().filter(|i| i.need == name).collect()
+    }
+
+    /// The single output directory of the need `name`, or an error naming the problem.
+    pub fn single_input(&self, name: &str) -> Result<&StageInput, StageError> {
+        match self.inputs_of(name).as_slice() {
+            [one] => Ok(one),
+            [] => Err(StageError::msg(format!("this stage needs an upstream stage `{name}` (add it to `needs:`)"))),
+            many => Err(StageError::msg(format!(
+                "expected one instance of `{name}` in `needs:`, found {}",
+                many.len()
+            ))),
+        }
+    }
+}
+
+/// What a successful run reports back (shown in the stage's line and kept in the run record).
+#[derive(Debug, Clone, Default)]
+pub struct StageOutcome {
+    /// One short line, e.g. `480 clips accepted, 2 rejected`.
+    pub summary: String,
+}
+
+impl StageOutcome {
+    pub fn new(summary: impl Into<String>) -> Self {
+        Self { summary: summary.into() }
+    }
+}
+
+/// A stage failure: a message that names the file and the problem, with an optional cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StageError {
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StageError {
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self { message: message.into(), source: None }
+    }
+
+    pub fn with_source(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self { message: message.into(), source: Some(Box::new(source)) }
+    }
+
+    /// The message followed by every cause, `: `-separated.
+    pub fn chain(&self) -> String {
+        let mut text = self.message.clone();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = self.source.as_deref().map(|e| e as _);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
+}
+
+/// A parameter problem found before anything runs.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ParamError {
+    /// The parameter concerned, when known (the engine points at its line in `pipeline.yaml`).
+    pub param: Option<String>,
+    pub message: String,
+}
+
+impl ParamError {
+    pub fn new(param: Option<&str>, message: impl Into<String>) -> Self {
+        Self { param: param.map(str::to_owned), message: message.into() }
+    }
+}
+
+/// One built-in stage kind.
+pub trait Stage: Send + Sync {
+    /// The name used in `uses:`.
+    fn kind(&self) -> &'static str;
+
+    /// Bumped whenever the stage's code changes its output: part of every cache key.
+    fn version(&self) -> u32;
+
+    /// Type-checks `with:` and fills in defaults. The result is the canonical parameter set
+    /// that goes into the cache key, so two spellings of the same configuration must resolve
+    /// to the same value. Most stages implement it with [`typed_params`].
+    fn resolve_params(&self, params: &Params) -> Result<Params, ParamError>;
+
+    /// Raw files outside the pipeline whose content is part of the key (a dataset folder).
+    /// Directories are walked recursively by the engine. Paths are relative to `base_dir`
+    /// or absolute.
+    fn raw_inputs(&self, _params: &Params, _base_dir: &Path) -> Result<Vec<PathBuf>, ParamError> {
+        Ok(Vec::new())
+    }
+
+    /// Does the work, writing into `ctx.out_dir`.
+    fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError>;
+}
+
+/// Deserializes `params` into `T` (use `#[serde(deny_unknown_fields)]` and serde defaults)
+/// and serializes it back: the typed value plus its canonical form with every default
+/// filled in.
+pub fn typed_params<T: DeserializeOwned + Serialize>(params: &Params) -> Result<(T, Params), ParamError> {
+    let value = serde_json::Value::Object(params.clone());
+    let typed: T = serde_json::from_value(value).map_err(|e| {
+        let text = e.to_string();
+        ParamError::new(param_named_in(&text).as_deref(), text)
+    })?;
+    let canonical = match serde_json::to_value(&typed) {
+        Ok(serde_json::Value::Object(map)) => map,
+        Ok(other) => return Err(ParamError::new(None, format!("parameters must be a mapping, got {other}"))),
+        Err(e) => return Err(ParamError::new(None, e.to_string())),
+    };
+    Ok((typed, canonical))
+}
+
+/// Pulls the field name out of serde's "unknown field `x`" / "missing field `x`" messages.
+fn param_named_in(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct P {
+        lr: f64,
+        #[serde(default)]
+        augment: bool,
+    }
+
+    #[test]
+    fn integer_and_float_spellings_resolve_to_the_same_canonical_params() {
+        let a: Params = serde_json::from_str(r#"{"lr": 1}"#).unwrap();
+        let b: Params = serde_json::from_str(r#"{"lr": 1.0, "augment": false}"#).unwrap();
+        assert_eq!(typed_params::<P>(&a).unwrap().1, typed_params::<P>(&b).unwrap().1);
+    }
+
+    #[test]
+    fn unknown_parameter_is_named() {
+        let a: Params = serde_json::from_str(r#"{"lr": 1, "lrr": 2}"#).unwrap();
+        let err = typed_params::<P>(&a).err().unwrap();
+        assert_eq!(err.param.as_deref(), Some("lrr"));
+    }
+
+    #[test]
+    fn chain_lists_causes() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        assert_eq!(StageError::with_source("reading a.mp4", io).chain(), "reading a.mp4: gone");
+    }
+}

@@ -1,0 +1,1 @@
+//! Learning stages (see the crate description).

@@ -1,0 +1,1 @@
+//! RAVDESS video stages (see the crate description).
