@@ -25,13 +25,13 @@ install_ffmpeg() {
 }
 
 install_venv() {
-    local stamp="$VENV/.pipeline-ready"
+    local stamp="$VENV/.pipeline-ready-v2"  # bump when the package list changes
     if [ -f "$stamp" ]; then return; fi
     log "creating python venv with torch==$TORCH_VERSION in $VENV (one time, a few minutes)"
     mkdir -p "$(dirname "$VENV")"
-    python3 -m venv "$VENV"
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" safetensors pyarrow numpy
+    "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" torchvision==0.28.0 safetensors pyarrow numpy pillow
     if ! command -v ffmpeg >/dev/null; then
         "$VENV/bin/pip" install -q imageio-ffmpeg
     fi
