@@ -1,1 +1,24 @@
-//! The pipeline engine.
+//! The pipeline engine: reads `pipeline.yaml`, validates it into a [`config::Plan`], computes
+//! a content-hash cache key per stage instance ([`fingerprint`]), and runs what is stale
+//! ([`runner`]), publishing outputs atomically into a content-addressed [`store`].
+//!
+//! The engine knows nothing about video or models: built-in stage kinds come from the
+//! `stages/*` crates through [`registry`], and `run:` stages are shell commands.
+//!
+//! Key types: [`config::Plan`] (validated instances in topological order),
+//! [`fingerprint::Fingerprint`] (everything a key depends on), [`dirty::DirtyReason`] (why an
+//! instance is stale), [`store::Store`] (published artifacts, locks, state).
+
+pub mod cli;
+pub mod config;
+pub mod dag;
+pub mod dirty;
+pub mod execute;
+pub mod filehash;
+pub mod fingerprint;
+pub mod lock;
+pub mod progress;
+pub mod registry;
+pub mod runlog;
+pub mod runner;
+pub mod store;

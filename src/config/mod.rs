@@ -1,0 +1,11 @@
+//! `pipeline.yaml`: parsed into [`raw`] structs, then validated into a [`plan::Plan`], the only
+//! thing the runner sees. Every error points at a file, line and column.
+
+pub mod canonical;
+pub mod error;
+pub mod plan;
+pub mod raw;
+pub mod spans;
+
+pub use error::ConfigError;
+pub use plan::{Action, Instance, Plan};

@@ -1,0 +1,155 @@
+//! Runs one stage instance's action into a private output directory.
+//!
+//! Built-in stages run in-process (a panic is caught and reported as a failure); `run:` stages
+//! run with `sh -c` in the directory of `pipeline.yaml`, with `PIPELINE_OUT`,
+//! `PIPELINE_IN_<NEED>` and `PIPELINE_PARAM_<KEY>` set. Their stdout and stderr go to the
+//! artifact's `log.txt`; on failure the end of stderr is part of the error.
+
+use std::fs;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use stage_api::{Params, Progress, StageContext, StageInput};
+
+use crate::config::canonical::display_value;
+use crate::config::Action;
+
+/// Lines of stderr shown when a shell stage fails.
+const STDERR_TAIL_LINES: usize = 20;
+
+/// What an upstream instance hands to its dependents.
+pub struct Upstream {
+    pub need: String,
+    pub instance: String,
+    pub params: Params,
+    pub dir: PathBuf,
+}
+
+pub struct Job<'a> {
+    pub instance: &'a str,
+    pub action: &'a Action,
+    pub params: &'a Params,
+    pub upstream: &'a [Upstream],
+    pub base_dir: &'a Path,
+    /// The private directory: the output goes to `<work_dir>/out`, the log to `log.txt`.
+    pub work_dir: &'a Path,
+    pub threads: usize,
+    pub progress: &'a dyn Progress,
+}
+
+/// Runs the job; `Ok(summary)` or `Err(message)`.
+pub fn execute(job: &Job<'_>) -> Result<String, String> {
+    match job.action {
+        Action::Builtin(stage) => {
+            let inputs: Vec<StageInput> = job
+                .upstream
+                .iter()
+                .map(|u| StageInput { need: u.need.clone(), instance: u.instance.clone(), params: u.params.clone(), dir: u.dir.clone() })
+                .collect();
+            let out_dir = job.work_dir.join("out");
+            let ctx = StageContext {
+                params: job.params,
+                inputs: &inputs,
+                out_dir: &out_dir,
+                base_dir: job.base_dir,
+                progress: job.progress,
+                threads: job.threads,
+            };
+            match catch_unwind(AssertUnwindSafe(|| stage.run(&ctx))) {
+                Ok(Ok(outcome)) => Ok(outcome.summary),
+                Ok(Err(e)) => Err(e.chain()),
+                Err(panic) => Err(format!("stage `{}` panicked: {}", stage.kind(), panic_message(&panic))),
+            }
+        }
+        Action::Shell { command } => run_shell(command, job),
+    }
+}
+
+fn run_shell(command: &str, job: &Job<'_>) -> Result<String, String> {
+    let stdout_path = job.work_dir.join("stdout.txt");
+    let stderr_path = job.work_dir.join("stderr.txt");
+    let io_err = |what: &str, e: std::io::Error| format!("{what}: {e}");
+    let stdout = fs::File::create(&stdout_path).map_err(|e| io_err("creating the stage log", e))?;
+    let stderr = fs::File::create(&stderr_path).map_err(|e| io_err("creating the stage log", e))?;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(job.base_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .env("PIPELINE_OUT", job.work_dir.join("out"))
+        .env("PIPELINE_STAGE", job.instance)
+        .env("PIPELINE_THREADS", job.threads.to_string());
+    for (need, dirs) in group_inputs(job.upstream) {
+        cmd.env(format!("PIPELINE_IN_{}", env_name(&need)), dirs);
+    }
+    for (key, value) in job.params {
+        cmd.env(format!("PIPELINE_PARAM_{}", env_name(key)), display_value(value));
+    }
+    let status = cmd.status().map_err(|e| io_err("cannot start `sh`", e))?;
+    let log = combine_logs(&stdout_path, &stderr_path, &job.work_dir.join("log.txt"));
+    if status.success() {
+        let summary = fs::read_to_string(&stdout_path)
+            .ok()
+            .and_then(|s| s.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_owned))
+            .unwrap_or_default();
+        let _ = (fs::remove_file(&stdout_path), fs::remove_file(&stderr_path), log);
+        return Ok(summary);
+    }
+    let stderr_text = fs::read_to_string(&stderr_path).unwrap_or_default();
+    let lines: Vec<&str> = stderr_text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n    ");
+    let how = match status.code() {
+        Some(code) => format!("exit status {code}"),
+        None => "killed by a signal".to_owned(),
+    };
+    Err(if tail.is_empty() { format!("command failed ({how})") } else { format!("command failed ({how}); end of stderr:\n    {tail}") })
+}
+
+/// `PIPELINE_IN_<NEED>`: one directory, or a `:`-separated list for a matrix need.
+fn group_inputs(upstream: &[Upstream]) -> Vec<(String, String)> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for u in upstream {
+        let dir = u.dir.to_string_lossy().into_owned();
+        match groups.iter_mut().find(|(n, _)| *n == u.need) {
+            Some((_, dirs)) => dirs.push(dir),
+            None => groups.push((u.need.clone(), vec![dir])),
+        }
+    }
+    groups.into_iter().map(|(n, d)| (n, d.join(":"))).collect()
+}
+
+/// Upper-cased, every character other than a letter or digit turned into `_`.
+pub fn env_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+}
+
+fn combine_logs(stdout: &Path, stderr: &Path, log: &Path) -> std::io::Result<()> {
+    let mut text = fs::read_to_string(stdout).unwrap_or_default();
+    let err = fs::read_to_string(stderr).unwrap_or_default();
+    if !err.is_empty() {
+        text.push_str("\n--- stderr ---\n");
+        text.push_str(&err);
+    }
+    fs::write(log, text)
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_are_upper_case_with_underscores() {
+        assert_eq!(env_name("train-resnet.v2"), "TRAIN_RESNET_V2");
+    }
+}

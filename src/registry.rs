@@ -1,0 +1,31 @@
+//! The one place where the engine meets the domain: built-in stage kinds by name.
+//! Adding a kind means adding one line here; nothing else in `src/` knows about video or models.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use stage_api::Stage;
+
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Arc<dyn Stage>>,
+}
+
+impl Registry {
+    /// Every built-in kind.
+    pub fn builtin() -> Self {
+        let stages: Vec<Arc<dyn Stage>> = vec![];
+        Self::from_stages(stages)
+    }
+
+    pub fn from_stages(stages: Vec<Arc<dyn Stage>>) -> Self {
+        Self { kinds: stages.into_iter().map(|s| (s.kind(), s)).collect() }
+    }
+
+    pub fn get(&self, kind: &str) -> Option<Arc<dyn Stage>> {
+        self.kinds.get(kind).cloned()
+    }
+
+    pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.kinds.keys().copied()
+    }
+}

@@ -1,0 +1,123 @@
+//! One record per `pipeline run` under `<store>/runs/`: which instances ran, were fresh,
+//! failed or were not run, their keys, durations and why each ran. Written when the run starts
+//! (state `running`) and rewritten as it goes, so a killed run leaves a record that says so.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dirty::DirtyReason;
+use crate::fingerprint::Key;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub argv: Vec<String>,
+    pub started_unix_ms: u128,
+    pub finished_unix_ms: Option<u128>,
+    /// `running`, `succeeded` or `failed`.
+    pub state: String,
+    pub stages: Vec<StageRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub instance: String,
+    /// `fresh`, `ran`, `reused` (another run computed it), `failed` or `not_run`.
+    pub state: String,
+    pub key: Option<String>,
+    pub reasons: Vec<String>,
+    pub seconds: f64,
+    pub summary: String,
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
+}
+
+impl RunRecord {
+    pub fn start(argv: &[String]) -> Self {
+        let started = now_ms();
+        Self {
+            id: format!("{started}-{}", std::process::id()),
+            argv: argv.to_vec(),
+            started_unix_ms: started,
+            finished_unix_ms: None,
+            state: "running".into(),
+            stages: Vec::new(),
+        }
+    }
+
+    pub fn path(&self, runs_dir: &Path) -> PathBuf {
+        runs_dir.join(format!("{}.json", self.id))
+    }
+
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        crate::store::write_atomically(path, &bytes)
+    }
+
+    pub fn finish(&mut self, ok: bool) {
+        self.finished_unix_ms = Some(now_ms());
+        self.state = if ok { "succeeded" } else { "failed" }.into();
+    }
+
+    pub fn summary_line(&self, seconds: f64) -> String {
+        let count = |s: &str| self.stages.iter().filter(|r| r.state == s).count();
+        let mut parts = vec![format!("{} ran", count("ran")), format!("{} fresh", count("fresh") + count("reused"))];
+        for (state, label) in [("failed", "failed"), ("not_run", "not run")] {
+            if count(state) > 0 {
+                parts.push(format!("{} {label}", count(state)));
+            }
+        }
+        format!("summary: {} in {seconds:.1} s", parts.join(", "))
+    }
+
+    /// Every record in `runs_dir`, oldest first.
+    pub fn all(runs_dir: &Path) -> Vec<RunRecord> {
+        let mut records: Vec<RunRecord> = std::fs::read_dir(runs_dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .collect();
+        records.sort_by_key(|r| r.started_unix_ms);
+        records
+    }
+}
+
+impl StageRecord {
+    fn new(instance: &str, state: &str, key: Option<&Key>, reasons: &[DirtyReason], seconds: f64, summary: &str) -> Self {
+        Self {
+            instance: instance.to_owned(),
+            state: state.to_owned(),
+            key: key.map(|k| k.as_str().to_owned()),
+            reasons: reasons.iter().map(ToString::to_string).collect(),
+            seconds,
+            summary: summary.to_owned(),
+        }
+    }
+
+    pub fn fresh(instance: &str, key: &Key) -> Self {
+        Self::new(instance, "fresh", Some(key), &[], 0.0, "")
+    }
+
+    pub fn reused(instance: &str, key: &Key, reasons: &[DirtyReason]) -> Self {
+        Self::new(instance, "reused", Some(key), reasons, 0.0, "")
+    }
+
+    pub fn ran(instance: &str, key: &Key, reasons: &[DirtyReason], seconds: f64, summary: &str) -> Self {
+        Self::new(instance, "ran", Some(key), reasons, seconds, summary)
+    }
+
+    pub fn failed(instance: &str, key: Option<&Key>, reasons: &[DirtyReason], seconds: f64, error: &str) -> Self {
+        Self::new(instance, "failed", key, reasons, seconds, error)
+    }
+
+    pub fn not_run(instance: &str, why: &str) -> Self {
+        Self::new(instance, "not_run", None, &[], 0.0, why)
+    }
+}

@@ -1,0 +1,414 @@
+//! Runs a [`Plan`]: decides per instance whether it is fresh or stale (and why), and executes
+//! the stale ones in dependency order, up to `jobs` at a time.
+//!
+//! Per instance, once all its needs are done:
+//! 1. compute its fingerprint from the upstream content hashes, its params, deps and raw inputs;
+//! 2. a complete artifact under its key → fresh, nothing to do;
+//! 3. otherwise take the key's lock (waiting if another run holds it, then reusing what that
+//!    run published), run the action in a private directory, publish atomically.
+//!
+//! A failure stops new work (running instances finish) unless `keep_going`, in which case only
+//! dependents of the failed instance are skipped.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::config::{Instance, Plan};
+use crate::dirty::{explain, DirtyReason};
+use crate::execute::{execute, Job, Upstream};
+use crate::filehash::HashMemo;
+use crate::fingerprint::{compute, Fingerprint, Key, UpstreamInput};
+use crate::lock::KeyLock;
+use crate::progress::Reporter;
+use crate::runlog::{RunRecord, StageRecord};
+use crate::store::{InstanceState, Manifest, Store};
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stage or instance names; empty = everything.
+    pub targets: Vec<String>,
+    pub force: Vec<String>,
+    pub keep_going: bool,
+    pub jobs: usize,
+}
+
+/// What `status` says of one instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceStatus {
+    pub stage: String,
+    pub state: Freshness,
+    pub reasons: Vec<DirtyReason>,
+    #[serde(skip)]
+    pub key: Option<Key>,
+    #[serde(skip)]
+    pub manifest: Option<Manifest>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Freshness {
+    Fresh,
+    Stale,
+}
+
+pub struct Engine {
+    pub plan: Plan,
+    pub store: Store,
+    memo: HashMemo,
+    reporter: Reporter,
+}
+
+/// Why an instance did not succeed.
+enum Failure {
+    Failed(String),
+}
+
+impl Engine {
+    pub fn new(plan: Plan, quiet: bool) -> std::io::Result<Self> {
+        let store = Store::open(&plan.store_dir)?;
+        let memo = HashMemo::open(store.memo_file());
+        Ok(Self { plan, store, memo, reporter: Reporter::new(quiet) })
+    }
+
+    /// Indices selected by `targets` plus everything they need; an unknown name is an error.
+    pub fn select(&self, targets: &[String]) -> Result<Vec<usize>, String> {
+        let mut chosen = Vec::new();
+        for t in targets {
+            let found = self.plan.select(t);
+            if found.is_empty() {
+                let names = self.plan.stage_names().into_iter().collect::<Vec<_>>().join(", ");
+                return Err(format!("no stage or instance named `{t}` (stages: {names})"));
+            }
+            chosen.extend(found);
+        }
+        Ok(self.plan.closure(&chosen))
+    }
+
+    fn forced(&self, names: &[String]) -> Result<BTreeSet<usize>, String> {
+        let mut forced = BTreeSet::new();
+        for n in names {
+            let found = self.plan.select(n);
+            if found.is_empty() {
+                return Err(format!("--force: no stage or instance named `{n}`"));
+            }
+            forced.extend(found);
+        }
+        Ok(forced)
+    }
+
+    /// What `run` would do, without doing it.
+    pub fn status(&self, targets: &[String], force: &[String]) -> Result<Vec<InstanceStatus>, String> {
+        let selected = self.select(targets)?;
+        let forced = self.forced(force)?;
+        let mut statuses: Vec<Option<InstanceStatus>> = vec![None; self.plan.instances.len()];
+        for &i in &selected {
+            let instance = &self.plan.instances[i];
+            let stale_needs: Vec<DirtyReason> = instance
+                .needs
+                .iter()
+                .filter(|&&n| statuses[n].as_ref().map_or(true, |s| s.state == Freshness::Stale))
+                .map(|&n| DirtyReason::UpstreamStale { stage: self.plan.instances[n].name.clone() })
+                .collect();
+            let status = if !stale_needs.is_empty() {
+                let mut reasons = stale_needs;
+                if forced.contains(&i) {
+                    reasons.insert(0, DirtyReason::Forced);
+                }
+                InstanceStatus { stage: instance.name.clone(), state: Freshness::Stale, reasons, key: None, manifest: None }
+            } else {
+                let upstream = self.upstream_inputs(instance, |n| statuses[n].as_ref().and_then(|s| s.manifest.clone()));
+                let fingerprint = compute(instance, upstream, &self.plan.base_dir, &self.memo)
+                    .map_err(|e| format!("{}: {e}", instance.name))?;
+                let key = fingerprint.key();
+                match (forced.contains(&i), self.store.lookup(&key)) {
+                    (false, Some(manifest)) => InstanceStatus {
+                        stage: instance.name.clone(),
+                        state: Freshness::Fresh,
+                        reasons: vec![],
+                        key: Some(key),
+                        manifest: Some(manifest),
+                    },
+                    (forced, _) => {
+                        let reasons = if forced { vec![DirtyReason::Forced] } else { self.reasons(instance, &fingerprint) };
+                        InstanceStatus { stage: instance.name.clone(), state: Freshness::Stale, reasons, key: Some(key), manifest: None }
+                    }
+                }
+            };
+            statuses[i] = Some(status);
+        }
+        let _ = self.memo.save();
+        Ok(statuses.into_iter().flatten().collect())
+    }
+
+    fn reasons(&self, instance: &Instance, fingerprint: &Fingerprint) -> Vec<DirtyReason> {
+        let last = self.store.last_state(&instance.name);
+        explain(last.as_ref().map(|s| &s.fingerprint), fingerprint)
+    }
+
+    fn upstream_inputs(&self, instance: &Instance, manifest_of: impl Fn(usize) -> Option<Manifest>) -> Vec<UpstreamInput> {
+        instance
+            .needs
+            .iter()
+            .map(|&n| UpstreamInput {
+                instance: self.plan.instances[n].name.clone(),
+                content_hash: manifest_of(n).map(|m| m.content_hash).unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Runs the selected instances. Returns whether everything succeeded.
+    pub fn run(&self, options: &RunOptions, argv: &[String]) -> Result<bool, String> {
+        let selected = self.select(&options.targets)?;
+        let forced = self.forced(&options.force)?;
+        let jobs = options.jobs.max(1);
+        let threads = (std::thread::available_parallelism().map_or(1, |n| n.get()) / jobs).max(1);
+        let started = Instant::now();
+        let mut record = RunRecord::start(argv);
+        let record_path = record.path(&self.store.runs_dir());
+        let _ = record.save(&record_path);
+        let _ = self.store.clean_tmp();
+
+        let n = self.plan.instances.len();
+        let mut done: Vec<Option<Manifest>> = vec![None; n];
+        let mut failed: Vec<bool> = vec![false; n];
+        let mut waiting: BTreeSet<usize> = selected.iter().copied().collect();
+        let mut ready: VecDeque<usize> = VecDeque::new();
+        let mut in_flight = 0usize;
+        let mut stop = false;
+        let (tx, rx) = mpsc::channel::<(usize, Result<(Manifest, StageRecord), (Failure, StageRecord)>)>();
+
+        std::thread::scope(|scope| {
+            loop {
+                // Move instances whose needs are all done to the ready queue.
+                let now_ready: Vec<usize> = waiting
+                    .iter()
+                    .copied()
+                    .filter(|&i| self.plan.instances[i].needs.iter().all(|&d| done[d].is_some()))
+                    .collect();
+                for i in now_ready {
+                    waiting.remove(&i);
+                    ready.push_back(i);
+                }
+                while !stop && in_flight < jobs {
+                    let Some(i) = ready.pop_front() else { break };
+                    let upstream = self.upstream_for(i, &done);
+                    let force = forced.contains(&i);
+                    let tx = tx.clone();
+                    in_flight += 1;
+                    scope.spawn(move || {
+                        let result = self.process(i, upstream, force, threads);
+                        let _ = tx.send((i, result));
+                    });
+                }
+                if in_flight == 0 {
+                    break;
+                }
+                let Ok((i, result)) = rx.recv() else { break };
+                in_flight -= 1;
+                match result {
+                    Ok((manifest, stage_record)) => {
+                        done[i] = Some(manifest);
+                        record.stages.push(stage_record);
+                    }
+                    Err((Failure::Failed(message), stage_record)) => {
+                        failed[i] = true;
+                        self.reporter.line(&format!("{}: FAILED: {message}", self.plan.instances[i].name));
+                        record.stages.push(stage_record);
+                        if !options.keep_going {
+                            stop = true;
+                        }
+                        // Dependents can never run.
+                        let blocked: Vec<usize> =
+                            waiting.iter().copied().filter(|&w| self.depends_on(w, i)).collect();
+                        for w in blocked {
+                            waiting.remove(&w);
+                            self.reporter.line(&format!("{}: not run: upstream {} failed", self.plan.instances[w].name, self.plan.instances[i].name));
+                            record.stages.push(StageRecord::not_run(&self.plan.instances[w].name, "upstream failed"));
+                        }
+                    }
+                }
+                let _ = record.save(&record_path);
+            }
+        });
+        for i in waiting.into_iter().chain(ready) {
+            self.reporter.line(&format!("{}: not run: the run stopped after a failure", self.plan.instances[i].name));
+            record.stages.push(StageRecord::not_run(&self.plan.instances[i].name, "run stopped after a failure"));
+        }
+        let _ = self.memo.save();
+        let failures = failed.iter().filter(|f| **f).count();
+        record.finish(failures == 0);
+        let _ = record.save(&record_path);
+        self.reporter.line(&record.summary_line(started.elapsed().as_secs_f64()));
+        Ok(failures == 0)
+    }
+
+    /// Whether instance `a` transitively needs `b`.
+    fn depends_on(&self, a: usize, b: usize) -> bool {
+        let mut stack = self.plan.instances[a].needs.clone();
+        let mut seen = BTreeSet::new();
+        while let Some(x) = stack.pop() {
+            if x == b {
+                return true;
+            }
+            if seen.insert(x) {
+                stack.extend(&self.plan.instances[x].needs);
+            }
+        }
+        false
+    }
+
+    fn upstream_for(&self, i: usize, done: &[Option<Manifest>]) -> Vec<(usize, Manifest)> {
+        self.plan.instances[i]
+            .needs
+            .iter()
+            .map(|&n| (n, done[n].clone().expect("needs are done before an instance is scheduled")))
+            .collect()
+    }
+
+    /// Everything for one instance: key, freshness, lock, execution, publication.
+    fn process(
+        &self,
+        i: usize,
+        upstream: Vec<(usize, Manifest)>,
+        force: bool,
+        threads: usize,
+    ) -> Result<(Manifest, StageRecord), (Failure, StageRecord)> {
+        let instance = &self.plan.instances[i];
+        let name = instance.name.as_str();
+        let fail = |message: String, key: Option<&Key>, reasons: &[DirtyReason], seconds: f64| {
+            (Failure::Failed(message.clone()), StageRecord::failed(name, key, reasons, seconds, &message))
+        };
+        let inputs: Vec<UpstreamInput> = upstream
+            .iter()
+            .map(|(n, m)| UpstreamInput { instance: self.plan.instances[*n].name.clone(), content_hash: m.content_hash.clone() })
+            .collect();
+        let fingerprint = compute(instance, inputs, &self.plan.base_dir, &self.memo).map_err(|e| fail(e.to_string(), None, &[], 0.0))?;
+        let key = fingerprint.key();
+        let state = InstanceState { instance: name.to_owned(), key: key.as_str().to_owned(), fingerprint: fingerprint.clone() };
+
+        if !force {
+            if let Some(manifest) = self.store.lookup(&key) {
+                self.reporter.line(&format!("{name}: fresh"));
+                let _ = self.store.save_state(&state);
+                return Ok((manifest, StageRecord::fresh(name, &key)));
+            }
+        }
+        let reasons = if force { vec![DirtyReason::Forced] } else { self.reasons(instance, &fingerprint) };
+        let reason_text = reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        self.reporter.line(&format!("{name}: stale: {reason_text}"));
+
+        let lock = match KeyLock::try_acquire(&self.store, &key) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                self.reporter.line(&format!("{name}: waiting for another run that is computing it (key {})", key.short()));
+                let lock = KeyLock::acquire(&self.store, &key).map_err(|e| fail(format!("cannot lock: {e}"), Some(&key), &reasons, 0.0))?;
+                if !force {
+                    if let Some(manifest) = self.store.lookup(&key) {
+                        self.reporter.line(&format!("{name}: reused the result of the other run"));
+                        let _ = self.store.save_state(&state);
+                        return Ok((manifest, StageRecord::reused(name, &key, &reasons)));
+                    }
+                }
+                lock
+            }
+            Err(e) => return Err(fail(format!("cannot lock: {e}"), Some(&key), &reasons, 0.0)),
+        };
+
+        let started = Instant::now();
+        let work_dir = self.store.new_tmp(&key).map_err(|e| fail(format!("cannot create a work directory: {e}"), Some(&key), &reasons, 0.0))?;
+        let upstream_dirs: Vec<Upstream> = upstream
+            .iter()
+            .map(|(n, m)| {
+                let up = &self.plan.instances[*n];
+                Upstream {
+                    need: up.stage.clone(),
+                    instance: up.name.clone(),
+                    params: up.params.clone(),
+                    dir: self.store.output_dir(&key_of(m)),
+                }
+            })
+            .collect();
+        self.reporter.line(&format!("{name}: running"));
+        let progress = self.reporter.stage(name);
+        let job = Job {
+            instance: name,
+            action: &instance.action,
+            params: &instance.params,
+            upstream: &upstream_dirs,
+            base_dir: &self.plan.base_dir,
+            work_dir: &work_dir,
+            threads,
+            progress: &progress,
+        };
+        let outcome = execute(&job);
+        drop(progress);
+        let seconds = started.elapsed().as_secs_f64();
+        match outcome {
+            Ok(summary) => {
+                let manifest = self
+                    .store
+                    .publish(&key, name, &work_dir, &summary, seconds, force)
+                    .map_err(|e| fail(format!("cannot publish the output: {e}"), Some(&key), &reasons, seconds))?;
+                drop(lock);
+                let _ = self.store.save_state(&state);
+                let summary_text = if summary.is_empty() { String::new() } else { format!(": {summary}") };
+                self.reporter.line(&format!("{name}: done in {seconds:.1} s{summary_text}"));
+                Ok((manifest, StageRecord::ran(name, &key, &reasons, seconds, &summary)))
+            }
+            Err(message) => {
+                let _ = std::fs::remove_dir_all(&work_dir);
+                Err(fail(message, Some(&key), &reasons, seconds))
+            }
+        }
+    }
+
+    /// The published output directory of every current instance that is fresh.
+    pub fn output_dirs(&self, targets: &[String]) -> Result<Vec<(String, Option<PathBuf>, Option<Manifest>)>, String> {
+        Ok(self
+            .status(targets, &[])?
+            .into_iter()
+            .map(|s| {
+                let dir = s.key.as_ref().filter(|_| s.state == Freshness::Fresh).map(|k| self.store.output_dir(k));
+                (s.stage, dir, s.manifest)
+            })
+            .collect())
+    }
+
+    /// Removes artifacts no current instance refers to (neither its current key nor its last
+    /// successful one) and abandoned work directories. Returns (artifacts removed, bytes freed).
+    pub fn gc(&self) -> Result<(usize, u64), String> {
+        let mut keep: BTreeSet<String> = BTreeSet::new();
+        for status in self.status(&[], &[])? {
+            if let Some(key) = status.key {
+                keep.insert(key.as_str().to_owned());
+            }
+        }
+        let names: BTreeSet<&str> = self.plan.instances.iter().map(|i| i.name.as_str()).collect();
+        for state in self.store.all_states() {
+            if names.contains(state.instance.as_str()) {
+                keep.insert(state.key);
+            }
+        }
+        let mut removed = 0;
+        let mut freed = self.store.clean_tmp().map_err(|e| e.to_string())?;
+        for key in self.store.published_keys().map_err(|e| e.to_string())? {
+            if keep.contains(key.as_str()) {
+                continue;
+            }
+            // Never remove what another run is computing or publishing right now.
+            if let Ok(Some(_lock)) = KeyLock::try_acquire(&self.store, &key) {
+                freed += self.store.remove(&key).map_err(|e| e.to_string())?;
+                removed += 1;
+            }
+        }
+        Ok((removed, freed))
+    }
+}
+
+fn key_of(manifest: &Manifest) -> Key {
+    Key::parse(&manifest.key).expect("manifests written by the store hold valid keys")
+}
