@@ -31,7 +31,7 @@ const MMAP_THRESHOLD: u64 = 1 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Signature {
     size: u64,
-    mtime_ns: i128,
+    mtime_ns: i64,
     inode: u64,
 }
 
@@ -41,7 +41,7 @@ impl Signature {
             .modified()
             .ok()
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as i128);
+            .map_or(0, |d| d.as_nanos() as i64);
         Self { size: meta.len(), mtime_ns, inode: inode(meta) }
     }
 }
@@ -95,7 +95,7 @@ impl HashMemo {
         let hash = hash_contents(path, meta.len())?;
         let racy = started
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(true, |now| (now.as_nanos() as i128) - signature.mtime_ns < RACY_WINDOW.as_nanos() as i128);
+            .map_or(true, |now| (now.as_nanos() as i64) - signature.mtime_ns < RACY_WINDOW.as_nanos() as i64);
         if !racy {
             self.entries.lock().expect("memo lock").insert(path.to_path_buf(), Entry { signature, hash: hash.clone() });
             *self.dirty.lock().expect("memo lock") = true;

@@ -66,7 +66,7 @@ impl Walker {
     fn record_here(&mut self, mark: Marker) {
         self.positions
             .entry(self.path().join("."))
-            .or_insert(Position { line: mark.line(), column: mark.col() });
+            .or_insert(Position { line: mark.line(), column: mark.col() + 1 });
     }
 
     /// Called when a node (scalar or collection start) begins; returns whether the node is a
@@ -141,7 +141,7 @@ mod tests {
     fn finds_keys_and_sequence_items() {
         let index = SpanIndex::build(YAML);
         assert_eq!(index.find(&["stages", "a"]), Some(Position { line: 2, column: 3 }));
-        assert_eq!(index.find(&["stages", "a", "needs", "1"]), Some(Position { line: 4, column: 15 }));
+        assert_eq!(index.find(&["stages", "a", "needs", "1"]), Some(Position { line: 4, column: 16 }));
         assert_eq!(index.find(&["stages", "b", "needs", "0"]), Some(Position { line: 7, column: 9 }));
     }
 
