@@ -1,0 +1,75 @@
+//! Test builders: a temporary workspace with a `pipeline.yaml`, and the real binary run in it.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct RunOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl RunOutput {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// The stage lines ("name: ...") of stderr.
+    pub fn line_for(&self, instance: &str) -> Vec<String> {
+        let prefix = format!("{instance}: ");
+        self.stderr.lines().filter(|l| l.starts_with(&prefix)).map(str::to_owned).collect()
+    }
+}
+
+impl Workspace {
+    pub fn new(yaml: &str) -> Self {
+        let ws = Self { dir: tempfile::tempdir().expect("tempdir") };
+        ws.write("pipeline.yaml", yaml);
+        fs::create_dir_all(ws.path().join("counts")).unwrap();
+        ws
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.path().join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipeline"));
+        cmd.args(args).current_dir(self.path());
+        cmd
+    }
+
+    pub fn pipeline(&self, args: &[&str]) -> RunOutput {
+        RunOutput::from(self.command(args).output().expect("run pipeline"))
+    }
+
+    /// How many times a counting stage ran (each run appends one line to counts/NAME).
+    pub fn count(&self, name: &str) -> usize {
+        fs::read_to_string(self.path().join("counts").join(name)).map_or(0, |s| s.lines().count())
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.path().join(".pipeline")
+    }
+}
+
+/// A `run:` command that records that stage NAME ran and writes `text` as its output.
+pub fn counting(name: &str, body: &str) -> String {
+    format!("echo run >> counts/{name}; {body}")
+}
