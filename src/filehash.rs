@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 
 const RACY_WINDOW: Duration = Duration::from_secs(2);
 
-/// Files larger than this are hashed with memory mapping and several threads.
+/// Files larger than this are hashed through a memory map (parallelism comes from hashing
+/// several files at once, see [`HashMemo::hash_files`]).
 const MMAP_THRESHOLD: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,7 +124,7 @@ impl HashMemo {
 pub fn hash_contents(path: &Path, size: u64) -> io::Result<String> {
     let mut hasher = blake3::Hasher::new();
     if size >= MMAP_THRESHOLD {
-        hasher.update_mmap_rayon(path)?;
+        hasher.update_mmap(path)?;
     } else {
         hasher.update(&fs::read(path)?);
     }
