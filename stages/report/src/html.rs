@@ -176,7 +176,8 @@ h2 { font-size: 1.3rem; margin-top: 2.2rem; border-bottom: 1px solid #dde2ea; pa
 h3 { font-size: 1.05rem; margin-top: 1.5rem; }
 .summary { background: #eef5fb; border-left: 4px solid #1f77b4; padding: .6rem 1rem; }
 table { border-collapse: collapse; margin: 1rem 0; font-size: .9rem; }
-th, td { border: 1px solid #dde2ea; padding: .35rem .6rem; text-align: right; }
+th, td { border: 1px solid #dde2ea; padding: .35rem .6rem; text-align: right; white-space: nowrap; }
+th { white-space: normal; }
 th { background: #f3f5f8; }
 td:first-child, th:first-child, td.text { text-align: left; }
 tr:nth-child(even) td { background: #fafbfc; }

@@ -89,8 +89,8 @@ pub fn training_curves(history: &History, title: &str, path: &Path) -> Result<()
             ("validation", series(|e| e.val_accuracy), ORANGE),
         ];
         let max_loss = loss.iter().flat_map(|s| s.1.iter().map(|p| p.1)).filter(|v| v.is_finite()).fold(0.0, f64::max);
-        curve_panel(&left, "Loss", "loss", &loss, 0.0..(max_loss * 1.1).max(1e-3))?;
-        curve_panel(&right, "Accuracy", "accuracy", &acc, 0.0..1.0)?;
+        curve_panel(&left, "Loss", "loss", &loss, 0.0..(max_loss * 1.1).max(1e-3), SeriesLabelPosition::UpperRight)?;
+        curve_panel(&right, "Accuracy", "accuracy", &acc, 0.0..1.0, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }
@@ -101,6 +101,7 @@ fn curve_panel(
     y_desc: &str,
     series: &[(&str, Vec<(f64, f64)>, RGBColor)],
     y_range: std::ops::Range<f64>,
+    legend: SeriesLabelPosition,
 ) -> DrawResult {
     let xs = series.iter().flat_map(|s| s.1.iter().map(|p| p.0));
     let (lo, hi) = xs.fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
@@ -113,6 +114,7 @@ fn curve_panel(
         .build_cartesian_2d(lo..hi, y_range)?;
     chart
         .configure_mesh()
+        .light_line_style(WHITE)
         .x_desc("epoch")
         .y_desc(y_desc)
         .label_style((FONT, 14))
@@ -132,7 +134,7 @@ fn curve_panel(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font((FONT, 14))
@@ -165,7 +167,7 @@ pub fn confusion_heatmap(counts: &[Vec<u64>], class_names: &[String], title: &st
             .margin(20)
             .x_label_area_size(70)
             .y_label_area_size(120)
-            .build_cartesian_2d((0..ki).into_segmented(), (0..ki).into_segmented())?;
+            .build_cartesian_2d((0..ki - 1).into_segmented(), (0..ki - 1).into_segmented())?;
         chart
             .configure_mesh()
             .disable_mesh()
@@ -229,10 +231,12 @@ pub fn per_class_accuracy(
             .margin(20)
             .x_label_area_size(60)
             .y_label_area_size(70)
-            .build_cartesian_2d((0..k as i32).into_segmented(), 0.0..105.0)?;
+            .build_cartesian_2d((0..k as i32 - 1).into_segmented(), 0.0..105.0)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(WHITE)
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .x_labels(k)
             .x_desc("class (test clips)")
             .y_desc("accuracy (recall), %")
@@ -292,10 +296,12 @@ pub fn model_comparison(rows: &[ComparisonRow], references: bool, path: &Path) -
             .margin(20)
             .x_label_area_size(60)
             .y_label_area_size(70)
-            .build_cartesian_2d((0..n as i32).into_segmented(), 0.0..100.0)?;
+            .build_cartesian_2d((0..n as i32 - 1).into_segmented(), 0.0..100.0)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(WHITE)
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .x_labels(n)
             .x_desc("model")
             .y_desc("test accuracy, %")
@@ -401,10 +407,12 @@ pub fn class_distribution(rows: &[ClassCount], path: &Path) -> Result<(), StageE
             .margin(20)
             .x_label_area_size(50)
             .y_label_area_size(70)
-            .build_cartesian_2d((0..slots as i32).into_segmented(), 0.0..max * 1.15)?;
+            .build_cartesian_2d((0..slots as i32 - 1).into_segmented(), 0.0..max * 1.35)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(WHITE)
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .x_labels(slots)
             .x_desc("emotion")
             .y_desc("clips")
@@ -455,10 +463,12 @@ pub fn actor_distribution(rows: &[ActorCount], path: &Path) -> Result<(), StageE
             .margin(20)
             .x_label_area_size(50)
             .y_label_area_size(70)
-            .build_cartesian_2d((0..n as i32).into_segmented(), 0.0..max * 1.2)?;
+            .build_cartesian_2d((0..n as i32 - 1).into_segmented(), 0.0..max * 1.35)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(WHITE)
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .x_labels(n)
             .x_desc("actor")
             .y_desc("clips")

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use common::*;
 use stage_api::{NoProgress, Params, Stage, StageContext, StageInput};
-use stages_report::{write_evaluation, ReportStage};
+use stages_report::{write_evaluation, write_misclassified_examples, ReportStage};
 
 /// Two architectures (r3d18: 80/120 right, resnet18_lstm: 90/120 right), their train outputs
 /// and a split. Returns the inputs in `needs:` order.
@@ -16,7 +16,14 @@ fn two_models(root: &Path) -> Vec<StageInput> {
     for (arch, wrong_every) in [("r3d18", 3), ("resnet18_lstm", 4)] {
         let eval = root.join(format!("evaluate-{arch}"));
         std::fs::create_dir_all(&eval).unwrap();
-        write_evaluation(&eval, &predictions(120, wrong_every), &class_names(), None, arch).unwrap();
+        let preds = predictions(120, wrong_every);
+        write_evaluation(&eval, &preds, &class_names(), None, arch).unwrap();
+        let mut ids: Vec<String> = preds.iter().map(|p| p.clip_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let extract = root.join(format!("extract-{arch}"));
+        fake_extract(&extract, &ids, 10, 64);
+        write_misclassified_examples(&eval, &extract, &preds, &class_names(), 3).unwrap();
         inputs.push(input("evaluate", &format!("evaluate[arch={arch}]"), &format!(r#"{{"arch": "{arch}"}}"#), eval));
     }
     // Train instances in the other order: matching must not rely on position.
@@ -79,8 +86,8 @@ fn report_compares_every_model() {
 
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     let images = html.matches("src=\"data:image/png;base64,").count();
-    // accuracy comparison, 2 distributions, per model confusion + per-class + curves.
-    assert_eq!(images, 1 + 2 + 2 * 3, "embedded plots");
+    // accuracy comparison, 2 distributions, per model confusion + per-class + curves + examples.
+    assert_eq!(images, 1 + 2 + 2 * 4, "embedded plots");
     assert!(!html.contains("src=\"plots/") && !html.contains("http://") && !html.contains("https://"));
     assert!(html.contains("<td>60.4%</td>") && html.contains("R3D-18"));
 }
@@ -173,9 +180,19 @@ fn report_html_renders_in_headless_chromium() {
     let out = dir.path().join("out");
     run_report(&inputs, &out).unwrap();
     let profile = tempfile::tempdir().unwrap();
-    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-screenshot.png");
-    let _ = std::fs::remove_file(&shot);
-    let html = out.join("report.html");
+    // The report and its screenshot stay in target/tmp for a person to look at.
+    let keep = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report");
+    let _ = std::fs::remove_dir_all(&keep);
+    std::fs::create_dir_all(keep.join("plots")).unwrap();
+    for file in ["report.html", "report.md", "comparison.csv", "comparison.json"] {
+        std::fs::copy(out.join(file), keep.join(file)).unwrap();
+    }
+    for entry in std::fs::read_dir(out.join("plots")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), keep.join("plots").join(entry.file_name())).unwrap();
+    }
+    let shot = keep.join("screenshot.png");
+    let html = keep.join("report.html");
     let status = Command::new(chromium())
         .args([
             "--headless",

@@ -33,7 +33,10 @@ pub fn predictions(n: usize, wrong_every: usize) -> Vec<Prediction> {
             let predicted = if (i + 1) % wrong_every == 0 { (label + 1) % 8 } else { label };
             let mut probs = vec![0.02f32; 8];
             probs[predicted as usize] = 0.86;
-            Prediction { clip_id: format!("01-01-{:02}-01-01-{:02}", label + 1, 1 + i % 2), actor: 1 + (i % 2) as i32, label, predicted, probs }
+            let actor = 1 + (i % 2) as i32;
+            // Unique per clip: VV-EE-II-SS-RR-AA with the clip number in the repetition field.
+            let clip_id = format!("01-{:02}-01-01-{:02}-{actor:02}", label + 1, i / 8);
+            Prediction { clip_id, actor, label, predicted, probs }
         })
         .collect()
 }
