@@ -42,9 +42,17 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 const MODEL_HEADER: [&str; 13] =
     ["Model", "Arch", "T", "Size", "Augment", "Params", "Train time", "Epochs", "Test accuracy [95% CI]", "Macro-F1", "UAR", "n test", "Study"];
 
+/// The matrix part of an instance name (`evaluate[arch=r3d18]` → `arch=r3d18`), else the name.
+fn short_name(instance: &str) -> String {
+    match instance.split_once('[').and_then(|(_, rest)| rest.strip_suffix(']')) {
+        Some(inner) => inner.to_owned(),
+        None => instance.to_owned(),
+    }
+}
+
 fn model_cells(r: &ComparisonRow) -> Vec<String> {
     vec![
-        r.model.clone(),
+        short_name(&r.model),
         r.arch.clone(),
         opt(r.frames),
         opt(r.size),
@@ -53,7 +61,7 @@ fn model_cells(r: &ComparisonRow) -> Vec<String> {
         duration(r.train_seconds),
         opt(r.epochs_run),
         format!("{} [{}–{}]", pct(r.accuracy), pct(r.accuracy_ci_low), pct(r.accuracy_ci_high)),
-        format!("{:.3}", r.macro_f1),
+        pct(r.macro_f1),
         pct(r.uar),
         r.n_test.to_string(),
         r.reference_accuracy.map(|a| format!("{a:.1}%")).unwrap_or_else(|| "–".into()),
@@ -71,7 +79,7 @@ fn fold_cells(f: &FoldSummary) -> Vec<String> {
         f.augmentation.clone(),
         f.folds.to_string(),
         format!("{:.1}% ± {:.1}", f.accuracy_mean * 100.0, f.accuracy_std * 100.0),
-        format!("{:.3} ± {:.3}", f.macro_f1_mean, f.macro_f1_std),
+        format!("{:.1}% ± {:.1}", f.macro_f1_mean * 100.0, f.macro_f1_std * 100.0),
         format!("{:.1}% ± {:.1}", f.uar_mean * 100.0, f.uar_std * 100.0),
         duration(f.train_seconds_mean),
         f.reference_accuracy.map(|a| format!("{a:.1}%")).unwrap_or_else(|| "–".into()),
@@ -170,16 +178,17 @@ fn esc(s: &str) -> String {
 
 const CSS: &str = "
 body { font-family: -apple-system, 'Segoe UI', 'DejaVu Sans', Helvetica, Arial, sans-serif; color: #1d2330;
-       max-width: 1200px; margin: 2rem auto; padding: 0 1.5rem; line-height: 1.5; }
+       max-width: 1280px; margin: 2rem auto; padding: 0 1.5rem; line-height: 1.5; }
 h1 { font-size: 1.7rem; border-bottom: 2px solid #1f77b4; padding-bottom: .3rem; }
 h2 { font-size: 1.3rem; margin-top: 2.2rem; border-bottom: 1px solid #dde2ea; padding-bottom: .2rem; }
 h3 { font-size: 1.05rem; margin-top: 1.5rem; }
 .summary { background: #eef5fb; border-left: 4px solid #1f77b4; padding: .6rem 1rem; }
-table { border-collapse: collapse; margin: 1rem 0; font-size: .9rem; }
-th, td { border: 1px solid #dde2ea; padding: .35rem .6rem; text-align: right; white-space: nowrap; }
-th { white-space: normal; }
-th { background: #f3f5f8; }
-td:first-child, th:first-child, td.text { text-align: left; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: .85rem; }
+.wide { overflow-x: auto; }
+th, td { border: 1px solid #dde2ea; padding: .35rem .55rem; text-align: right; white-space: nowrap; }
+th { background: #f3f5f8; white-space: normal; vertical-align: bottom; }
+.text { text-align: left; white-space: normal; }
+td.wrap { white-space: normal; min-width: 7rem; }
 tr:nth-child(even) td { background: #fafbfc; }
 tr.best td { background: #e8f4e8; font-weight: 600; }
 figure { margin: 1rem 0 2rem; }
@@ -200,20 +209,28 @@ pub(crate) fn render_html(report: &Report, out_dir: &Path) -> Result<String, Sta
     let _ = writeln!(h, "<h1>{}</h1>\n<p class=\"summary\">{}</p>", esc(&report.title), esc(&summary_line(report)));
     let best = report.best().map(|b| b.model.clone());
     let table = |h: &mut String, header: &[String], rows: &[Vec<String>], highlight: &dyn Fn(usize) -> bool| {
-        h.push_str("<table>\n<thead><tr>");
-        for c in header {
-            let _ = write!(h, "<th>{}</th>", esc(c));
+        let text = |j: usize| ["Model", "Arch", "Augment"].contains(&header[j].as_str()) || j == 0;
+        h.push_str("<div class=\"wide\"><table>\n<thead><tr>");
+        for (j, c) in header.iter().enumerate() {
+            let class = if text(j) { " class=\"text\"" } else { "" };
+            let _ = write!(h, "<th{class}>{}</th>", esc(c));
         }
         h.push_str("</tr></thead>\n<tbody>\n");
         for (i, row) in rows.iter().enumerate() {
             h.push_str(if highlight(i) { "<tr class=\"best\">" } else { "<tr>" });
             for (j, c) in row.iter().enumerate() {
-                let class = if j < 2 || header[j] == "Augment" { " class=\"text\"" } else { "" };
+                let class = if text(j) {
+                    " class=\"text\""
+                } else if header[j].contains("ccuracy") {
+                    " class=\"wrap\""
+                } else {
+                    ""
+                };
                 let _ = write!(h, "<td{class}>{}</td>", esc(c));
             }
             h.push_str("</tr>\n");
         }
-        h.push_str("</tbody>\n</table>\n");
+        h.push_str("</tbody>\n</table></div>\n");
     };
     let figures = |h: &mut String, figs: &[Figure]| -> Result<(), StageError> {
         for f in figs {

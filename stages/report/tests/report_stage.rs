@@ -78,7 +78,7 @@ fn report_compares_every_model() {
     assert!(csv.contains("evaluate[arch=r3d18],r3d18,10,112,yes,,11689512,754.2,6,120,0.666667,"), "{csv}");
 
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains("| evaluate[arch=r3d18] | r3d18 | 10 | 112 | yes | 11.7M | 12 min 34 s | 6 | 66.7% ["), "{md}");
+    assert!(md.contains("| arch=r3d18 | r3d18 | 10 | 112 | yes | 11.7M | 12 min 34 s | 6 | 66.7% ["), "{md}");
     assert!(md.contains("](plots/class_distribution.png)"), "{md}");
     for link in md.split("](").skip(1).map(|s| &s[..s.find(')').unwrap()]) {
         assert_png(&out.join(link), None, 4);
@@ -89,7 +89,7 @@ fn report_compares_every_model() {
     // accuracy comparison, 2 distributions, per model confusion + per-class + curves + examples.
     assert_eq!(images, 1 + 2 + 2 * 4, "embedded plots");
     assert!(!html.contains("src=\"plots/") && !html.contains("http://") && !html.contains("https://"));
-    assert!(html.contains("<td>60.4%</td>") && html.contains("R3D-18"));
+    assert!(html.contains("<td>60.4%</td>") && html.contains("<td class=\"wrap\">66.7% [57.8%–74.5%]</td>") && html.contains("R3D-18"));
 }
 
 #[test]
