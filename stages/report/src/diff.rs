@@ -98,7 +98,13 @@ pub fn flat_metrics(path: &Path) -> Result<BTreeMap<String, f64>, StageError> {
 }
 
 fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, f64>) {
-    let join = |key: &str| if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") };
+    let join = |key: &str| {
+        if prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{prefix}.{key}")
+        }
+    };
     match value {
         Value::Number(n) => {
             if let Some(v) = n.as_f64().filter(|v| v.is_finite()) {

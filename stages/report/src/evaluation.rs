@@ -127,7 +127,12 @@ pub fn write_evaluation(
         metrics.accuracy_ci.high * 100.0,
         metrics.n
     );
-    plots::confusion_heatmap(&metrics.confusion, class_names, &format!("Confusion matrix — {acc}"), &out_dir.join("confusion.png"))?;
+    plots::confusion_heatmap(
+        &metrics.confusion,
+        class_names,
+        &format!("Confusion matrix — {acc}"),
+        &out_dir.join("confusion.png"),
+    )?;
     let recall: Vec<f64> = metrics.per_class.iter().map(|c| c.recall).collect();
     let support: Vec<u64> = metrics.per_class.iter().map(|c| c.support).collect();
     plots::per_class_accuracy(
@@ -151,7 +156,10 @@ fn write_predictions(path: &Path, predictions: &[Prediction], k: usize) -> Resul
         ("predicted".into(), Arc::new(Int64Array::from_iter_values(predictions.iter().map(|p| p.predicted)))),
     ];
     for c in 0..k {
-        columns.push((format!("prob_{c}"), Arc::new(Float32Array::from_iter_values(predictions.iter().map(|p| p.probs[c])))));
+        columns.push((
+            format!("prob_{c}"),
+            Arc::new(Float32Array::from_iter_values(predictions.iter().map(|p| p.probs[c]))),
+        ));
     }
     let b = batch(path, columns.iter().map(|(n, a)| (n.as_str(), a.clone())).collect())?;
     write_parquet(path, &b)
@@ -177,7 +185,12 @@ fn write_per_class(path: &Path, m: &Metrics) -> Result<(), StageError> {
     write_csv(path, &header, &rows)
 }
 
-fn write_confusion<T>(path: &Path, names: &[String], matrix: &[Vec<T>], fmt: impl Fn(&T) -> String) -> Result<(), StageError> {
+fn write_confusion<T>(
+    path: &Path,
+    names: &[String],
+    matrix: &[Vec<T>],
+    fmt: impl Fn(&T) -> String,
+) -> Result<(), StageError> {
     let header: Vec<String> = std::iter::once("true\\predicted".to_owned()).chain(names.iter().cloned()).collect();
     let rows: Vec<Vec<String>> = names
         .iter()
@@ -222,7 +235,8 @@ pub fn write_misclassified_examples(
     max_rows: usize,
 ) -> Result<usize, StageError> {
     let mut wrong: Vec<&Prediction> = predictions.iter().filter(|p| p.label != p.predicted).collect();
-    let confidence = |p: &Prediction| usize::try_from(p.predicted).ok().and_then(|i| p.probs.get(i)).copied().unwrap_or(0.0);
+    let confidence =
+        |p: &Prediction| usize::try_from(p.predicted).ok().and_then(|i| p.probs.get(i)).copied().unwrap_or(0.0);
     wrong.sort_by(|a, b| confidence(b).total_cmp(&confidence(a)).then_with(|| a.clip_id.cmp(&b.clip_id)));
     wrong.truncate(max_rows);
     if wrong.is_empty() {
@@ -246,6 +260,10 @@ pub fn write_misclassified_examples(
             frames,
         })
         .collect();
-    plots::misclassified_examples(&rows, "Misclassified test clips (most confident first)", &out_dir.join("misclassified_examples.png"))?;
+    plots::misclassified_examples(
+        &rows,
+        "Misclassified test clips (most confident first)",
+        &out_dir.join("misclassified_examples.png"),
+    )?;
     Ok(rows.len())
 }

@@ -38,7 +38,10 @@ impl FrameCache {
         let mut by_shard: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, id) in clip_ids.iter().enumerate() {
             let (shard, _) = self.index.get(*id).ok_or_else(|| {
-                StageError::msg(format!("clip {id} is not in the extract index {}", self.shards_dir.with_file_name("index.parquet").display()))
+                StageError::msg(format!(
+                    "clip {id} is not in the extract index {}",
+                    self.shards_dir.with_file_name("index.parquet").display()
+                ))
             })?;
             by_shard.entry(shard.as_str()).or_default().push(i);
         }
@@ -49,9 +52,8 @@ impl FrameCache {
             let tensors = SafeTensors::deserialize(&bytes).map_err(|e| file_error("parsing safetensors", &path, e))?;
             for i in members {
                 let (_, name) = &self.index[clip_ids[i]];
-                let view = tensors
-                    .tensor(name)
-                    .map_err(|e| file_error(&format!("reading tensor `{name}` from"), &path, e))?;
+                let view =
+                    tensors.tensor(name).map_err(|e| file_error(&format!("reading tensor `{name}` from"), &path, e))?;
                 out[i] = frames_of(view.dtype(), view.shape(), view.data(), count)
                     .map_err(|problem| StageError::msg(format!("{}: tensor `{name}` {problem}", path.display())))?;
             }

@@ -23,11 +23,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use stage_api::StageError;
 
 /// `StageError` for a failed operation on `path`.
-pub(crate) fn file_error(
-    what: &str,
-    path: &Path,
-    e: impl std::error::Error + Send + Sync + 'static,
-) -> StageError {
+pub(crate) fn file_error(what: &str, path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> StageError {
     StageError::with_source(format!("{what} {}", path.display()), e)
 }
 
@@ -84,9 +80,7 @@ impl Table {
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .and_then(|b| b.build())
             .map_err(|e| file_error("reading Parquet", path, e))?;
-        let batches = reader
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| file_error("reading Parquet", path, e))?;
+        let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| file_error("reading Parquet", path, e))?;
         Ok(Self { path: path.to_owned(), batches })
     }
 
@@ -102,9 +96,9 @@ impl Table {
         self.batches
             .iter()
             .map(|b| {
-                b.column_by_name(name).cloned().ok_or_else(|| {
-                    StageError::msg(format!("{}: missing column `{name}`", self.path.display()))
-                })
+                b.column_by_name(name)
+                    .cloned()
+                    .ok_or_else(|| StageError::msg(format!("{}: missing column `{name}`", self.path.display())))
             })
             .collect()
     }
@@ -144,7 +138,18 @@ impl Table {
                     })*
                 };
             }
-            take!(Float64Type, Float32Type, Int64Type, Int32Type, Int16Type, Int8Type, UInt64Type, UInt32Type, UInt16Type, UInt8Type);
+            take!(
+                Float64Type,
+                Float32Type,
+                Int64Type,
+                Int32Type,
+                Int16Type,
+                Int8Type,
+                UInt64Type,
+                UInt32Type,
+                UInt16Type,
+                UInt8Type
+            );
             if let Some(a) = col.as_boolean_opt() {
                 out.extend(a.iter().map(|v| v.map(|b| if b { 1.0 } else { 0.0 })));
                 continue;

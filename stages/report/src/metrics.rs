@@ -138,10 +138,11 @@ pub fn compute(rows: &[Row<'_>], class_names: &[String]) -> Result<Metrics, Metr
         return Err(MetricsError::Empty);
     }
     let index = |row: usize, label: i64| -> Result<usize, MetricsError> {
-        usize::try_from(label)
-            .ok()
-            .filter(|&l| l < k)
-            .ok_or(MetricsError::LabelOutOfRange { row, label, num_classes: k })
+        usize::try_from(label).ok().filter(|&l| l < k).ok_or(MetricsError::LabelOutOfRange {
+            row,
+            label,
+            num_classes: k,
+        })
     };
     let mut confusion = vec![vec![0u64; k]; k];
     let mut log_loss_sum = 0.0;

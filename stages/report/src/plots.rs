@@ -37,6 +37,8 @@ const RED: RGBColor = RGBColor(200, 30, 30);
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 type DrawResult = Result<(), Box<dyn Error + Send + Sync>>;
+/// A named line of `(epoch, value)` points and its colour.
+type Series<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
 
 /// Fails with a message naming the missing font package when plotters cannot find a
 /// sans-serif font.
@@ -84,10 +86,7 @@ pub fn training_curves(history: &History, title: &str, path: &Path) -> Result<()
             history.epochs.iter().filter_map(|e| f(e).map(|v| (e.epoch as f64, v))).collect()
         };
         let loss = [("train", series(|e| e.train_loss), BLUE), ("validation", series(|e| e.val_loss), ORANGE)];
-        let acc = [
-            ("train", series(|e| e.train_accuracy), BLUE),
-            ("validation", series(|e| e.val_accuracy), ORANGE),
-        ];
+        let acc = [("train", series(|e| e.train_accuracy), BLUE), ("validation", series(|e| e.val_accuracy), ORANGE)];
         let max_loss = loss.iter().flat_map(|s| s.1.iter().map(|p| p.1)).filter(|v| v.is_finite()).fold(0.0, f64::max);
         curve_panel(&left, "Loss", "loss", &loss, 0.0..(max_loss * 1.1).max(1e-3), SeriesLabelPosition::UpperRight)?;
         curve_panel(&right, "Accuracy", "accuracy", &acc, 0.0..1.0, SeriesLabelPosition::LowerRight)?;
@@ -99,7 +98,7 @@ fn curve_panel(
     area: &Area<'_>,
     caption: &str,
     y_desc: &str,
-    series: &[(&str, Vec<(f64, f64)>, RGBColor)],
+    series: &[Series<'_>],
     y_range: std::ops::Range<f64>,
     legend: SeriesLabelPosition,
 ) -> DrawResult {
@@ -119,7 +118,13 @@ fn curve_panel(
         .y_desc(y_desc)
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 16))
-        .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-9 { format!("{x:.0}") } else { String::new() })
+        .x_label_formatter(&|x| {
+            if (x - x.round()).abs() < 1e-9 {
+                format!("{x:.0}")
+            } else {
+                String::new()
+            }
+        })
         .draw()?;
     for (name, points, color) in series {
         if points.is_empty() {
@@ -150,7 +155,12 @@ fn segment_name(names: &[String], v: &SegmentValue<i32>) -> String {
 }
 
 /// Heatmap of `counts[true][predicted]`; colour = row share, text = count.
-pub fn confusion_heatmap(counts: &[Vec<u64>], class_names: &[String], title: &str, path: &Path) -> Result<(), StageError> {
+pub fn confusion_heatmap(
+    counts: &[Vec<u64>],
+    class_names: &[String],
+    title: &str,
+    path: &Path,
+) -> Result<(), StageError> {
     let k = class_names.len();
     if k == 0 || counts.len() != k || counts.iter().any(|r| r.len() != k) {
         return Err(StageError::msg(format!(
@@ -188,11 +198,15 @@ pub fn confusion_heatmap(counts: &[Vec<u64>], class_names: &[String], title: &st
                 let x = p as i32;
                 let fill = heat(share);
                 chart.draw_series(std::iter::once(Rectangle::new(
-                    [(SegmentValue::Exact(x), SegmentValue::Exact(y)), (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1))],
+                    [
+                        (SegmentValue::Exact(x), SegmentValue::Exact(y)),
+                        (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
+                    ],
                     fill.filled(),
                 )))?;
                 let ink = if share > 0.55 { WHITE } else { BLACK };
-                let style = TextStyle::from((FONT, 18).into_font()).color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
+                let style =
+                    TextStyle::from((FONT, 18).into_font()).color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
                 chart.draw_series(std::iter::once(Text::new(
                     count.to_string(),
                     (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y)),
@@ -246,7 +260,8 @@ pub fn per_class_accuracy(
             .draw()?;
         chart.draw_series(recall.iter().enumerate().map(|(i, r)| {
             let x = i as i32;
-            let mut bar = Rectangle::new([(SegmentValue::Exact(x), 0.0), (SegmentValue::Exact(x + 1), r * 100.0)], BLUE.filled());
+            let mut bar =
+                Rectangle::new([(SegmentValue::Exact(x), 0.0), (SegmentValue::Exact(x + 1), r * 100.0)], BLUE.filled());
             bar.set_margin(0, 0, 12, 12);
             bar
         }))?;
@@ -312,8 +327,10 @@ pub fn model_comparison(rows: &[ComparisonRow], references: bool, path: &Path) -
         chart
             .draw_series(rows.iter().enumerate().map(|(i, r)| {
                 let x = i as i32;
-                let mut bar =
-                    Rectangle::new([(SegmentValue::Exact(x), 0.0), (SegmentValue::Exact(x + 1), r.accuracy * 100.0)], BLUE.mix(0.8).filled());
+                let mut bar = Rectangle::new(
+                    [(SegmentValue::Exact(x), 0.0), (SegmentValue::Exact(x + 1), r.accuracy * 100.0)],
+                    BLUE.mix(0.8).filled(),
+                );
                 bar.set_margin(0, 0, 25, 25);
                 bar
             }))?
@@ -331,15 +348,21 @@ pub fn model_comparison(rows: &[ComparisonRow], references: bool, path: &Path) -
             }
             let style = TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Bottom));
             chart.draw_series(std::iter::once(
-                EmptyElement::at((x.clone(), r.accuracy * 100.0)) + Text::new(format!("{:.1}%", r.accuracy * 100.0), (6, -4), style),
+                EmptyElement::at((x.clone(), r.accuracy * 100.0))
+                    + Text::new(format!("{:.1}%", r.accuracy * 100.0), (6, -4), style),
             ))?;
         }
-        let refs: Vec<(usize, f64)> =
-            rows.iter().enumerate().filter_map(|(i, r)| r.reference_accuracy.map(|a| (i, a))).filter(|_| references).collect();
+        let refs: Vec<(usize, f64)> = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.reference_accuracy.map(|a| (i, a)))
+            .filter(|_| references)
+            .collect();
         if !refs.is_empty() {
             chart
                 .draw_series(refs.iter().map(|&(i, a)| {
-                    EmptyElement::at((SegmentValue::CenterOf(i as i32), a)) + Rectangle::new([(-40, -2), (40, 2)], RED.filled())
+                    EmptyElement::at((SegmentValue::CenterOf(i as i32), a))
+                        + Rectangle::new([(-40, -2), (40, 2)], RED.filled())
                 }))?
                 .label("study")
                 .legend(|(x, y)| Rectangle::new([(x, y - 2), (x + 14, y + 2)], RED.filled()));
@@ -425,8 +448,10 @@ pub fn class_distribution(rows: &[ClassCount], path: &Path) -> Result<(), StageE
             let bars = classes.iter().enumerate().filter_map(|(c, (label, _))| {
                 let count = rows.iter().find(|r| &r.split == split && r.label == *label)?.count;
                 let x = (c * group + s) as i32;
-                let mut bar =
-                    Rectangle::new([(SegmentValue::Exact(x), 0.0), (SegmentValue::Exact(x + 1), count as f64)], color.filled());
+                let mut bar = Rectangle::new(
+                    [(SegmentValue::Exact(x), 0.0), (SegmentValue::Exact(x + 1), count as f64)],
+                    color.filled(),
+                );
                 bar.set_margin(0, 0, 2, 2);
                 Some(bar)
             });
@@ -480,8 +505,10 @@ pub fn actor_distribution(rows: &[ActorCount], path: &Path) -> Result<(), StageE
             let color = split_color(s);
             let bars = rows.iter().enumerate().filter(|(_, r)| &r.split == split).map(|(i, r)| {
                 let x = i as i32;
-                let mut bar =
-                    Rectangle::new([(SegmentValue::Exact(x), 0.0), (SegmentValue::Exact(x + 1), r.count as f64)], color.filled());
+                let mut bar = Rectangle::new(
+                    [(SegmentValue::Exact(x), 0.0), (SegmentValue::Exact(x + 1), r.count as f64)],
+                    color.filled(),
+                );
                 bar.set_margin(0, 0, 4, 4);
                 bar
             });
@@ -536,8 +563,9 @@ pub fn misclassified_examples(rows: &[ExampleRow], title: &str, path: &Path) -> 
             root.draw(&Text::new(row.caption.clone(), (GAP as i32, top + 6), (FONT, 17).into_font().color(&RED)))?;
             for (i, buf) in frames.into_iter().enumerate() {
                 let x = (GAP + i as u32 * (TILE + GAP)) as i32;
-                let element = BitMapElement::<_, RGBPixel>::with_owned_buffer((x, top + CAPTION as i32), (TILE, TILE), buf)
-                    .ok_or("frame buffer has the wrong size")?;
+                let element =
+                    BitMapElement::<_, RGBPixel>::with_owned_buffer((x, top + CAPTION as i32), (TILE, TILE), buf)
+                        .ok_or("frame buffer has the wrong size")?;
                 root.draw(&element)?;
             }
         }
@@ -558,7 +586,10 @@ pub(crate) mod tests {
     }
 
     fn names(k: usize) -> Vec<String> {
-        ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"][..k].iter().map(|s| s.to_string()).collect()
+        ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"][..k]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     #[test]
@@ -625,8 +656,14 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let frame = |v: u8| image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([v, (x * 8) as u8, (y * 8) as u8]));
         let rows = vec![
-            ExampleRow { caption: "clip A: true happy, predicted sad".into(), frames: (0..6).map(|i| frame(i * 40)).collect() },
-            ExampleRow { caption: "clip B: true calm, predicted neutral".into(), frames: (0..3).map(|i| frame(i * 80)).collect() },
+            ExampleRow {
+                caption: "clip A: true happy, predicted sad".into(),
+                frames: (0..6).map(|i| frame(i * 40)).collect(),
+            },
+            ExampleRow {
+                caption: "clip B: true calm, predicted neutral".into(),
+                frames: (0..3).map(|i| frame(i * 80)).collect(),
+            },
         ];
         let path = dir.path().join("examples.png");
         misclassified_examples(&rows, "Misclassified", &path).unwrap();

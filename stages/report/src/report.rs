@@ -75,7 +75,10 @@ impl Stage for ReportStage {
         let summary = format!(
             "{} model(s) compared{}",
             report.rows.len(),
-            report.best().map(|r| format!(", best {} at {:.1}% test accuracy", r.model, r.accuracy * 100.0)).unwrap_or_default()
+            report
+                .best()
+                .map(|r| format!(", best {} at {:.1}% test accuracy", r.model, r.accuracy * 100.0))
+                .unwrap_or_default()
         );
         Ok(StageOutcome::new(summary))
     }
@@ -226,7 +229,8 @@ fn build_report(ctx: &StageContext<'_>, params: &ReportParams) -> Result<Report,
     plots::model_comparison(&rows, params.references, &ctx.out_dir.join(file))?;
     overview.push(Figure {
         file: file.into(),
-        caption: "Test accuracy per model with its 95% Wilson interval (whiskers) and the study's number (red bar)".into(),
+        caption: "Test accuracy per model with its 95% Wilson interval (whiskers) and the study's number (red bar)"
+            .into(),
     });
     let data = split_figures(ctx, &plots_dir, &mut notes)?;
 
@@ -322,7 +326,13 @@ fn augmentation_text(v: Option<&Value>) -> String {
 
 fn comparison_row(eval: &StageInput, train: Option<&StageInput>, model: &Value, m: &Metrics) -> ComparisonRow {
     let get = |key: &str| lookup(key, model, train, eval);
-    let arch = get("arch").map(text_of).unwrap_or_else(|| if m.model.is_empty() { eval.instance.clone() } else { m.model.clone() });
+    let arch = get("arch").map(text_of).unwrap_or_else(|| {
+        if m.model.is_empty() {
+            eval.instance.clone()
+        } else {
+            m.model.clone()
+        }
+    });
     let augmentation = augmentation_text(get("augment").or_else(|| get("augmentation")));
     let fold = get("fold").filter(|v| !v.is_null()).map(text_of);
     ComparisonRow {
@@ -347,7 +357,9 @@ fn comparison_row(eval: &StageInput, train: Option<&StageInput>, model: &Value, 
 
 /// Mean ± std over folds, per (arch, frames, size, augmentation), for rows with a fold.
 pub fn fold_summaries(rows: &[ComparisonRow]) -> Vec<FoldSummary> {
-    let mut groups: BTreeMap<(String, Option<u64>, Option<u64>, String), Vec<&ComparisonRow>> = BTreeMap::new();
+    // (arch, frames, size, augmentation) → the fold rows of that configuration.
+    type Config = (String, Option<u64>, Option<u64>, String);
+    let mut groups: BTreeMap<Config, Vec<&ComparisonRow>> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.fold.is_some()) {
         groups.entry((r.arch.clone(), r.frames, r.size, r.augmentation.clone())).or_default().push(r);
     }
@@ -411,8 +423,15 @@ fn model_figures(eval: &StageInput, train: Option<&StageInput>, plots_dir: &Path
             let history = read_history(&history_path)?;
             if !history.epochs.is_empty() {
                 let file = format!("{name}-curves.png");
-                plots::training_curves(&history, &format!("Training curves — {}", train.instance), &plots_dir.join(&file))?;
-                figures.insert(2.min(figures.len()), Figure { file: format!("plots/{file}"), caption: "Training curves".into() });
+                plots::training_curves(
+                    &history,
+                    &format!("Training curves — {}", train.instance),
+                    &plots_dir.join(&file),
+                )?;
+                figures.insert(
+                    2.min(figures.len()),
+                    Figure { file: format!("plots/{file}"), caption: "Training curves".into() },
+                );
             }
         }
     }
@@ -438,7 +457,10 @@ fn split_figures(ctx: &StageContext<'_>, plots_dir: &Path, notes: &mut Vec<Strin
             .collect();
         if !rows.is_empty() {
             plots::class_distribution(&rows, &plots_dir.join("class_distribution.png"))?;
-            figures.push(Figure { file: "plots/class_distribution.png".into(), caption: "Clips per class and split".into() });
+            figures.push(Figure {
+                file: "plots/class_distribution.png".into(),
+                caption: "Clips per class and split".into(),
+            });
         }
     }
     let actors_path = split.dir.join("actor_counts.parquet");
@@ -449,7 +471,10 @@ fn split_figures(ctx: &StageContext<'_>, plots_dir: &Path, notes: &mut Vec<Strin
             (0..s.len()).map(|i| ActorCount { split: s[i].clone(), actor: a[i], count: c[i].max(0) as u64 }).collect();
         if !rows.is_empty() {
             plots::actor_distribution(&rows, &plots_dir.join("actor_distribution.png"))?;
-            figures.push(Figure { file: "plots/actor_distribution.png".into(), caption: "Clips per actor and split".into() });
+            figures.push(Figure {
+                file: "plots/actor_distribution.png".into(),
+                caption: "Clips per actor and split".into(),
+            });
         }
     }
     Ok(figures)
@@ -461,8 +486,22 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 
 fn write_comparison_csv(path: &Path, rows: &[ComparisonRow]) -> Result<(), StageError> {
     let header = [
-        "model", "arch", "frames", "size", "augmentation", "fold", "parameter_count", "train_seconds", "epochs_run",
-        "n_test", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "macro_f1", "uar", "reference_accuracy",
+        "model",
+        "arch",
+        "frames",
+        "size",
+        "augmentation",
+        "fold",
+        "parameter_count",
+        "train_seconds",
+        "epochs_run",
+        "n_test",
+        "accuracy",
+        "accuracy_ci_low",
+        "accuracy_ci_high",
+        "macro_f1",
+        "uar",
+        "reference_accuracy",
     ]
     .map(String::from);
     let body: Vec<Vec<String>> = rows

@@ -30,7 +30,12 @@ fn two_models(root: &Path) -> Vec<StageInput> {
     for (arch, epochs) in [("resnet18_lstm", 8), ("r3d18", 6)] {
         let train = root.join(format!("train-{arch}"));
         fake_train(&train, arch, serde_json::json!({}), epochs);
-        inputs.push(input("train", &format!("train[arch={arch}]"), &format!(r#"{{"arch": "{arch}", "epochs": 30}}"#), train));
+        inputs.push(input(
+            "train",
+            &format!("train[arch={arch}]"),
+            &format!(r#"{{"arch": "{arch}", "epochs": 30}}"#),
+            train,
+        ));
     }
     let split = root.join("split");
     fake_split(&split);
@@ -89,7 +94,11 @@ fn report_compares_every_model() {
     // accuracy comparison, 2 distributions, per model confusion + per-class + curves + examples.
     assert_eq!(images, 1 + 2 + 2 * 4, "embedded plots");
     assert!(!html.contains("src=\"plots/") && !html.contains("http://") && !html.contains("https://"));
-    assert!(html.contains("<td>60.4%</td>") && html.contains("<td class=\"wrap\">66.7% [57.8%–74.5%]</td>") && html.contains("R3D-18"));
+    assert!(
+        html.contains("<td>60.4%</td>")
+            && html.contains("<td class=\"wrap\">66.7% [57.8%–74.5%]</td>")
+            && html.contains("R3D-18")
+    );
 }
 
 #[test]
@@ -105,7 +114,12 @@ fn k_fold_runs_are_summarised() {
     for fold in [1, 0] {
         let train = dir.path().join(format!("train-{fold}"));
         fake_train(&train, "r3d18", serde_json::json!({"epochs_run": 3 + fold}), 3 + fold);
-        inputs.push(input("train", &format!("train[fold={fold}]"), &format!(r#"{{"arch": "r3d18", "fold": {fold}}}"#), train));
+        inputs.push(input(
+            "train",
+            &format!("train[fold={fold}]"),
+            &format!(r#"{{"arch": "r3d18", "fold": {fold}}}"#),
+            train,
+        ));
     }
     let out = dir.path().join("out");
     run_report(&inputs, &out).unwrap();

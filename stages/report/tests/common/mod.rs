@@ -79,11 +79,16 @@ pub fn fake_train(dir: &Path, arch: &str, extra: serde_json::Value, epochs: i64)
     }
     std::fs::write(dir.join("model.json"), serde_json::to_string_pretty(&model).unwrap()).unwrap();
     let h = history(epochs);
-    let col = |f: fn(&EpochRecord) -> Option<f64>| Arc::new(Float64Array::from(h.epochs.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
+    let col = |f: fn(&EpochRecord) -> Option<f64>| {
+        Arc::new(Float64Array::from(h.epochs.iter().map(f).collect::<Vec<_>>())) as ArrayRef
+    };
     write_parquet(
         &dir.join("history.parquet"),
         vec![
-            ("epoch", Arc::new(Int32Array::from(h.epochs.iter().map(|e| e.epoch as i32).collect::<Vec<_>>())) as ArrayRef),
+            (
+                "epoch",
+                Arc::new(Int32Array::from(h.epochs.iter().map(|e| e.epoch as i32).collect::<Vec<_>>())) as ArrayRef,
+            ),
             ("train_loss", col(|e| e.train_loss)),
             ("train_accuracy", col(|e| e.train_accuracy)),
             ("val_loss", col(|e| e.val_loss)),
@@ -97,7 +102,15 @@ pub fn fake_train(dir: &Path, arch: &str, extra: serde_json::Value, epochs: i64)
 /// A split stage output: `class_counts.parquet` and `actor_counts.parquet` for 24 actors,
 /// actors 1-2 test, 3-4 val, the rest train, 60 clips each.
 pub fn fake_split(dir: &Path) {
-    let split_of = |a: i64| if a <= 2 { "test" } else if a <= 4 { "val" } else { "train" };
+    let split_of = |a: i64| {
+        if a <= 2 {
+            "test"
+        } else if a <= 4 {
+            "val"
+        } else {
+            "train"
+        }
+    };
     let (mut s, mut l, mut e, mut c) = (vec![], vec![], vec![], vec![]);
     for (split, actors) in [("train", 20i64), ("val", 2), ("test", 2)] {
         for (label, name) in CLASSES.iter().enumerate() {
@@ -140,7 +153,11 @@ pub fn fake_extract(dir: &Path, clip_ids: &[String], t: usize, s: usize) {
             for f in 0..t {
                 for y in 0..s {
                     for x in 0..s {
-                        v.extend([(f * 255 / t.max(1)) as u8, (x * 255 / s) as u8, ((y + i * 10) * 255 / (s + 100)) as u8]);
+                        v.extend([
+                            (f * 255 / t.max(1)) as u8,
+                            (x * 255 / s) as u8,
+                            ((y + i * 10) * 255 / (s + 100)) as u8,
+                        ]);
                     }
                 }
             }
@@ -152,7 +169,12 @@ pub fn fake_extract(dir: &Path, clip_ids: &[String], t: usize, s: usize) {
             .iter()
             .enumerate()
             .filter(|(i, _)| i % 2 == shard)
-            .map(|(i, id)| (id.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![t, s, s, 3], &data[i]).unwrap()))
+            .map(|(i, id)| {
+                (
+                    id.clone(),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![t, s, s, 3], &data[i]).unwrap(),
+                )
+            })
             .collect();
         safetensors::serialize_to_file(tensors, None, &dir.join("shards").join(shard_of(shard))).unwrap();
     }
