@@ -51,11 +51,13 @@ pub fn check_font() -> Result<(), StageError> {
                 Err(e) => e.to_string(),
                 Ok(_) => "the font has no glyphs".to_owned(),
             };
-            let file = if Path::new(DEJAVU_SANS).exists() { "present" } else { "missing" };
+            let hint = if Path::new(DEJAVU_SANS).exists() {
+                format!("{DEJAVU_SANS} exists but fontconfig does not list it (check FONTCONFIG_FILE, run fc-cache -f)")
+            } else {
+                format!("{DEJAVU_SANS} is missing: install Debian's `fonts-dejavu-core` package (apt-get install fonts-dejavu-core)")
+            };
             Err(StageError::msg(format!(
-                "plots need a sans-serif font found through fontconfig, and none is usable ({detail}); \
-                 {DEJAVU_SANS} is {file}: install Debian's `fonts-dejavu-core` package \
-                 (apt-get install fonts-dejavu-core)"
+                "plots need a sans-serif font found through fontconfig, and none is usable ({detail}); {hint}"
             )))
         }
     }
