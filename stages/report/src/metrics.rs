@@ -24,6 +24,17 @@
 //!   matrix divides each row by its support; a row without support is all zeros.
 //! - **Log loss** = mean of `-ln p(true class)` (probabilities clamped at 1e-15), reported when
 //!   every row carries probabilities.
+//!
+//! ```
+//! use stages_report::metrics::{compute, Row};
+//! let names: Vec<String> = ["calm", "sad"].map(String::from).to_vec();
+//! let rows = [Row { label: 0, predicted: 0, probs: &[] }, Row { label: 1, predicted: 0, probs: &[] }];
+//! let m = compute(&rows, &names).unwrap();
+//! assert_eq!(m.accuracy, 0.5);
+//! assert_eq!(m.uar, 0.5); // recall 1 for calm, 0 for sad
+//! assert_eq!(m.per_class[1].precision, 0.0); // sad is never predicted
+//! assert!(m.accuracy_ci.low < 0.5 && m.accuracy_ci.high > 0.5);
+//! ```
 
 use serde::{Deserialize, Serialize};
 
