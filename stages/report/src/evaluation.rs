@@ -1,0 +1,269 @@
+//! Everything the `evaluate` stage writes about one model, from its test-set predictions:
+//! metrics, tables and plots. The stage itself (model inference) lives in `stages-learn`; it
+//! calls [`write_evaluation`] and, with the extract stage's tensor cache at hand,
+//! [`write_misclassified_examples`].
+//!
+//! Files written into `out_dir` by [`write_evaluation`]:
+//! - `predictions.parquet`: clip_id (utf8), actor (int32), label, predicted (int64),
+//!   prob_0 .. prob_{K-1} (float32).
+//! - `metrics.json`: [`Metrics`] (see [`crate::metrics`] for the definitions).
+//! - `per_class.csv`: class, label, precision, recall, f1, support, predicted.
+//! - `confusion.csv` / `confusion_normalized.csv`: a `true\predicted` header row of class
+//!   names, then one row per true class.
+//! - `misclassified.csv`: clip_id, actor, true, predicted, then `prob_<class>` per class.
+//! - `confusion.png`, `per_class_accuracy.png`, and `curves.png` when a history is given.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float32Array, Int32Array, Int64Array, StringArray};
+use stage_api::StageError;
+
+use crate::frames::FrameCache;
+use crate::io::{batch, write_csv, write_json, write_parquet, Table};
+use crate::metrics::{self, Metrics, Row};
+use crate::plots::{self, ExampleRow};
+
+/// One test clip as the model saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub clip_id: String,
+    pub actor: i32,
+    /// True class index.
+    pub label: i64,
+    /// Predicted class index (normally the arg-max of `probs`).
+    pub predicted: i64,
+    /// Class probabilities (softmax), one per class.
+    pub probs: Vec<f32>,
+}
+
+/// One epoch of training history (a row of the train stage's `history.parquet`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochRecord {
+    pub epoch: i64,
+    pub train_loss: Option<f64>,
+    pub train_accuracy: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub lr: Option<f64>,
+    pub seconds: Option<f64>,
+}
+
+/// The per-epoch history of one training run.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct History {
+    pub epochs: Vec<EpochRecord>,
+}
+
+/// Reads a train stage's `history.parquet` (epoch, train_loss, train_accuracy, val_loss,
+/// val_accuracy, lr, seconds; any numeric type; nulls allowed except in `epoch`; `lr` and
+/// `seconds` may be absent).
+pub fn read_history(path: &Path) -> Result<History, StageError> {
+    let table = Table::read(path)?;
+    let epoch = table.integers("epoch")?;
+    let column = |name: &str, required: bool| -> Result<Vec<Option<f64>>, StageError> {
+        if required || table.has_column(name) {
+            table.numbers(name)
+        } else {
+            Ok(vec![None; epoch.len()])
+        }
+    };
+    let train_loss = column("train_loss", true)?;
+    let train_accuracy = column("train_accuracy", true)?;
+    let val_loss = column("val_loss", true)?;
+    let val_accuracy = column("val_accuracy", true)?;
+    let lr = column("lr", false)?;
+    let seconds = column("seconds", false)?;
+    let epochs = (0..epoch.len())
+        .map(|i| EpochRecord {
+            epoch: epoch[i],
+            train_loss: train_loss[i],
+            train_accuracy: train_accuracy[i],
+            val_loss: val_loss[i],
+            val_accuracy: val_accuracy[i],
+            lr: lr[i],
+            seconds: seconds[i],
+        })
+        .collect();
+    Ok(History { epochs })
+}
+
+/// Computes the metrics of `predictions` and writes every file of the module doc into
+/// `out_dir`. Returns the metrics (with `model` set to `model_name`).
+pub fn write_evaluation(
+    out_dir: &Path,
+    predictions: &[Prediction],
+    class_names: &[String],
+    history: Option<&History>,
+    model_name: &str,
+) -> Result<Metrics, StageError> {
+    if let Some(p) = predictions.iter().find(|p| p.probs.len() != class_names.len()) {
+        return Err(StageError::msg(format!(
+            "clip {}: {} probabilities for {} classes",
+            p.clip_id,
+            p.probs.len(),
+            class_names.len()
+        )));
+    }
+    let rows: Vec<Row<'_>> =
+        predictions.iter().map(|p| Row { label: p.label, predicted: p.predicted, probs: &p.probs }).collect();
+    let mut metrics = metrics::compute(&rows, class_names)
+        .map_err(|e| StageError::with_source(format!("evaluating model `{model_name}`"), e))?;
+    metrics.model = model_name.to_owned();
+
+    write_predictions(&out_dir.join("predictions.parquet"), predictions, class_names.len())?;
+    write_json(&out_dir.join("metrics.json"), &metrics)?;
+    write_per_class(&out_dir.join("per_class.csv"), &metrics)?;
+    write_confusion(&out_dir.join("confusion.csv"), class_names, &metrics.confusion, |v| v.to_string())?;
+    write_confusion(&out_dir.join("confusion_normalized.csv"), class_names, &metrics.confusion_normalized, |v| {
+        format!("{v:.6}")
+    })?;
+    write_misclassified(&out_dir.join("misclassified.csv"), predictions, class_names)?;
+
+    let acc = format!(
+        "{model_name}: accuracy {:.1}% (95% CI {:.1}–{:.1}%, n={})",
+        metrics.accuracy * 100.0,
+        metrics.accuracy_ci.low * 100.0,
+        metrics.accuracy_ci.high * 100.0,
+        metrics.n
+    );
+    plots::confusion_heatmap(
+        &metrics.confusion,
+        class_names,
+        &format!("Confusion matrix — {acc}"),
+        &out_dir.join("confusion.png"),
+    )?;
+    let recall: Vec<f64> = metrics.per_class.iter().map(|c| c.recall).collect();
+    let support: Vec<u64> = metrics.per_class.iter().map(|c| c.support).collect();
+    plots::per_class_accuracy(
+        &recall,
+        &support,
+        class_names,
+        &format!("Per-class accuracy — {model_name}"),
+        &out_dir.join("per_class_accuracy.png"),
+    )?;
+    if let Some(history) = history {
+        plots::training_curves(history, &format!("Training curves — {model_name}"), &out_dir.join("curves.png"))?;
+    }
+    Ok(metrics)
+}
+
+fn write_predictions(path: &Path, predictions: &[Prediction], k: usize) -> Result<(), StageError> {
+    let mut columns: Vec<(String, ArrayRef)> = vec![
+        ("clip_id".into(), Arc::new(StringArray::from_iter_values(predictions.iter().map(|p| p.clip_id.as_str())))),
+        ("actor".into(), Arc::new(Int32Array::from_iter_values(predictions.iter().map(|p| p.actor)))),
+        ("label".into(), Arc::new(Int64Array::from_iter_values(predictions.iter().map(|p| p.label)))),
+        ("predicted".into(), Arc::new(Int64Array::from_iter_values(predictions.iter().map(|p| p.predicted)))),
+    ];
+    for c in 0..k {
+        columns.push((
+            format!("prob_{c}"),
+            Arc::new(Float32Array::from_iter_values(predictions.iter().map(|p| p.probs[c]))),
+        ));
+    }
+    let b = batch(path, columns.iter().map(|(n, a)| (n.as_str(), a.clone())).collect())?;
+    write_parquet(path, &b)
+}
+
+fn write_per_class(path: &Path, m: &Metrics) -> Result<(), StageError> {
+    let header = ["class", "label", "precision", "recall", "f1", "support", "predicted"].map(String::from);
+    let rows: Vec<Vec<String>> = m
+        .per_class
+        .iter()
+        .map(|c| {
+            vec![
+                c.class.clone(),
+                c.label.to_string(),
+                format!("{:.6}", c.precision),
+                format!("{:.6}", c.recall),
+                format!("{:.6}", c.f1),
+                c.support.to_string(),
+                c.predicted.to_string(),
+            ]
+        })
+        .collect();
+    write_csv(path, &header, &rows)
+}
+
+fn write_confusion<T>(
+    path: &Path,
+    names: &[String],
+    matrix: &[Vec<T>],
+    fmt: impl Fn(&T) -> String,
+) -> Result<(), StageError> {
+    let header: Vec<String> = std::iter::once("true\\predicted".to_owned()).chain(names.iter().cloned()).collect();
+    let rows: Vec<Vec<String>> = names
+        .iter()
+        .zip(matrix)
+        .map(|(name, row)| std::iter::once(name.clone()).chain(row.iter().map(&fmt)).collect())
+        .collect();
+    write_csv(path, &header, &rows)
+}
+
+fn class_name(names: &[String], label: i64) -> String {
+    usize::try_from(label).ok().and_then(|l| names.get(l)).cloned().unwrap_or_else(|| label.to_string())
+}
+
+fn write_misclassified(path: &Path, predictions: &[Prediction], names: &[String]) -> Result<(), StageError> {
+    let header: Vec<String> = ["clip_id", "actor", "true", "predicted"]
+        .into_iter()
+        .map(String::from)
+        .chain(names.iter().map(|n| format!("prob_{n}")))
+        .collect();
+    let rows: Vec<Vec<String>> = predictions
+        .iter()
+        .filter(|p| p.label != p.predicted)
+        .map(|p| {
+            [p.clip_id.clone(), p.actor.to_string(), class_name(names, p.label), class_name(names, p.predicted)]
+                .into_iter()
+                .chain(p.probs.iter().map(|v| format!("{v:.4}")))
+                .collect()
+        })
+        .collect();
+    write_csv(path, &header, &rows)
+}
+
+/// Draws `misclassified_examples.png`: up to `max_rows` misclassified clips (the most
+/// confident mistakes first), six frames each, read from the extract stage's tensor cache in
+/// `extract_dir` (`index.parquet` + `shards/`). Returns how many rows were drawn (0 when
+/// nothing was misclassified; no file is written then).
+pub fn write_misclassified_examples(
+    out_dir: &Path,
+    extract_dir: &Path,
+    predictions: &[Prediction],
+    class_names: &[String],
+    max_rows: usize,
+) -> Result<usize, StageError> {
+    let mut wrong: Vec<&Prediction> = predictions.iter().filter(|p| p.label != p.predicted).collect();
+    let confidence =
+        |p: &Prediction| usize::try_from(p.predicted).ok().and_then(|i| p.probs.get(i)).copied().unwrap_or(0.0);
+    wrong.sort_by(|a, b| confidence(b).total_cmp(&confidence(a)).then_with(|| a.clip_id.cmp(&b.clip_id)));
+    wrong.truncate(max_rows);
+    if wrong.is_empty() {
+        return Ok(0);
+    }
+    let cache = FrameCache::open(extract_dir)?;
+    let ids: Vec<&str> = wrong.iter().map(|p| p.clip_id.as_str()).collect();
+    let frames = cache.sample_frames(&ids, 6)?;
+    let rows: Vec<ExampleRow> = wrong
+        .iter()
+        .zip(frames)
+        .map(|(p, frames)| ExampleRow {
+            caption: format!(
+                "{} (actor {}): true {}, predicted {} (p = {:.2})",
+                p.clip_id,
+                p.actor,
+                class_name(class_names, p.label),
+                class_name(class_names, p.predicted),
+                confidence(p)
+            ),
+            frames,
+        })
+        .collect();
+    plots::misclassified_examples(
+        &rows,
+        "Misclassified test clips (most confident first)",
+        &out_dir.join("misclassified_examples.png"),
+    )?;
+    Ok(rows.len())
+}

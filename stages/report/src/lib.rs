@@ -1,0 +1,27 @@
+//! Evaluation and reporting for the emotion-recognition pipeline.
+//!
+//! - [`metrics`]: accuracy with a 95 % Wilson interval, macro-F1, UAR, per-class scores and
+//!   the confusion matrix (pure computation).
+//! - [`evaluation`]: what the `evaluate` stage writes for one model ([`write_evaluation`]);
+//!   the stage itself, which runs the model, lives in `stages-learn`.
+//! - [`plots`]: the PNG plots.
+//! - [`report`]: the `report` stage ([`ReportStage`], `uses: report`), comparing every trained
+//!   model in `report.md`, a self-contained `report.html`, `comparison.csv` and
+//!   `comparison.json`.
+//! - [`diff`]: `metrics diff` between two runs, like `dvc metrics diff`.
+//!
+//! This crate never runs a model and depends on no other stage crate.
+
+pub mod diff;
+pub mod evaluation;
+pub mod frames;
+mod html;
+mod io;
+pub mod metrics;
+pub mod plots;
+pub mod report;
+
+pub use diff::{metrics_diff, render_diff_table, MetricChange};
+pub use evaluation::{read_history, write_evaluation, write_misclassified_examples, EpochRecord, History, Prediction};
+pub use metrics::{Metrics, MetricsError};
+pub use report::ReportStage;
