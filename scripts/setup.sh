@@ -2,8 +2,9 @@
 # Idempotent set-up for a fresh Debian machine with Rust. Source it (it exports the build
 # environment) or run it (it only installs). Skips whatever is already there.
 #
-#   ffmpeg/ffprobe        Debian's package when root; otherwise the static build in the
-#                         imageio-ffmpeg wheel, installed into the venv below.
+#   Debian packages       ffmpeg, pkg-config, libfontconfig1-dev, fonts-dejavu-core, chromium
+#                         (when root; otherwise it says what is missing). Without root, ffmpeg
+#                         comes from the static build in the imageio-ffmpeg wheel (venv below).
 #   libtorch              PyPI's torch==$TORCH_VERSION in a venv kept in a per-user cache
 #                         folder keyed by the version, so fresh clones and CI reuse it.
 #                         Override the folder with PIPELINE_TORCH_VENV.
@@ -16,11 +17,21 @@ VENV="${PIPELINE_TORCH_VENV:-$CACHE_ROOT/torch-$TORCH_VERSION}"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
-install_ffmpeg() {
-    if command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; then return; fi
+# Debian packages: ffmpeg (video), pkg-config + fontconfig headers and a font (plotters builds
+# against fontconfig and draws text with it), chromium (the report test renders report.html).
+install_debian_packages() {
+    local missing=()
+    command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
+    command -v pkg-config >/dev/null || missing+=(pkg-config)
+    pkg-config --exists fontconfig 2>/dev/null || missing+=(libfontconfig1-dev)
+    [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+    command -v chromium >/dev/null || missing+=(chromium)
+    [ ${#missing[@]} -eq 0 ] && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        log "installing ffmpeg (Debian package)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+        log "installing Debian packages: ${missing[*]}"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        log "missing (install them with your package manager): ${missing[*]}"
     fi
 }
 
@@ -46,7 +57,7 @@ link_static_ffmpeg() {
     ln -sf "$exe" "$VENV/bin/ffmpeg"
 }
 
-install_ffmpeg
+install_debian_packages
 install_venv
 link_static_ffmpeg
 
