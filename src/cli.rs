@@ -62,6 +62,26 @@ pub enum Command {
     Verify { stages: Vec<String> },
     /// Remove artifacts no current stage refers to.
     Gc,
+    /// The recorded runs, oldest first.
+    Runs,
+    /// Metrics of earlier runs.
+    #[command(subcommand)]
+    Metrics(MetricsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetricsCommand {
+    /// The change in every metric between two runs (default: the previous and the latest run
+    /// with metrics). Runs are named by id or id prefix (see `pipeline runs`).
+    Diff {
+        run_a: Option<String>,
+        run_b: Option<String>,
+        /// Also list metrics that did not change.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the command; `Ok(false)` means "ran, but something failed" (exit status 1).
@@ -149,6 +169,14 @@ pub fn run(cli: Cli, argv: &[String]) -> Result<bool> {
         Command::Gc => {
             let (removed, freed) = engine.gc().map_err(anyhow::Error::msg)?;
             println!("removed {removed} artifacts, freed {}", human_bytes(freed));
+            Ok(true)
+        }
+        Command::Runs => {
+            print!("{}", crate::runs::list(&engine.store));
+            Ok(true)
+        }
+        Command::Metrics(MetricsCommand::Diff { run_a, run_b, all, json }) => {
+            print!("{}", crate::runs::metrics_diff(&engine.store, run_a.as_deref(), run_b.as_deref(), all, json)?);
             Ok(true)
         }
         Command::Dag { .. } => unreachable!("handled above"),

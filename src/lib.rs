@@ -21,4 +21,5 @@ pub mod progress;
 pub mod registry;
 pub mod runlog;
 pub mod runner;
+pub mod runs;
 pub mod store;

@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use stage_api::Stage;
 
+/// `pipeline metrics diff` compares metrics files the way the report crate reads them.
+pub use stages_report::diff::{metrics_diff, render_diff_table};
+
 pub struct Registry {
     kinds: BTreeMap<&'static str, Arc<dyn Stage>>,
 }
@@ -13,7 +16,7 @@ pub struct Registry {
 impl Registry {
     /// Every built-in kind.
     pub fn builtin() -> Self {
-        let stages: Vec<Arc<dyn Stage>> = vec![];
+        let stages: Vec<Arc<dyn Stage>> = vec![Arc::new(stages_report::ReportStage)];
         Self::from_stages(stages)
     }
 

@@ -1,0 +1,106 @@
+//! `pipeline runs` and `pipeline metrics diff`: looking back at earlier runs.
+//!
+//! A stage has metrics when its output holds a `metrics.json` at the top (the evaluate stage
+//! writes one). A run's metrics are those of every instance in its record (fresh or ran), so
+//! `metrics diff` compares what two runs produced, like `dvc metrics diff`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::fingerprint::Key;
+use crate::runlog::RunRecord;
+use crate::store::Store;
+
+pub const METRICS_FILE: &str = "metrics.json";
+
+/// One line per recorded run, oldest first.
+pub fn list(store: &Store) -> String {
+    let mut text = String::new();
+    for r in RunRecord::all(&store.runs_dir()) {
+        let count = |s: &str| r.stages.iter().filter(|x| x.state == s).count();
+        let metrics = metric_files(store, &r).len();
+        text.push_str(&format!(
+            "{}  {:<9}  {} ran, {} fresh, {} failed  {} with metrics\n",
+            r.id,
+            r.state,
+            count("ran"),
+            count("fresh") + count("reused"),
+            count("failed"),
+            metrics
+        ));
+    }
+    if text.is_empty() {
+        text.push_str("no runs recorded yet\n");
+    }
+    text
+}
+
+/// (instance, metrics.json) of every instance of a run whose output has metrics.
+fn metric_files(store: &Store, run: &RunRecord) -> Vec<(String, PathBuf)> {
+    run.stages
+        .iter()
+        .filter_map(|s| {
+            let key = Key::parse(s.key.as_deref()?)?;
+            let file = store.output_dir(&key).join(METRICS_FILE);
+            file.is_file().then(|| (s.instance.clone(), file))
+        })
+        .collect()
+}
+
+/// Finds a run by id or unique id prefix, or `None` for the `n`-th latest run with metrics.
+fn pick<'a>(runs: &'a [RunRecord], store: &Store, id: Option<&str>, nth_latest: usize) -> Result<&'a RunRecord> {
+    match id {
+        Some(id) => {
+            let found: Vec<&RunRecord> = runs.iter().filter(|r| r.id.starts_with(id)).collect();
+            match found.as_slice() {
+                [one] => Ok(one),
+                [] => bail!("no run `{id}` (see `pipeline runs`)"),
+                _ => bail!("`{id}` names {} runs; give more of the id", found.len()),
+            }
+        }
+        None => runs
+            .iter()
+            .rev()
+            .filter(|r| !metric_files(store, r).is_empty())
+            .nth(nth_latest)
+            .with_context(|| format!("fewer than {} runs with metrics recorded", nth_latest + 1)),
+    }
+}
+
+/// Copies a run's metrics files to `dir/<instance>/metrics.json`.
+fn gather(store: &Store, run: &RunRecord, dir: &Path) -> Result<()> {
+    for (instance, file) in metric_files(store, run) {
+        let target = dir.join(instance.replace('/', "_"));
+        std::fs::create_dir_all(&target)?;
+        std::fs::copy(&file, target.join(METRICS_FILE)).with_context(|| format!("reading {}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// `pipeline metrics diff [A] [B]`: B defaults to the latest run with metrics, A to the latest
+/// one before B.
+pub fn metrics_diff(store: &Store, a: Option<&str>, b: Option<&str>, all: bool, json: bool) -> Result<String> {
+    let runs = RunRecord::all(&store.runs_dir());
+    let new = pick(&runs, store, b, 0)?;
+    let old = match a {
+        Some(_) => pick(&runs, store, a, 0)?,
+        None => runs
+            .iter()
+            .rev()
+            .filter(|r| r.started_unix_ms < new.started_unix_ms && !metric_files(store, r).is_empty())
+            .next()
+            .context("no earlier run with metrics to compare with")?,
+    };
+    let scratch = tempfile::tempdir()?;
+    let (old_dir, new_dir) = (scratch.path().join("old"), scratch.path().join("new"));
+    std::fs::create_dir_all(&old_dir)?;
+    std::fs::create_dir_all(&new_dir)?;
+    gather(store, old, &old_dir)?;
+    gather(store, new, &new_dir)?;
+    let changes = crate::registry::metrics_diff(&old_dir, &new_dir).map_err(|e| anyhow::anyhow!(e.chain()))?;
+    if json {
+        return Ok(serde_json::to_string_pretty(&changes)? + "\n");
+    }
+    Ok(format!("{} -> {}\n{}", old.id, new.id, crate::registry::render_diff_table(&changes, all)))
+}
