@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::config::Plan;
 use crate::dag::{render, DagFormat};
 use crate::registry::Registry;
+use crate::remote::Remote;
 use crate::runner::{Engine, Freshness, RunOptions};
 
 #[derive(Debug, Parser)]
@@ -20,6 +21,9 @@ pub struct Cli {
     /// Print only errors and results.
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
+    /// The shared remote cache (overrides `remote:` in the pipeline file).
+    #[arg(long, global = true, value_name = "URL")]
+    pub remote: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -41,7 +45,14 @@ pub enum Command {
         /// Stage instances to run at once.
         #[arg(long, short = 'j', default_value_t = 1)]
         jobs: usize,
+        /// Upload what this run computes to the remote.
+        #[arg(long)]
+        push: bool,
     },
+    /// Upload the current outputs of STAGE... (default all) to the remote.
+    Push { stages: Vec<String> },
+    /// Download the outputs of STAGE... (default all) that the remote has.
+    Pull { stages: Vec<String> },
     /// What `run` would do and why.
     Status {
         stages: Vec<String>,
@@ -93,7 +104,11 @@ pub fn run(cli: Cli, argv: &[String]) -> Result<bool> {
         print!("{}", render(&plan, format));
         return Ok(true);
     }
-    let engine = Engine::new(plan, cli.quiet).context("cannot open the artifact store")?;
+    let remote_url = cli.remote.clone().or_else(|| plan.remote.clone());
+    let mut engine = Engine::new(plan, cli.quiet).context("cannot open the artifact store")?;
+    if let Some(url) = remote_url {
+        engine.remote = Some(Remote::open(&url, &engine.plan.base_dir)?);
+    }
     match cli.command {
         Command::Run { stages, dry_run: true, force, .. } => {
             for s in engine.status(&stages, &force).map_err(anyhow::Error::msg)? {
@@ -104,7 +119,11 @@ pub fn run(cli: Cli, argv: &[String]) -> Result<bool> {
             }
             Ok(true)
         }
-        Command::Run { stages, force, keep_going, jobs, .. } => {
+        Command::Run { stages, force, keep_going, jobs, push, .. } => {
+            if push && engine.remote.is_none() {
+                bail!("--push needs a remote: set `remote:` in the pipeline file or pass --remote URL");
+            }
+            engine.push = push;
             engine.run(&RunOptions { targets: stages, force, keep_going, jobs }, argv).map_err(anyhow::Error::msg)
         }
         Command::Status { stages, json } => {
@@ -169,6 +188,16 @@ pub fn run(cli: Cli, argv: &[String]) -> Result<bool> {
         Command::Gc => {
             let (removed, freed) = engine.gc().map_err(anyhow::Error::msg)?;
             println!("removed {removed} artifacts, freed {}", human_bytes(freed));
+            Ok(true)
+        }
+        Command::Push { stages } => {
+            let (n, bytes) = engine.push_all(&stages).map_err(anyhow::Error::msg)?;
+            println!("pushed {n} artifacts, uploaded {}", human_bytes(bytes));
+            Ok(true)
+        }
+        Command::Pull { stages } => {
+            let n = engine.pull_all(&stages).map_err(anyhow::Error::msg)?;
+            println!("pulled {n} artifacts");
             Ok(true)
         }
         Command::Runs => {

@@ -19,6 +19,7 @@ pub mod fingerprint;
 pub mod lock;
 pub mod progress;
 pub mod registry;
+pub mod remote;
 pub mod runlog;
 pub mod runner;
 pub mod runs;

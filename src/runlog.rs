@@ -24,7 +24,8 @@ pub struct RunRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageRecord {
     pub instance: String,
-    /// `fresh`, `ran`, `reused` (another run computed it), `failed` or `not_run`.
+    /// `fresh`, `ran`, `reused` (another run computed it), `pulled` (from the remote),
+    /// `failed` or `not_run`.
     pub state: String,
     pub key: Option<String>,
     pub reasons: Vec<String>,
@@ -66,7 +67,7 @@ impl RunRecord {
     pub fn summary_line(&self, seconds: f64) -> String {
         let count = |s: &str| self.stages.iter().filter(|r| r.state == s).count();
         let mut parts = vec![format!("{} ran", count("ran")), format!("{} fresh", count("fresh") + count("reused"))];
-        for (state, label) in [("failed", "failed"), ("not_run", "not run")] {
+        for (state, label) in [("pulled", "pulled"), ("failed", "failed"), ("not_run", "not run")] {
             if count(state) > 0 {
                 parts.push(format!("{} {label}", count(state)));
             }
@@ -107,6 +108,10 @@ impl StageRecord {
 
     pub fn reused(instance: &str, key: &Key, reasons: &[DirtyReason]) -> Self {
         Self::new(instance, "reused", Some(key), reasons, 0.0, "")
+    }
+
+    pub fn pulled(instance: &str, key: &Key, reasons: &[DirtyReason]) -> Self {
+        Self::new(instance, "pulled", Some(key), reasons, 0.0, "")
     }
 
     pub fn ran(instance: &str, key: &Key, reasons: &[DirtyReason], seconds: f64, summary: &str) -> Self {

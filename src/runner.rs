@@ -24,6 +24,7 @@ use crate::filehash::HashMemo;
 use crate::fingerprint::{compute, Fingerprint, Key, UpstreamInput};
 use crate::lock::KeyLock;
 use crate::progress::Reporter;
+use crate::remote::Remote;
 use crate::runlog::{RunRecord, StageRecord};
 use crate::store::{InstanceState, Manifest, Store};
 
@@ -60,6 +61,10 @@ pub struct Engine {
     pub store: Store,
     memo: HashMemo,
     reporter: Reporter,
+    /// The shared cache asked before computing a stale instance.
+    pub remote: Option<Remote>,
+    /// Upload what this run computed to the remote.
+    pub push: bool,
 }
 
 /// Why an instance did not succeed.
@@ -71,7 +76,7 @@ impl Engine {
     pub fn new(plan: Plan, quiet: bool) -> std::io::Result<Self> {
         let store = Store::open(&plan.store_dir)?;
         let memo = HashMemo::open(store.memo_file());
-        Ok(Self { plan, store, memo, reporter: Reporter::new(quiet) })
+        Ok(Self { plan, store, memo, reporter: Reporter::new(quiet), remote: None, push: false })
     }
 
     /// Indices selected by `targets` plus everything they need; an unknown name is an error.
@@ -318,6 +323,14 @@ impl Engine {
             Err(e) => return Err(fail(format!("cannot lock: {e}"), Some(&key), &reasons, 0.0)),
         };
 
+        if !force {
+            if let Some(manifest) = self.try_pull(name, &key) {
+                drop(lock);
+                let _ = self.store.save_state(&state);
+                return Ok((manifest, StageRecord::pulled(name, &key, &reasons)));
+            }
+        }
+
         let started = Instant::now();
         let work_dir = self.store.new_tmp(&key).map_err(|e| fail(format!("cannot create a work directory: {e}"), Some(&key), &reasons, 0.0))?;
         let upstream_dirs: Vec<Upstream> = upstream
@@ -355,6 +368,7 @@ impl Engine {
                     .map_err(|e| fail(format!("cannot publish the output: {e}"), Some(&key), &reasons, seconds))?;
                 drop(lock);
                 let _ = self.store.save_state(&state);
+                self.push_computed(name, &key);
                 let summary_text = if summary.is_empty() { String::new() } else { format!(": {summary}") };
                 self.reporter.line(&format!("{name}: done in {seconds:.1} s{summary_text}"));
                 Ok((manifest, StageRecord::ran(name, &key, &reasons, seconds, &summary)))
@@ -362,6 +376,77 @@ impl Engine {
             Err(message) => {
                 let _ = std::fs::remove_dir_all(&work_dir);
                 Err(fail(message, Some(&key), &reasons, seconds))
+            }
+        }
+    }
+
+    /// Downloads `key` from the remote if it has it; `None` (after saying why) otherwise.
+    fn try_pull(&self, name: &str, key: &Key) -> Option<Manifest> {
+        let remote = self.remote.as_ref()?;
+        if !remote.has(key) {
+            return None;
+        }
+        match remote.pull(&self.store, key, name) {
+            Ok(manifest) => {
+                self.reporter.line(&format!("{name}: pulled from the remote ({} files, {} bytes)", manifest.files.len(), manifest.total_size()));
+                Some(manifest)
+            }
+            Err(e) => {
+                self.reporter.line(&format!("{name}: refused the remote copy ({e}); computing it here"));
+                None
+            }
+        }
+    }
+
+    fn push_computed(&self, name: &str, key: &Key) {
+        let Some(remote) = self.remote.as_ref().filter(|_| self.push) else { return };
+        match remote.push(&self.store, key) {
+            Ok(bytes) => self.reporter.line(&format!("{name}: pushed to the remote ({bytes} bytes uploaded)")),
+            Err(e) => self.reporter.line(&format!("{name}: push failed: {e}")),
+        }
+    }
+
+    /// `pipeline push`: uploads every selected fresh instance. Returns (pushed, bytes).
+    pub fn push_all(&self, targets: &[String]) -> Result<(usize, u64), String> {
+        let remote = self.remote.as_ref().ok_or("no remote: set `remote:` in pipeline.yaml or pass --remote URL")?;
+        let mut pushed = 0;
+        let mut bytes = 0;
+        for status in self.status(targets, &[])? {
+            let Some(key) = status.key.filter(|_| status.state == Freshness::Fresh) else {
+                self.reporter.line(&format!("{}: stale, nothing to push", status.stage));
+                continue;
+            };
+            let n = remote.push(&self.store, &key).map_err(|e| format!("{}: {e}", status.stage))?;
+            self.reporter.line(&format!("{}: pushed ({n} bytes uploaded)", status.stage));
+            pushed += 1;
+            bytes += n;
+        }
+        Ok((pushed, bytes))
+    }
+
+    /// `pipeline pull`: downloads every selected stale instance the remote has, upstream first
+    /// (a downstream key is known only once its upstream outputs are here). Returns how many.
+    pub fn pull_all(&self, targets: &[String]) -> Result<usize, String> {
+        let remote = self.remote.as_ref().ok_or("no remote: set `remote:` in pipeline.yaml or pass --remote URL")?;
+        let mut pulled = 0;
+        loop {
+            let mut progress = false;
+            for status in self.status(targets, &[])? {
+                let Some(key) = status.key.filter(|_| status.state == Freshness::Stale) else { continue };
+                if !remote.has(&key) {
+                    continue;
+                }
+                let _lock = KeyLock::acquire(&self.store, &key).map_err(|e| e.to_string())?;
+                if self.store.lookup(&key).is_some() {
+                    continue;
+                }
+                let manifest = remote.pull(&self.store, &key, &status.stage).map_err(|e| format!("{}: {e}", status.stage))?;
+                self.reporter.line(&format!("{}: pulled ({} files, {} bytes)", status.stage, manifest.files.len(), manifest.total_size()));
+                pulled += 1;
+                progress = true;
+            }
+            if !progress {
+                return Ok(pulled);
             }
         }
     }

@@ -61,6 +61,8 @@ pub struct Plan {
     /// The directory of the config file: shell stages run here, relative paths start here.
     pub base_dir: PathBuf,
     pub store_dir: PathBuf,
+    /// The remote cache named in the file, if any (`--remote` overrides it).
+    pub remote: Option<String>,
     /// Every instance, in a topological order (needs before their dependents).
     pub instances: Vec<Instance>,
 }
@@ -154,6 +156,7 @@ impl Validator<'_> {
             config_file: self.file.to_path_buf(),
             base_dir: self.base_dir.to_path_buf(),
             store_dir: self.base_dir.join(store),
+            remote: raw.remote.clone(),
             instances,
         })
     }

@@ -10,6 +10,9 @@ pub struct RawConfig {
     /// Where the artifact store lives, relative to the file (default `.pipeline`).
     #[serde(default)]
     pub store: Option<String>,
+    /// A shared remote cache (`s3://...`, `gs://...`, `az://...`, `https://...`, a directory).
+    #[serde(default)]
+    pub remote: Option<String>,
     pub stages: IndexMap<String, RawStage>,
 }
 

@@ -1,0 +1,292 @@
+//! A shared remote cache of published artifacts (a directory, S3-compatible, GCS, Azure, or
+//! read-only HTTP), through the `object_store` crate.
+//!
+//! Remote layout, content-addressed so the same file is stored once however many artifacts
+//! hold it:
+//!
+//! ```text
+//! blobs/<h0h1>/<blake3>        file contents, named by their blake3 hash
+//! manifests/<key>.json         an artifact's manifest (what `objects/<key>/manifest.json` holds)
+//! ```
+//!
+//! Push uploads missing blobs first (in parallel) and the manifest last, so a manifest is never
+//! visible before its blobs. Two machines pushing the same key at once is harmless: blobs with
+//! the same name have the same content, and either manifest is a valid one.
+//!
+//! Pull trusts nothing: the manifest is validated before anything is written (the key matches,
+//! paths are relative with no `..`, hashes are well-formed and the content hash matches the file
+//! list), every blob is streamed into a private work directory while being hashed, and a blob
+//! whose size or blake3 differs fails the pull. Only then is the directory published, with the
+//! same atomic rename as a locally computed result. A failed pull leaves nothing behind, and the
+//! stage is computed locally instead.
+
+use std::io::Write;
+use std::path::{Component, Path};
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::fingerprint::Key;
+use crate::store::{content_hash, Manifest, Store};
+
+/// Transfers in flight at once.
+const PARALLEL_TRANSFERS: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("remote `{url}`: {message}")]
+    Config { url: String, message: String },
+    #[error("remote has no artifact for key {0}")]
+    Missing(String),
+    #[error("remote manifest for key {key} is invalid: {problem}")]
+    BadManifest { key: String, problem: String },
+    #[error("remote blob {path} ({file}) is corrupt: {problem}")]
+    CorruptBlob { path: String, file: String, problem: String },
+    #[error("remote `{url}` is read-only")]
+    ReadOnly { url: String },
+    #[error("remote transfer failed: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("local I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Remote {
+    url: String,
+    store: Arc<dyn ObjectStore>,
+    read_only: bool,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Remote {
+    /// Opens a remote: `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`,
+    /// `http(s)://...` (read-only), or a directory path (`file://` optional). Credentials and
+    /// endpoints come from the usual environment variables (`AWS_ENDPOINT_URL`,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_ALLOW_HTTP`, `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_...`).
+    pub fn open(url: &str, base_dir: &Path) -> Result<Self, RemoteError> {
+        let config = |e: object_store::Error| RemoteError::Config { url: url.to_owned(), message: e.to_string() };
+        let (store, read_only): (Arc<dyn ObjectStore>, bool) = match url.split_once("://").map(|(s, _)| s) {
+            Some("s3") | Some("s3a") => {
+                let store = object_store::aws::AmazonS3Builder::from_env().with_url(url).build().map_err(config)?;
+                (Arc::new(store), false)
+            }
+            Some("gs") => (Arc::new(object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url).build().map_err(config)?), false),
+            Some("az") | Some("abfs") | Some("abfss") => {
+                (Arc::new(object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url).build().map_err(config)?), false)
+            }
+            Some("http") | Some("https") => (Arc::new(object_store::http::HttpBuilder::new().with_url(url).build().map_err(config)?), true),
+            Some("file") | None => {
+                let path = base_dir.join(url.strip_prefix("file://").unwrap_or(url));
+                std::fs::create_dir_all(&path)?;
+                (Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&path).map_err(config)?), false)
+            }
+            Some(other) => {
+                return Err(RemoteError::Config {
+                    url: url.to_owned(),
+                    message: format!("unknown scheme `{other}://` (use s3://, gs://, az://, http(s):// or a directory)"),
+                })
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        Ok(Self { url: url.to_owned(), store, read_only, runtime })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn manifest_path(key: &Key) -> ObjectPath {
+        ObjectPath::from(format!("manifests/{}.json", key.as_str()))
+    }
+
+    fn blob_path(hash: &str) -> ObjectPath {
+        ObjectPath::from(format!("blobs/{}/{hash}", &hash[..2]))
+    }
+
+    /// Whether the remote has an artifact for `key`.
+    pub fn has(&self, key: &Key) -> bool {
+        self.runtime.block_on(self.store.head(&Self::manifest_path(key))).is_ok()
+    }
+
+    /// Uploads the local artifact `key` (blobs the remote lacks, then the manifest).
+    /// Returns the number of bytes uploaded.
+    pub fn push(&self, local: &Store, key: &Key) -> Result<u64, RemoteError> {
+        if self.read_only {
+            return Err(RemoteError::ReadOnly { url: self.url.clone() });
+        }
+        let manifest = local.lookup(key).ok_or_else(|| RemoteError::Missing(key.as_str().to_owned()))?;
+        let out = local.output_dir(key);
+        self.runtime.block_on(async {
+            let uploaded: Vec<u64> = stream::iter(manifest.files.iter())
+                .map(|f| {
+                    let file = out.join(&f.path);
+                    let blob = Self::blob_path(&f.blake3);
+                    let store = self.store.clone();
+                    async move {
+                        if store.head(&blob).await.is_ok() {
+                            return Ok::<u64, RemoteError>(0);
+                        }
+                        let bytes = tokio::fs::read(&file).await?;
+                        let size = bytes.len() as u64;
+                        store.put(&blob, PutPayload::from(bytes)).await?;
+                        Ok(size)
+                    }
+                })
+                .buffer_unordered(PARALLEL_TRANSFERS)
+                .try_collect()
+                .await?;
+            let bytes = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
+            self.store.put(&Self::manifest_path(key), PutPayload::from(bytes)).await?;
+            Ok(uploaded.iter().sum())
+        })
+    }
+
+    /// Downloads, verifies and publishes the artifact `key` into the local store. Returns its
+    /// manifest as published locally.
+    pub fn pull(&self, local: &Store, key: &Key, instance: &str) -> Result<Manifest, RemoteError> {
+        let manifest = self.fetch_manifest(key)?;
+        let work = local.new_tmp(key)?;
+        let result = self.download_all(&manifest, &work.join("out"));
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&work);
+            return Err(e);
+        }
+        let published = local.publish(key, instance, &work, &manifest.summary, manifest.seconds, false);
+        let published = match published {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&work);
+                return Err(e.into());
+            }
+        };
+        if published.content_hash != manifest.content_hash {
+            // Cannot happen after per-blob verification; refuse loudly if it does.
+            let _ = local.remove(key);
+            return Err(RemoteError::BadManifest { key: key.as_str().to_owned(), problem: "content hash differs after download".into() });
+        }
+        Ok(published)
+    }
+
+    fn fetch_manifest(&self, key: &Key) -> Result<Manifest, RemoteError> {
+        let bytes = self.runtime.block_on(async {
+            match self.store.get(&Self::manifest_path(key)).await {
+                Ok(get) => Ok(get.bytes().await?),
+                Err(object_store::Error::NotFound { .. }) => Err(RemoteError::Missing(key.as_str().to_owned())),
+                Err(e) => Err(e.into()),
+            }
+        })?;
+        let bad = |problem: String| RemoteError::BadManifest { key: key.as_str().to_owned(), problem };
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a manifest: {e}")))?;
+        validate_manifest(&manifest, key).map_err(bad)?;
+        Ok(manifest)
+    }
+
+    fn download_all(&self, manifest: &Manifest, out: &Path) -> Result<(), RemoteError> {
+        self.runtime.block_on(async {
+            stream::iter(manifest.files.iter())
+                .map(|f| {
+                    let store = self.store.clone();
+                    let target = out.join(&f.path);
+                    async move {
+                        let blob = Self::blob_path(&f.blake3);
+                        let corrupt = |problem: String| RemoteError::CorruptBlob { path: blob.to_string(), file: f.path.clone(), problem };
+                        if let Some(parent) = target.parent() {
+                            tokio::fs::create_dir_all(parent).await?;
+                        }
+                        let mut file = std::fs::File::create(&target)?;
+                        let mut hasher = blake3::Hasher::new();
+                        let mut size = 0u64;
+                        let mut chunks = store.get(&blob).await?.into_stream();
+                        while let Some(chunk) = chunks.next().await {
+                            let chunk = chunk?;
+                            size += chunk.len() as u64;
+                            if size > f.size {
+                                return Err(corrupt(format!("longer than the {} bytes the manifest says", f.size)));
+                            }
+                            hasher.update(&chunk);
+                            file.write_all(&chunk)?;
+                        }
+                        if size != f.size {
+                            return Err(corrupt(format!("{size} bytes, the manifest says {}", f.size)));
+                        }
+                        let hash = hasher.finalize().to_hex().to_string();
+                        if hash != f.blake3 {
+                            return Err(corrupt(format!("blake3 {hash} differs from the manifest's {}", f.blake3)));
+                        }
+                        file.sync_all()?;
+                        Ok(())
+                    }
+                })
+                .buffer_unordered(PARALLEL_TRANSFERS)
+                .try_collect::<Vec<()>>()
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+/// Checks a manifest that came from elsewhere before anything is written.
+pub fn validate_manifest(manifest: &Manifest, key: &Key) -> Result<(), String> {
+    if manifest.key != key.as_str() {
+        return Err(format!("it is for key {}", manifest.key));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for f in &manifest.files {
+        let path = Path::new(&f.path);
+        let clean = !f.path.is_empty()
+            && !f.path.contains('\\')
+            && path.components().all(|c| matches!(c, Component::Normal(_)));
+        if !clean {
+            return Err(format!("unsafe path `{}` (paths must be relative, without `..`)", f.path));
+        }
+        if !seen.insert(&f.path) {
+            return Err(format!("path `{}` listed twice", f.path));
+        }
+        if f.blake3.len() != 64 || !f.blake3.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            return Err(format!("bad hash for `{}`", f.path));
+        }
+    }
+    if content_hash(&manifest.files) != manifest.content_hash {
+        return Err("its content hash does not match its file list".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ManifestEntry;
+
+    fn manifest(paths: &[&str]) -> (Manifest, Key) {
+        let key = Key::parse(&"ab".repeat(32)).unwrap();
+        let files: Vec<ManifestEntry> =
+            paths.iter().map(|p| ManifestEntry { path: p.to_string(), size: 1, blake3: "0".repeat(64) }).collect();
+        let m = Manifest {
+            key: key.as_str().into(),
+            instance: "x".into(),
+            content_hash: content_hash(&files),
+            files,
+            summary: String::new(),
+            seconds: 0.0,
+        };
+        (m, key)
+    }
+
+    #[test]
+    fn rejects_escaping_paths() {
+        for bad in ["../x", "/etc/passwd", "a/../../b", "./a", "", "a\\..\\b"] {
+            let (m, key) = manifest(&[bad]);
+            assert!(validate_manifest(&m, &key).is_err(), "{bad}");
+        }
+        let (m, key) = manifest(&["a/b.txt", "c"]);
+        assert!(validate_manifest(&m, &key).is_ok());
+    }
+
+    #[test]
+    fn rejects_a_tampered_file_list() {
+        let (mut m, key) = manifest(&["a"]);
+        m.files[0].size = 2;
+        assert!(validate_manifest(&m, &key).unwrap_err().contains("content hash"));
+    }
+}
