@@ -1,0 +1,138 @@
+//! The `train` stage end to end on a tiny learnable cache (S=32, T=4): learning, determinism,
+//! the checkpoint round trip through `Predictor`, and bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{input, params, run_stage, toy_cache, toy_cache_with};
+use serde_json::json;
+use stages_learn::cache::{read_cache_index, ClipLoader};
+use stages_learn::inference::Predictor;
+use stages_learn::split::{read_assignment, Split, SplitStage};
+use stages_learn::table::Table;
+use stages_learn::train::{ModelCard, TrainStage};
+
+/// A cache of 4 classes x 2 clips for actors 1-6, split 1-4 / 5 / 6.
+fn prepared(root: &Path) -> (PathBuf, PathBuf) {
+    let cache = toy_cache(&root.join("extract"), &[1, 2, 3, 4, 5, 6], &[0, 1, 2, 3], 2);
+    let split = root.join("split");
+    run_stage(&SplitStage, params(json!({"val_actors": [5], "test_actors": [6]})), &[input("extract", &cache)], &split)
+        .unwrap();
+    (cache, split)
+}
+
+fn train(root: &Path, name: &str, with: serde_json::Value) -> Result<PathBuf, stage_api::StageError> {
+    let (cache, split) = (root.join("extract"), root.join("split"));
+    let out = root.join(name);
+    run_stage(&TrainStage, params(with), &[input("extract", &cache), input("split", &split)], &out)?;
+    Ok(out)
+}
+
+fn history(dir: &Path) -> Vec<Vec<f64>> {
+    let t = Table::read(&dir.join("history.parquet")).unwrap();
+    ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"].iter().map(|c| t.floats(c).unwrap()).collect()
+}
+
+#[test]
+fn learns_the_toy_set_and_the_checkpoint_predicts_like_training() {
+    let root = tempfile::tempdir().unwrap();
+    prepared(root.path());
+    let out = train(
+        root.path(),
+        "train",
+        json!({"arch": "early_fusion_cnn", "epochs": 6, "lr": 1e-3, "augment": false, "device": "cpu", "threads": 1}),
+    )
+    .unwrap();
+    let h = history(&out);
+    let losses = &h[0];
+    assert!(losses.last().unwrap() < &(losses[0] * 0.5), "train loss did not fall: {losses:?}");
+    let card = ModelCard::read(&out).unwrap();
+    assert!(card.best_val_accuracy >= 0.75, "val accuracy {} (chance 0.25)", card.best_val_accuracy);
+    assert_eq!((card.frames, card.size, card.num_classes, card.device.as_str()), (4, 32, 8, "cpu"));
+    assert_eq!(card.class_names[3], "sad");
+    assert_eq!(card.hyperparameters["lr"], json!(1e-3));
+    assert!(card.parameter_count > 1_000_000);
+    assert!(std::fs::read_to_string(out.join("history.csv")).unwrap().starts_with("epoch,train_loss"));
+
+    // The saved best model reproduces the best validation accuracy through Predictor.
+    let predictor = Predictor::load(&out, tch::Device::Cpu).unwrap();
+    let cache = root.path().join("extract");
+    let clips = read_cache_index(&cache).unwrap();
+    let loader = ClipLoader::open(&cache, &clips).unwrap();
+    let val: Vec<_> = read_assignment(&root.path().join("split"))
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.split == Split::Val)
+        .collect();
+    let bytes: Vec<&[u8]> = val.iter().map(|a| loader.clip(&a.clip_id).unwrap()).collect();
+    let probs = predictor.predict(&bytes).unwrap();
+    let correct = probs
+        .iter()
+        .zip(&val)
+        .filter(|(p, a)| {
+            let argmax = p.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).unwrap().0;
+            argmax as i64 == a.label
+        })
+        .count();
+    assert!((correct as f64 / val.len() as f64 - card.best_val_accuracy).abs() < 1e-9);
+    assert!(probs.iter().all(|p| (p.iter().sum::<f32>() - 1.0).abs() < 1e-4));
+}
+
+#[test]
+fn bad_input_is_named() {
+    let root = tempfile::tempdir().unwrap();
+    let (cache, split) = prepared(root.path());
+    let base = json!({"arch": "early_fusion_cnn", "epochs": 1, "device": "cpu", "augment": false});
+
+    // No split need.
+    let err = run_stage(&TrainStage, params(base.clone()), &[input("extract", &cache)], &root.path().join("n1")).unwrap_err();
+    assert!(err.message.contains("`split`"), "{}", err.message);
+
+    // A class that only the test actor has.
+    let lonely = root.path().join("lonely");
+    let lonely_cache = toy_cache_with(&lonely.join("extract"), &[(1, &[0, 1]), (2, &[0, 1]), (3, &[2])], 2);
+    let lonely_split = lonely.join("split");
+    run_stage(
+        &SplitStage,
+        params(json!({"train_actors": [1], "val_actors": [2], "test_actors": [3]})),
+        &[input("extract", &lonely_cache)],
+        &lonely_split,
+    )
+    .unwrap();
+    let err = run_stage(
+        &TrainStage,
+        params(base.clone()),
+        &[input("extract", &lonely_cache), input("split", &lonely_split)],
+        &lonely.join("out"),
+    )
+    .unwrap_err();
+    assert!(err.message.contains("no clip of class 2 (happy"), "{}", err.message);
+
+    // A split made from another cache.
+    let err = run_stage(
+        &TrainStage,
+        params(base.clone()),
+        &[input("extract", &lonely_cache), input("split", &split)],
+        &lonely.join("out2"),
+    )
+    .unwrap_err();
+    assert!(err.message.contains("is not in the tensor cache"), "{}", err.message);
+
+    // A pretrained model trained on another frame count.
+    let first = train(root.path(), "first", base.clone()).unwrap();
+    let mut card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(first.join("model.json")).unwrap()).unwrap();
+    card["frames"] = json!(8);
+    std::fs::write(first.join("model.json"), card.to_string()).unwrap();
+    let mut with = base.clone();
+    with["pretrained"] = json!(first.to_str().unwrap());
+    let err = train(root.path(), "second", with).unwrap_err();
+    assert!(err.message.contains("T=8 S=32") && err.message.contains("T=4 S=32"), "{}", err.message);
+
+    // A corrupt checkpoint.
+    std::fs::write(first.join("model.safetensors"), b"garbage").unwrap();
+    card["frames"] = json!(4);
+    std::fs::write(first.join("model.json"), card.to_string()).unwrap();
+    let err = Predictor::load(&first, tch::Device::Cpu).err().unwrap();
+    assert!(err.message.contains("model.safetensors") && err.message.contains("not a readable"), "{}", err.message);
+}
