@@ -112,3 +112,63 @@ impl Predictor {
         Ok(probs.to_device(Device::Cpu))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{Arch, TemporalPool};
+    use crate::preprocess::{model_input, IMAGENET_MEAN, IMAGENET_STD};
+    use crate::train::checkpoint::{save_weights, CARD_FORMAT};
+
+    fn card(spec: &ModelSpec) -> ModelCard {
+        ModelCard {
+            format: CARD_FORMAT,
+            arch: spec.arch,
+            frames: spec.frames,
+            size: spec.size,
+            num_classes: spec.num_classes,
+            temporal_pool: spec.temporal_pool,
+            class_names: (0..spec.num_classes).map(|c| format!("class{c}")).collect(),
+            mean: IMAGENET_MEAN,
+            std: IMAGENET_STD,
+            hyperparameters: serde_json::Value::Null,
+            parameter_count: 0,
+            train_seconds: 0.0,
+            epochs_run: 1,
+            best_epoch: 1,
+            best_val_accuracy: 0.5,
+            device: "cpu".into(),
+            train_clips: 0,
+            val_clips: 0,
+            class_weights: None,
+        }
+    }
+
+    #[test]
+    fn saved_model_predicts_exactly_like_the_one_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ModelSpec { arch: Arch::EarlyFusionCnn, frames: 2, size: 16, num_classes: 3, temporal_pool: TemporalPool::Mean };
+        let vs = VarStore::new(Device::Cpu);
+        let model = models::build(&vs.root(), &spec).unwrap();
+        // Move the BatchNorm running statistics away from their initial values.
+        tch::manual_seed(5);
+        let warm = Tensor::randn(spec.input_shape(4), (Kind::Float, Device::Cpu)) * 2.0 + 0.5;
+        let _ = model.forward_t(&warm, true);
+        save_weights(&vs, &dir.path().join(WEIGHTS_FILE)).unwrap();
+        card(&spec).write(dir.path()).unwrap();
+
+        let clips: Vec<Vec<u8>> = (0..3u8).map(|k| (0..2 * 16 * 16 * 3).map(|i| (i as u8).wrapping_mul(k + 7)).collect()).collect();
+        let refs: Vec<&[u8]> = clips.iter().map(Vec::as_slice).collect();
+        let predictor = Predictor::load(dir.path(), Device::Cpu).unwrap();
+        let got = predictor.predict(&refs).unwrap();
+
+        let images = Tensor::from_slice(&clips.concat()).view([3, 2, 16, 16, 3]);
+        let expected = tch::no_grad(|| model.forward_t(&model_input(&images, Device::Cpu), false).softmax(-1, Kind::Float));
+        let expected = Vec::<Vec<f32>>::try_from(&expected).unwrap();
+        assert_eq!(got, expected);
+        assert_eq!(predictor.class_names()[2], "class2");
+
+        let err = predictor.predict(&[&clips[0][..10]]).unwrap_err();
+        assert!(err.message.contains("T=2 S=16"), "{}", err.message);
+    }
+}

@@ -136,3 +136,26 @@ fn bad_input_is_named() {
     let err = Predictor::load(&first, tch::Device::Cpu).err().unwrap();
     assert!(err.message.contains("model.safetensors") && err.message.contains("not a readable"), "{}", err.message);
 }
+
+/// Not a check but a measurement (run with `--ignored --nocapture`): the study's geometry
+/// (T=10, S=112, batch 8), augmentation on, and how long training waited for data.
+#[test]
+#[ignore]
+fn measure_data_feeding_at_study_size() {
+    let root = tempfile::tempdir().unwrap();
+    let classes: &[i64] = &[0, 1, 2, 3];
+    let groups: Vec<(i64, &[i64])> = (1..=6).map(|a| (a, classes)).collect();
+    let cache = common::toy_cache_sized(&root.path().join("extract"), &groups, 4, 10, 112);
+    let split = root.path().join("split");
+    run_stage(&SplitStage, params(json!({"val_actors": [5], "test_actors": [6]})), &[input("extract", &cache)], &split)
+        .unwrap();
+    let notes = common::Notes::default();
+    common::run_stage_with(
+        &TrainStage,
+        params(json!({"arch": "early_fusion_cnn", "epochs": 2, "device": "cpu", "threads": 2})),
+        &[input("extract", &cache), input("split", &split)],
+        &root.path().join("train"),
+        &notes,
+    )
+    .unwrap();
+}

@@ -2,6 +2,8 @@
 //! [`evaluate`] (eval mode, no gradients, fixed order). Both pull batches from the producer
 //! thread in [`super::data`] and move them to the device as uint8 before converting.
 
+use std::time::Instant;
+
 use stage_api::StageError;
 use tch::nn::{ModuleT, Optimizer};
 use tch::{Device, Kind, Reduction, Tensor};
@@ -17,6 +19,10 @@ use crate::preprocess::{normalize, to_unit_float, IMAGENET_MEAN, IMAGENET_STD};
 pub struct PassStats {
     pub loss: f64,
     pub accuracy: f64,
+    /// Seconds the training thread waited for the producer (ideally ~0).
+    pub data_wait: f64,
+    /// Seconds spent converting, augmenting and normalising batches on the device.
+    pub input_prep: f64,
 }
 
 /// What a pass needs besides the data.
@@ -47,6 +53,8 @@ struct Tally {
     loss: f64,
     correct: i64,
     seen: i64,
+    data_wait: f64,
+    input_prep: f64,
 }
 
 impl Tally {
@@ -59,7 +67,7 @@ impl Tally {
 
     fn stats(&self) -> PassStats {
         let n = self.seen.max(1) as f64;
-        PassStats { loss: self.loss / n, accuracy: self.correct as f64 / n }
+        PassStats { loss: self.loss / n, accuracy: self.correct as f64 / n, data_wait: self.data_wait, input_prep: self.input_prep }
     }
 }
 
@@ -83,9 +91,17 @@ pub fn train_epoch(
     std::thread::scope(|scope| {
         let batches = spawn_batches(scope, loader, examples, pass);
         let mut tally = Tally::default();
-        for batch in batches {
+        loop {
+            let waiting = Instant::now();
+            let Ok(batch) = batches.recv() else { break };
+            tally.data_wait += waiting.elapsed().as_secs_f64();
             let batch = batch?;
+            let preparing = Instant::now();
             let (xs, labels) = criterion.inputs(&batch);
+            if criterion.device == Device::Cpu {
+                // On a GPU this would only time the kernel launches; the CPU runs them inline.
+                tally.input_prep += preparing.elapsed().as_secs_f64();
+            }
             let amp = stepper.scaler.is_some();
             let logits = tch::autocast(amp, || model.forward_t(&xs, true));
             let loss = criterion.loss(&logits, &labels);

@@ -109,7 +109,12 @@ pub fn run(ctx: &StageContext<'_>, params: &TrainParams, canonical: &Params) -> 
             lr,
             seconds: epoch_started.elapsed().as_secs_f64(),
         };
-        ctx.progress.note(&record.line(params.epochs));
+        ctx.progress.note(&format!(
+            "{} (waited {:.2}s for data, {:.2}s preparing inputs)",
+            record.line(params.epochs),
+            train.data_wait,
+            train.input_prep
+        ));
         ctx.progress.advance(1);
         history.push(record);
         if stopping.should_stop() && epoch < params.epochs {

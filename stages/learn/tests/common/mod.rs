@@ -4,8 +4,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use stage_api::{NoProgress, Params, Stage, StageContext, StageError, StageInput, StageOutcome};
+use stage_api::{NoProgress, Params, Progress, Stage, StageContext, StageError, StageInput, StageOutcome};
 use stages_learn::cache::testing::{write_cache, FakeClip};
 
 pub const FRAMES: i64 = 4;
@@ -25,8 +26,8 @@ const PALETTE: [[u8; 3]; 8] = [
 
 /// A clip of class `label`: noisy background (a tiny LCG seeded by `seed`) with a 14x14
 /// square of the class colour at a position that moves a little from frame to frame.
-pub fn toy_clip(label: i64, seed: u64) -> Vec<u8> {
-    let (t, s) = (FRAMES as usize, SIZE as usize);
+pub fn toy_clip(label: i64, seed: u64, frames: i64, size: i64) -> Vec<u8> {
+    let (t, s) = (frames as usize, size as usize);
     let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     let mut noise = move || {
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -38,7 +39,8 @@ pub fn toy_clip(label: i64, seed: u64) -> Vec<u8> {
     for f in 0..t {
         for y in 0..s {
             for x in 0..s {
-                let inside = (y >= 6 + offset && y < 20 + offset) && (x >= 6 + f + offset && x < 20 + f + offset);
+                let (lo, hi) = (s * 6 / 32 + offset, s * 20 / 32 + offset);
+                let inside = (y >= lo && y < hi) && (x >= lo + f && x < hi + f);
                 for c in 0..3 {
                     let v = if inside { colour[c] } else { 90 + noise() / 4 };
                     data[((f * s + y) * s + x) * 3 + c] = v;
@@ -57,6 +59,11 @@ pub fn toy_cache(dir: &Path, actors: &[i64], classes: &[i64], per_class: usize) 
 
 /// Writes a cache with `per_class` clips of each listed class for each listed actor.
 pub fn toy_cache_with(dir: &Path, groups: &[(i64, &[i64])], per_class: usize) -> PathBuf {
+    toy_cache_sized(dir, groups, per_class, FRAMES, SIZE)
+}
+
+/// [`toy_cache_with`] with another clip geometry.
+pub fn toy_cache_sized(dir: &Path, groups: &[(i64, &[i64])], per_class: usize, frames: i64, size: i64) -> PathBuf {
     let mut clips = Vec::new();
     for &(actor, classes) in groups {
         for &label in classes {
@@ -66,12 +73,12 @@ pub fn toy_cache_with(dir: &Path, groups: &[(i64, &[i64])], per_class: usize) ->
                     clip_id: format!("01-{:02}-01-01-{:02}-{:02}", label + 1, k + 1, actor),
                     actor,
                     label,
-                    data: toy_clip(label, seed),
+                    data: toy_clip(label, seed, frames, size),
                 });
             }
         }
     }
-    write_cache(dir, FRAMES, SIZE, &clips).unwrap();
+    write_cache(dir, frames, size, &clips).unwrap();
     dir.to_path_buf()
 }
 
@@ -87,8 +94,32 @@ pub fn input(need: &str, dir: &Path) -> StageInput {
     StageInput { need: need.into(), instance: need.into(), params: Params::new(), dir: dir.to_path_buf() }
 }
 
+/// Collects progress notes (and prints them, visible with `--nocapture`).
+#[derive(Default)]
+pub struct Notes(pub Mutex<Vec<String>>);
+
+impl Progress for Notes {
+    fn start(&self, _total: u64, _unit: &str) {}
+    fn advance(&self, _n: u64) {}
+    fn note(&self, message: &str) {
+        println!("{message}");
+        self.0.lock().unwrap().push(message.to_owned());
+    }
+}
+
 /// Resolves `params` and runs `stage` into `out` (created empty).
 pub fn run_stage(stage: &dyn Stage, params: Params, inputs: &[StageInput], out: &Path) -> Result<StageOutcome, StageError> {
+    run_stage_with(stage, params, inputs, out, &NoProgress)
+}
+
+/// [`run_stage`] reporting to `progress`.
+pub fn run_stage_with(
+    stage: &dyn Stage,
+    params: Params,
+    inputs: &[StageInput],
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<StageOutcome, StageError> {
     let resolved = stage.resolve_params(&params).map_err(|e| StageError::msg(e.message))?;
     std::fs::create_dir_all(out).unwrap();
     let base = out.parent().unwrap_or(out);
@@ -97,7 +128,7 @@ pub fn run_stage(stage: &dyn Stage, params: Params, inputs: &[StageInput], out: 
         inputs,
         out_dir: out,
         base_dir: base,
-        progress: &NoProgress,
+        progress,
         threads: 1,
     };
     stage.run(&ctx)
