@@ -159,3 +159,33 @@ fn measure_data_feeding_at_study_size() {
     )
     .unwrap();
 }
+
+#[test]
+fn every_architecture_trains_through_the_stage() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = toy_cache(&root.path().join("extract"), &[1, 2, 3, 4], &[0, 1], 2);
+    let split = root.path().join("split");
+    run_stage(&SplitStage, params(json!({"val_actors": [3], "test_actors": [4]})), &[input("extract", &cache)], &split)
+        .unwrap();
+    let runs = [
+        ("early_fusion_resnet18", "mean"),
+        ("late_fusion_resnet18", "concat"),
+        ("r3d18", "mean"),
+        ("resnet18_lstm", "mean"),
+    ];
+    for (arch, pool) in runs {
+        let out = train(
+            root.path(),
+            arch,
+            json!({"arch": arch, "temporal_pool": pool, "epochs": 1, "batch_size": 4, "device": "cpu", "threads": 1}),
+        )
+        .unwrap();
+        let card = ModelCard::read(&out).unwrap();
+        assert_eq!((card.epochs_run, card.arch.name()), (1, arch));
+        let predictor = Predictor::load(&out, tch::Device::Cpu).unwrap();
+        assert_eq!(predictor.spec(), card.spec());
+    }
+    let err = train(root.path(), "nofile", json!({"arch": "r3d18", "epochs": 1, "device": "cpu", "pretrained": "missing.pth"}))
+        .unwrap_err();
+    assert!(err.message.contains("missing.pth") && err.message.contains("no such file"), "{}", err.message);
+}
