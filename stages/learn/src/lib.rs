@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod inference;
+pub mod inputs;
 pub mod models;
 pub mod preprocess;
 pub mod split;

@@ -17,6 +17,7 @@ use super::epoch::{evaluate, train_epoch, Criterion, Stepper};
 use super::history::{write_history, EpochRecord};
 use super::schedule::{EarlyStopping, ReduceOnPlateau};
 use super::TrainParams;
+use crate::inputs::find_input;
 use crate::models::{self, ModelSpec};
 use crate::preprocess::{IMAGENET_MEAN, IMAGENET_STD};
 use crate::CLASS_NAMES;
@@ -27,8 +28,8 @@ const AUGMENT_STREAM: u64 = 2;
 
 pub fn run(ctx: &StageContext<'_>, params: &TrainParams, canonical: &Params) -> Result<StageOutcome, StageError> {
     let started = Instant::now();
-    let extract = ctx.single_input("extract")?;
-    let split = ctx.single_input("split")?;
+    let extract = find_input(ctx, "extract", crate::cache::INDEX_FILE)?;
+    let split = find_input(ctx, "split", crate::split::ASSIGNMENT_FILE)?;
     let data = TrainingData::open(&extract.dir, &split.dir)?;
 
     let device = params.device.resolve()?;
