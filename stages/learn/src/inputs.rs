@@ -5,11 +5,19 @@
 use stage_api::{StageContext, StageError, StageInput};
 
 /// The single input called `name`, or else the single input whose folder holds `marker`.
-pub fn find_input<'a>(ctx: &'a StageContext<'_>, name: &str, marker: &str) -> Result<&'a StageInput, StageError> {
+pub fn find_input<'a>(
+    ctx: &'a StageContext<'_>,
+    name: &str,
+    marker: &str,
+) -> Result<&'a StageInput, StageError> {
     if !ctx.inputs_of(name).is_empty() {
         return ctx.single_input(name);
     }
-    let marked: Vec<&StageInput> = ctx.inputs.iter().filter(|i| i.dir.join(marker).is_file()).collect();
+    let marked: Vec<&StageInput> = ctx
+        .inputs
+        .iter()
+        .filter(|i| i.dir.join(marker).is_file())
+        .collect();
     match marked.as_slice() {
         [one] => Ok(one),
         [] => ctx.single_input(name),
@@ -47,8 +55,14 @@ mod tests {
             progress: &NoProgress,
             threads: 1,
         };
-        assert_eq!(find_input(&ctx, "extract", "index.parquet").unwrap().need, "frames10");
-        assert_eq!(find_input(&ctx, "other", "index.parquet").unwrap().need, "other");
+        assert_eq!(
+            find_input(&ctx, "extract", "index.parquet").unwrap().need,
+            "frames10"
+        );
+        assert_eq!(
+            find_input(&ctx, "other", "index.parquet").unwrap().need,
+            "other"
+        );
         let err = find_input(&ctx, "split", "assignment.parquet").unwrap_err();
         assert!(err.message.contains("`split`"), "{}", err.message);
     }

@@ -18,7 +18,16 @@ pub mod table;
 pub mod train;
 
 /// RAVDESS emotion names by label (0..7); the class order of every model.
-pub const CLASS_NAMES: [&str; 8] = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"];
+pub const CLASS_NAMES: [&str; 8] = [
+    "neutral",
+    "calm",
+    "happy",
+    "sad",
+    "angry",
+    "fearful",
+    "disgust",
+    "surprised",
+];
 
 /// The stage kinds this crate provides, for the engine's registry.
 pub fn stages() -> Vec<Box<dyn stage_api::Stage>> {

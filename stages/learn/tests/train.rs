@@ -17,21 +17,44 @@ use stages_learn::train::{ModelCard, TrainStage};
 fn prepared(root: &Path) -> (PathBuf, PathBuf) {
     let cache = toy_cache(&root.join("extract"), &[1, 2, 3, 4, 5, 6], &[0, 1, 2, 3], 2);
     let split = root.join("split");
-    run_stage(&SplitStage, params(json!({"val_actors": [5], "test_actors": [6]})), &[input("extract", &cache)], &split)
-        .unwrap();
+    run_stage(
+        &SplitStage,
+        params(json!({"val_actors": [5], "test_actors": [6]})),
+        &[input("extract", &cache)],
+        &split,
+    )
+    .unwrap();
     (cache, split)
 }
 
-fn train(root: &Path, name: &str, with: serde_json::Value) -> Result<PathBuf, stage_api::StageError> {
+fn train(
+    root: &Path,
+    name: &str,
+    with: serde_json::Value,
+) -> Result<PathBuf, stage_api::StageError> {
     let (cache, split) = (root.join("extract"), root.join("split"));
     let out = root.join(name);
-    run_stage(&TrainStage, params(with), &[input("extract", &cache), input("split", &split)], &out)?;
+    run_stage(
+        &TrainStage,
+        params(with),
+        &[input("extract", &cache), input("split", &split)],
+        &out,
+    )?;
     Ok(out)
 }
 
 fn history(dir: &Path) -> Vec<Vec<f64>> {
     let t = Table::read(&dir.join("history.parquet")).unwrap();
-    ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"].iter().map(|c| t.floats(c).unwrap()).collect()
+    [
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "lr",
+    ]
+    .iter()
+    .map(|c| t.floats(c).unwrap())
+    .collect()
 }
 
 #[test]
@@ -46,14 +69,31 @@ fn learns_the_toy_set_and_the_checkpoint_predicts_like_training() {
     .unwrap();
     let h = history(&out);
     let losses = &h[0];
-    assert!(losses.last().unwrap() < &(losses[0] * 0.5), "train loss did not fall: {losses:?}");
+    assert!(
+        losses.last().unwrap() < &(losses[0] * 0.5),
+        "train loss did not fall: {losses:?}"
+    );
     let card = ModelCard::read(&out).unwrap();
-    assert!(card.best_val_accuracy >= 0.75, "val accuracy {} (chance 0.25)", card.best_val_accuracy);
-    assert_eq!((card.frames, card.size, card.num_classes, card.device.as_str()), (4, 32, 8, "cpu"));
+    assert!(
+        card.best_val_accuracy >= 0.75,
+        "val accuracy {} (chance 0.25)",
+        card.best_val_accuracy
+    );
+    assert_eq!(
+        (
+            card.frames,
+            card.size,
+            card.num_classes,
+            card.device.as_str()
+        ),
+        (4, 32, 8, "cpu")
+    );
     assert_eq!(card.class_names[3], "sad");
     assert_eq!(card.hyperparameters["lr"], json!(1e-3));
     assert!(card.parameter_count > 1_000_000);
-    assert!(std::fs::read_to_string(out.join("history.csv")).unwrap().starts_with("epoch,train_loss"));
+    assert!(std::fs::read_to_string(out.join("history.csv"))
+        .unwrap()
+        .starts_with("epoch,train_loss"));
 
     // The saved best model reproduces the best validation accuracy through Predictor.
     let predictor = Predictor::load(&out, tch::Device::Cpu).unwrap();
@@ -65,18 +105,28 @@ fn learns_the_toy_set_and_the_checkpoint_predicts_like_training() {
         .into_iter()
         .filter(|a| a.split == Split::Val)
         .collect();
-    let bytes: Vec<&[u8]> = val.iter().map(|a| loader.clip(&a.clip_id).unwrap()).collect();
+    let bytes: Vec<&[u8]> = val
+        .iter()
+        .map(|a| loader.clip(&a.clip_id).unwrap())
+        .collect();
     let probs = predictor.predict(&bytes).unwrap();
     let correct = probs
         .iter()
         .zip(&val)
         .filter(|(p, a)| {
-            let argmax = p.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).unwrap().0;
+            let argmax = p
+                .iter()
+                .enumerate()
+                .max_by(|x, y| x.1.total_cmp(y.1))
+                .unwrap()
+                .0;
             argmax as i64 == a.label
         })
         .count();
     assert!((correct as f64 / val.len() as f64 - card.best_val_accuracy).abs() < 1e-9);
-    assert!(probs.iter().all(|p| (p.iter().sum::<f32>() - 1.0).abs() < 1e-4));
+    assert!(probs
+        .iter()
+        .all(|p| (p.iter().sum::<f32>() - 1.0).abs() < 1e-4));
 }
 
 #[test]
@@ -86,12 +136,22 @@ fn bad_input_is_named() {
     let base = json!({"arch": "early_fusion_cnn", "epochs": 1, "device": "cpu", "augment": false});
 
     // No split need.
-    let err = run_stage(&TrainStage, params(base.clone()), &[input("extract", &cache)], &root.path().join("n1")).unwrap_err();
+    let err = run_stage(
+        &TrainStage,
+        params(base.clone()),
+        &[input("extract", &cache)],
+        &root.path().join("n1"),
+    )
+    .unwrap_err();
     assert!(err.message.contains("`split`"), "{}", err.message);
 
     // A class that only the test actor has.
     let lonely = root.path().join("lonely");
-    let lonely_cache = toy_cache_with(&lonely.join("extract"), &[(1, &[0, 1]), (2, &[0, 1]), (3, &[2])], 2);
+    let lonely_cache = toy_cache_with(
+        &lonely.join("extract"),
+        &[(1, &[0, 1]), (2, &[0, 1]), (3, &[2])],
+        2,
+    );
     let lonely_split = lonely.join("split");
     run_stage(
         &SplitStage,
@@ -103,11 +163,18 @@ fn bad_input_is_named() {
     let err = run_stage(
         &TrainStage,
         params(base.clone()),
-        &[input("extract", &lonely_cache), input("split", &lonely_split)],
+        &[
+            input("extract", &lonely_cache),
+            input("split", &lonely_split),
+        ],
         &lonely.join("out"),
     )
     .unwrap_err();
-    assert!(err.message.contains("no clip of class 2 (happy"), "{}", err.message);
+    assert!(
+        err.message.contains("no clip of class 2 (happy"),
+        "{}",
+        err.message
+    );
 
     // A split made from another cache.
     let err = run_stage(
@@ -117,24 +184,37 @@ fn bad_input_is_named() {
         &lonely.join("out2"),
     )
     .unwrap_err();
-    assert!(err.message.contains("is not in the tensor cache"), "{}", err.message);
+    assert!(
+        err.message.contains("is not in the tensor cache"),
+        "{}",
+        err.message
+    );
 
     // A pretrained model trained on another frame count.
     let first = train(root.path(), "first", base.clone()).unwrap();
-    let mut card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(first.join("model.json")).unwrap()).unwrap();
+    let mut card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("model.json")).unwrap()).unwrap();
     card["frames"] = json!(8);
     std::fs::write(first.join("model.json"), card.to_string()).unwrap();
     let mut with = base.clone();
     with["pretrained"] = json!(first.to_str().unwrap());
     let err = train(root.path(), "second", with).unwrap_err();
-    assert!(err.message.contains("T=8 S=32") && err.message.contains("T=4 S=32"), "{}", err.message);
+    assert!(
+        err.message.contains("T=8 S=32") && err.message.contains("T=4 S=32"),
+        "{}",
+        err.message
+    );
 
     // A corrupt checkpoint.
     std::fs::write(first.join("model.safetensors"), b"garbage").unwrap();
     card["frames"] = json!(4);
     std::fs::write(first.join("model.json"), card.to_string()).unwrap();
     let err = Predictor::load(&first, tch::Device::Cpu).err().unwrap();
-    assert!(err.message.contains("model.safetensors") && err.message.contains("not a readable"), "{}", err.message);
+    assert!(
+        err.message.contains("model.safetensors") && err.message.contains("not a readable"),
+        "{}",
+        err.message
+    );
 }
 
 /// Not a check but a measurement (run with `--ignored --nocapture`): the study's geometry
@@ -147,8 +227,13 @@ fn measure_data_feeding_at_study_size() {
     let groups: Vec<(i64, &[i64])> = (1..=6).map(|a| (a, classes)).collect();
     let cache = common::toy_cache_sized(&root.path().join("extract"), &groups, 4, 10, 112);
     let split = root.path().join("split");
-    run_stage(&SplitStage, params(json!({"val_actors": [5], "test_actors": [6]})), &[input("extract", &cache)], &split)
-        .unwrap();
+    run_stage(
+        &SplitStage,
+        params(json!({"val_actors": [5], "test_actors": [6]})),
+        &[input("extract", &cache)],
+        &split,
+    )
+    .unwrap();
     let notes = common::Notes::default();
     common::run_stage_with(
         &TrainStage,
@@ -165,8 +250,13 @@ fn every_architecture_trains_through_the_stage() {
     let root = tempfile::tempdir().unwrap();
     let cache = toy_cache(&root.path().join("extract"), &[1, 2, 3, 4], &[0, 1], 2);
     let split = root.path().join("split");
-    run_stage(&SplitStage, params(json!({"val_actors": [3], "test_actors": [4]})), &[input("extract", &cache)], &split)
-        .unwrap();
+    run_stage(
+        &SplitStage,
+        params(json!({"val_actors": [3], "test_actors": [4]})),
+        &[input("extract", &cache)],
+        &split,
+    )
+    .unwrap();
     let runs = [
         ("early_fusion_resnet18", "mean"),
         ("late_fusion_resnet18", "concat"),
@@ -185,7 +275,15 @@ fn every_architecture_trains_through_the_stage() {
         let predictor = Predictor::load(&out, tch::Device::Cpu).unwrap();
         assert_eq!(predictor.spec(), card.spec());
     }
-    let err = train(root.path(), "nofile", json!({"arch": "r3d18", "epochs": 1, "device": "cpu", "pretrained": "missing.pth"}))
-        .unwrap_err();
-    assert!(err.message.contains("missing.pth") && err.message.contains("no such file"), "{}", err.message);
+    let err = train(
+        root.path(),
+        "nofile",
+        json!({"arch": "r3d18", "epochs": 1, "device": "cpu", "pretrained": "missing.pth"}),
+    )
+    .unwrap_err();
+    assert!(
+        err.message.contains("missing.pth") && err.message.contains("no such file"),
+        "{}",
+        err.message
+    );
 }

@@ -37,14 +37,26 @@ pub struct ClipTransform {
 
 impl ClipTransform {
     /// Leaves a clip unchanged.
-    pub const IDENTITY: ClipTransform =
-        ClipTransform { crop: 1.0, center: (0.0, 0.0), flip: false, rotation_deg: 0.0, brightness: 1.0, contrast: 1.0 };
+    pub const IDENTITY: ClipTransform = ClipTransform {
+        crop: 1.0,
+        center: (0.0, 0.0),
+        flip: false,
+        rotation_deg: 0.0,
+        brightness: 1.0,
+        contrast: 1.0,
+    };
 
     /// Draws a random transform.
     pub fn sample<R: Rng + ?Sized>(rng: &mut R) -> Self {
         let crop = rng.random_range(MIN_CROP..=1.0);
         let slack = 1.0 - crop;
-        let mut offset = || if slack > 0.0 { rng.random_range(-slack..=slack) } else { 0.0 };
+        let mut offset = || {
+            if slack > 0.0 {
+                rng.random_range(-slack..=slack)
+            } else {
+                0.0
+            }
+        };
         let center = (offset(), offset());
         ClipTransform {
             crop,
@@ -61,7 +73,14 @@ impl ClipTransform {
         let (sin, cos) = self.rotation_deg.to_radians().sin_cos();
         let sx = if self.flip { -self.crop } else { self.crop };
         let s = self.crop;
-        [cos * sx, -sin * s, self.center.0, sin * sx, cos * s, self.center.1]
+        [
+            cos * sx,
+            -sin * s,
+            self.center.0,
+            sin * sx,
+            cos * s,
+            self.center.1,
+        ]
     }
 }
 
@@ -72,7 +91,11 @@ pub fn augment(xs: &Tensor, transforms: &[ClipTransform]) -> Tensor {
     let (b, t, c, h, w) = (size[0], size[1], size[2], size[3], size[4]);
     assert_eq!(b as usize, transforms.len(), "one transform per clip");
     let device = xs.device();
-    let theta: Vec<f32> = transforms.iter().flat_map(|tr| tr.theta()).map(|v| v as f32).collect();
+    let theta: Vec<f32> = transforms
+        .iter()
+        .flat_map(|tr| tr.theta())
+        .map(|v| v as f32)
+        .collect();
     let theta = Tensor::from_slice(&theta)
         .to_device(device)
         .view([b, 1, 2, 3])
@@ -80,20 +103,25 @@ pub fn augment(xs: &Tensor, transforms: &[ClipTransform]) -> Tensor {
         .reshape([b * t, 2, 3]);
     let grid = Tensor::affine_grid_generator(&theta, [b * t, c, h, w], false);
     // interpolation 0 = bilinear, padding 0 = zeros.
-    let moved = xs.reshape([b * t, c, h, w]).grid_sampler_2d(&grid, 0, 0, false).view([b, t, c, h, w]);
+    let moved = xs
+        .reshape([b * t, c, h, w])
+        .grid_sampler_2d(&grid, 0, 0, false)
+        .view([b, t, c, h, w]);
 
     let per_clip = |f: fn(&ClipTransform) -> f64| {
         let v: Vec<f32> = transforms.iter().map(|tr| f(tr) as f32).collect();
-        Tensor::from_slice(&v).to_device(device).view([b, 1, 1, 1, 1])
+        Tensor::from_slice(&v)
+            .to_device(device)
+            .view([b, 1, 1, 1, 1])
     };
     let bright = (moved * per_clip(|tr| tr.brightness)).clamp(0.0, 1.0);
     // The clip's mean grey level (ITU-R 601 luma, as torchvision's rgb_to_grayscale).
-    let luma = Tensor::from_slice(&[0.299f32, 0.587, 0.114]).to_device(device).view([1, 1, 3, 1, 1]);
-    let grey_mean = (&bright * luma).sum_dim_intlist([2].as_slice(), true, Kind::Float).mean_dim(
-        [1, 3, 4].as_slice(),
-        true,
-        Kind::Float,
-    );
+    let luma = Tensor::from_slice(&[0.299f32, 0.587, 0.114])
+        .to_device(device)
+        .view([1, 1, 3, 1, 1]);
+    let grey_mean = (&bright * luma)
+        .sum_dim_intlist([2].as_slice(), true, Kind::Float)
+        .mean_dim([1, 3, 4].as_slice(), true, Kind::Float);
     let contrast = per_clip(|tr| tr.contrast);
     ((&bright - &grey_mean) * contrast + grey_mean).clamp(0.0, 1.0)
 }
@@ -127,7 +155,10 @@ mod tests {
     #[test]
     fn flip_mirrors_columns() {
         let xs = clips();
-        let flip = ClipTransform { flip: true, ..ClipTransform::IDENTITY };
+        let flip = ClipTransform {
+            flip: true,
+            ..ClipTransform::IDENTITY
+        };
         let out = augment(&xs, &[flip, ClipTransform::IDENTITY]);
         assert!(max_diff(&out.get(0), &xs.get(0).flip([3])) < 1e-5);
         assert!(max_diff(&out.get(1), &xs.get(1)) < 1e-5);
@@ -137,13 +168,19 @@ mod tests {
     fn random_transforms_keep_shape_and_treat_all_frames_alike() {
         let xs = clips();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let transforms = [ClipTransform::sample(&mut rng), ClipTransform::sample(&mut rng)];
+        let transforms = [
+            ClipTransform::sample(&mut rng),
+            ClipTransform::sample(&mut rng),
+        ];
         assert_ne!(transforms[0], transforms[1]);
         let out = augment(&xs, &transforms);
         assert_eq!(out.size(), xs.size());
         assert!(out.min().double_value(&[]) >= 0.0 && out.max().double_value(&[]) <= 1.0);
         for clip in 0..2 {
-            assert!(max_diff(&out.get(clip), &xs.get(clip)) > 1e-3, "clip {clip} was not changed");
+            assert!(
+                max_diff(&out.get(clip), &xs.get(clip)) > 1e-3,
+                "clip {clip} was not changed"
+            );
             for frame in 1..3 {
                 assert!(max_diff(&out.get(clip).get(frame), &out.get(clip).get(0)) < 1e-6);
             }
@@ -154,12 +191,17 @@ mod tests {
     fn sampling_is_seeded_and_within_ranges() {
         let draw = |seed| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            (0..200).map(|_| ClipTransform::sample(&mut rng)).collect::<Vec<_>>()
+            (0..200)
+                .map(|_| ClipTransform::sample(&mut rng))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(5), draw(5));
         for tr in draw(5) {
             assert!((0.9..=1.0).contains(&tr.crop));
-            assert!(tr.center.0.abs() <= 1.0 - tr.crop + 1e-12 && tr.center.1.abs() <= 1.0 - tr.crop + 1e-12);
+            assert!(
+                tr.center.0.abs() <= 1.0 - tr.crop + 1e-12
+                    && tr.center.1.abs() <= 1.0 - tr.crop + 1e-12
+            );
             assert!(tr.rotation_deg.abs() <= 20.0);
             assert!((0.8..=1.2).contains(&tr.brightness) && (0.8..=1.2).contains(&tr.contrast));
         }

@@ -37,18 +37,24 @@ impl TrainingData {
         let num_classes = CLASS_NAMES.len();
         let mut cache_counts = vec![0usize; num_classes];
         for c in &clips {
-            let class = usize::try_from(c.label).ok().filter(|&l| l < num_classes).ok_or_else(|| {
-                StageError::msg(format!(
-                    "{}: clip `{}` has label {}, expected 0..{}",
-                    cache_dir.join(crate::cache::INDEX_FILE).display(),
-                    c.clip_id,
-                    c.label,
-                    num_classes - 1
-                ))
-            })?;
+            let class = usize::try_from(c.label)
+                .ok()
+                .filter(|&l| l < num_classes)
+                .ok_or_else(|| {
+                    StageError::msg(format!(
+                        "{}: clip `{}` has label {}, expected 0..{}",
+                        cache_dir.join(crate::cache::INDEX_FILE).display(),
+                        c.clip_id,
+                        c.label,
+                        num_classes - 1
+                    ))
+                })?;
             cache_counts[class] += 1;
         }
-        let labels: HashMap<&str, i64> = clips.iter().map(|c| (c.clip_id.as_str(), c.label)).collect();
+        let labels: HashMap<&str, i64> = clips
+            .iter()
+            .map(|c| (c.clip_id.as_str(), c.label))
+            .collect();
 
         let assignment = read_assignment(split_dir)?;
         let (mut train, mut val) = (Vec::new(), Vec::new());
@@ -61,7 +67,10 @@ impl TrainingData {
                     cache_dir.display()
                 )));
             };
-            let example = Example { clip_id: a.clip_id.clone(), class: label };
+            let example = Example {
+                clip_id: a.clip_id.clone(),
+                class: label,
+            };
             match a.split {
                 Split::Train => train.push(example),
                 Split::Val => val.push(example),
@@ -70,10 +79,17 @@ impl TrainingData {
         }
         let split_file = split_dir.join(crate::split::ASSIGNMENT_FILE);
         if train.len() < 2 {
-            return Err(StageError::msg(format!("{}: the training split has {} clip(s), need at least 2", split_file.display(), train.len())));
+            return Err(StageError::msg(format!(
+                "{}: the training split has {} clip(s), need at least 2",
+                split_file.display(),
+                train.len()
+            )));
         }
         if val.is_empty() {
-            return Err(StageError::msg(format!("{}: the validation split is empty", split_file.display())));
+            return Err(StageError::msg(format!(
+                "{}: the validation split is empty",
+                split_file.display()
+            )));
         }
         let mut train_counts = vec![0usize; num_classes];
         for e in &train {
@@ -81,7 +97,12 @@ impl TrainingData {
         }
         let empty: Vec<String> = (0..num_classes)
             .filter(|&c| train_counts[c] == 0 && cache_counts[c] > 0)
-            .map(|c| format!("{c} ({}, {} clip(s) in other splits)", CLASS_NAMES[c], cache_counts[c]))
+            .map(|c| {
+                format!(
+                    "{c} ({}, {} clip(s) in other splits)",
+                    CLASS_NAMES[c], cache_counts[c]
+                )
+            })
             .collect();
         if !empty.is_empty() {
             return Err(StageError::msg(format!(
@@ -91,11 +112,25 @@ impl TrainingData {
             )));
         }
         // Map only the clips this run reads.
-        let wanted: std::collections::HashSet<&str> =
-            train.iter().chain(&val).map(|e| e.clip_id.as_str()).collect();
-        let used: Vec<_> = clips.into_iter().filter(|c| wanted.contains(c.clip_id.as_str())).collect();
+        let wanted: std::collections::HashSet<&str> = train
+            .iter()
+            .chain(&val)
+            .map(|e| e.clip_id.as_str())
+            .collect();
+        let used: Vec<_> = clips
+            .into_iter()
+            .filter(|c| wanted.contains(c.clip_id.as_str()))
+            .collect();
         let loader = ClipLoader::open(cache_dir, &used)?;
-        Ok(Self { loader, train, val, frames, size, train_counts, cache_counts })
+        Ok(Self {
+            loader,
+            train,
+            val,
+            frames,
+            size,
+            train_counts,
+            cache_counts,
+        })
     }
 
     /// Inverse-frequency class weights `n / (k * n_c)` over the k classes present in training
@@ -103,6 +138,15 @@ impl TrainingData {
     pub fn class_weights(&self) -> Vec<f64> {
         let n: usize = self.train_counts.iter().sum();
         let k = self.train_counts.iter().filter(|&&c| c > 0).count();
-        self.train_counts.iter().map(|&c| if c == 0 { 0.0 } else { n as f64 / (k as f64 * c as f64) }).collect()
+        self.train_counts
+            .iter()
+            .map(|&c| {
+                if c == 0 {
+                    0.0
+                } else {
+                    n as f64 / (k as f64 * c as f64)
+                }
+            })
+            .collect()
     }
 }

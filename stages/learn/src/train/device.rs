@@ -51,7 +51,11 @@ mod tests {
         assert_eq!(device_name(Device::Cuda(1)), "cuda:1");
         if !Cuda::is_available() {
             assert_eq!(DeviceChoice::Auto.resolve().unwrap(), Device::Cpu);
-            assert!(DeviceChoice::Cuda.resolve().unwrap_err().message.contains("no CUDA device"));
+            assert!(DeviceChoice::Cuda
+                .resolve()
+                .unwrap_err()
+                .message
+                .contains("no CUDA device"));
         }
     }
 }

@@ -9,7 +9,9 @@ use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Tensor};
 
 use super::amp::LossScaler;
-use super::checkpoint::{load_weights, save_weights, ModelCard, CARD_FILE, CARD_FORMAT, WEIGHTS_FILE};
+use super::checkpoint::{
+    load_weights, save_weights, ModelCard, CARD_FILE, CARD_FORMAT, WEIGHTS_FILE,
+};
 use super::data::{derive_seed, Pass};
 use super::dataset::TrainingData;
 use super::device::device_name;
@@ -26,18 +28,27 @@ use crate::CLASS_NAMES;
 const SHUFFLE_STREAM: u64 = 1;
 const AUGMENT_STREAM: u64 = 2;
 
-pub fn run(ctx: &StageContext<'_>, params: &TrainParams, canonical: &Params) -> Result<StageOutcome, StageError> {
+pub fn run(
+    ctx: &StageContext<'_>,
+    params: &TrainParams,
+    canonical: &Params,
+) -> Result<StageOutcome, StageError> {
     let started = Instant::now();
     let extract = find_input(ctx, "extract", crate::cache::INDEX_FILE)?;
     let split = find_input(ctx, "split", crate::split::ASSIGNMENT_FILE)?;
     let data = TrainingData::open(&extract.dir, &split.dir)?;
 
     let device = params.device.resolve()?;
-    let threads = if params.threads > 0 { params.threads } else { ctx.threads.max(1) };
+    let threads = if params.threads > 0 {
+        params.threads
+    } else {
+        ctx.threads.max(1)
+    };
     tch::set_num_threads(threads as i32);
     let amp = params.amp && device != Device::Cpu;
     if params.amp && !amp {
-        ctx.progress.note("amp: ignored on the CPU (mixed precision needs CUDA)");
+        ctx.progress
+            .note("amp: ignored on the CPU (mixed precision needs CUDA)");
     }
 
     let spec = ModelSpec {
@@ -56,19 +67,26 @@ pub fn run(ctx: &StageContext<'_>, params: &TrainParams, canonical: &Params) -> 
     }
     let parameter_count = models::parameter_count(&vs);
 
-    let adam = nn::Adam { wd: params.weight_decay, ..Default::default() };
+    let adam = nn::Adam {
+        wd: params.weight_decay,
+        ..Default::default()
+    };
     let mut opt = adam
         .build(&vs, params.lr)
         .map_err(|e| StageError::with_source("cannot create the Adam optimiser", e))?;
     let trainable = vs.trainable_variables();
     let mut scaler = amp.then(LossScaler::default);
     let class_weights = params.class_weights.then(|| data.class_weights());
-    let weights_tensor = class_weights
-        .as_ref()
-        .map(|w| Tensor::from_slice(&w.iter().map(|&x| x as f32).collect::<Vec<_>>()).to_device(device));
-    let criterion = Criterion { device, class_weights: weights_tensor.as_ref() };
+    let weights_tensor = class_weights.as_ref().map(|w| {
+        Tensor::from_slice(&w.iter().map(|&x| x as f32).collect::<Vec<_>>()).to_device(device)
+    });
+    let criterion = Criterion {
+        device,
+        class_weights: weights_tensor.as_ref(),
+    };
 
-    let mut plateau = ReduceOnPlateau::new(params.lr, params.plateau_factor, params.plateau_patience);
+    let mut plateau =
+        ReduceOnPlateau::new(params.lr, params.plateau_factor, params.plateau_patience);
     let mut stopping = EarlyStopping::new(params.early_stopping_patience);
     let mut history = Vec::new();
     let weights_path = ctx.out_dir.join(WEIGHTS_FILE);
@@ -90,12 +108,31 @@ pub fn run(ctx: &StageContext<'_>, params: &TrainParams, canonical: &Params) -> 
         let pass = Pass {
             batch_size: params.batch_size,
             shuffle_seed: Some(derive_seed(params.seed, epoch, SHUFFLE_STREAM)),
-            augment_seed: params.augment.then(|| derive_seed(params.seed, epoch, AUGMENT_STREAM)),
+            augment_seed: params
+                .augment
+                .then(|| derive_seed(params.seed, epoch, AUGMENT_STREAM)),
         };
-        let mut stepper = Stepper { opt: &mut opt, scaler: scaler.as_mut(), trainable: &trainable };
-        let train = train_epoch(model.as_ref(), &mut stepper, &criterion, &data.loader, &data.train, pass)
-            .map_err(|e| StageError::msg(format!("epoch {epoch}: {}", e.message)))?;
-        let val = evaluate(model.as_ref(), &criterion, &data.loader, &data.val, params.batch_size)?;
+        let mut stepper = Stepper {
+            opt: &mut opt,
+            scaler: scaler.as_mut(),
+            trainable: &trainable,
+        };
+        let train = train_epoch(
+            model.as_ref(),
+            &mut stepper,
+            &criterion,
+            &data.loader,
+            &data.train,
+            pass,
+        )
+        .map_err(|e| StageError::msg(format!("epoch {epoch}: {}", e.message)))?;
+        let val = evaluate(
+            model.as_ref(),
+            &criterion,
+            &data.loader,
+            &data.val,
+            params.batch_size,
+        )?;
         if stopping.observe(epoch, val.accuracy) {
             save_weights(&vs, &weights_path)?;
         }
@@ -128,7 +165,10 @@ pub fn run(ctx: &StageContext<'_>, params: &TrainParams, canonical: &Params) -> 
     }
     if let Some(s) = &scaler {
         if s.skipped() > 0 {
-            ctx.progress.note(&format!("amp: {} step(s) skipped for overflowing gradients", s.skipped()));
+            ctx.progress.note(&format!(
+                "amp: {} step(s) skipped for overflowing gradients",
+                s.skipped()
+            ));
         }
     }
 
@@ -173,7 +213,11 @@ fn start_from(vs: &mut nn::VarStore, spec: &ModelSpec, path: &Path) -> Result<St
     let own_dir = if path.is_dir() {
         Some(path.to_path_buf())
     } else {
-        path.parent().filter(|d| d.join(CARD_FILE).is_file() && path.file_name() == Some(WEIGHTS_FILE.as_ref())).map(Path::to_path_buf)
+        path.parent()
+            .filter(|d| {
+                d.join(CARD_FILE).is_file() && path.file_name() == Some(WEIGHTS_FILE.as_ref())
+            })
+            .map(Path::to_path_buf)
     };
     if let Some(dir) = own_dir {
         let card = ModelCard::read(&dir)?;
@@ -199,7 +243,10 @@ fn start_from(vs: &mut nn::VarStore, spec: &ModelSpec, path: &Path) -> Result<St
         return Ok(format!("pretrained: all weights from {}", dir.display()));
     }
     if !path.is_file() {
-        return Err(StageError::msg(format!("pretrained weights {}: no such file or folder", path.display())));
+        return Err(StageError::msg(format!(
+            "pretrained weights {}: no such file or folder",
+            path.display()
+        )));
     }
     let report = models::load_pretrained(vs, spec, path)?;
     Ok(format!(

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use stage_api::{NoProgress, Params, Progress, Stage, StageContext, StageError, StageInput, StageOutcome};
+use stage_api::{
+    NoProgress, Params, Progress, Stage, StageContext, StageError, StageInput, StageOutcome,
+};
 use stages_learn::cache::testing::{write_cache, FakeClip};
 
 pub const FRAMES: i64 = 4;
@@ -28,9 +30,13 @@ const PALETTE: [[u8; 3]; 8] = [
 /// square of the class colour at a position that moves a little from frame to frame.
 pub fn toy_clip(label: i64, seed: u64, frames: i64, size: i64) -> Vec<u8> {
     let (t, s) = (frames as usize, size as usize);
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut noise = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 56) as u8
     };
     let colour = PALETTE[label as usize];
@@ -63,7 +69,13 @@ pub fn toy_cache_with(dir: &Path, groups: &[(i64, &[i64])], per_class: usize) ->
 }
 
 /// [`toy_cache_with`] with another clip geometry.
-pub fn toy_cache_sized(dir: &Path, groups: &[(i64, &[i64])], per_class: usize, frames: i64, size: i64) -> PathBuf {
+pub fn toy_cache_sized(
+    dir: &Path,
+    groups: &[(i64, &[i64])],
+    per_class: usize,
+    frames: i64,
+    size: i64,
+) -> PathBuf {
     let mut clips = Vec::new();
     for &(actor, classes) in groups {
         for &label in classes {
@@ -91,7 +103,12 @@ pub fn params(json: serde_json::Value) -> Params {
 }
 
 pub fn input(need: &str, dir: &Path) -> StageInput {
-    StageInput { need: need.into(), instance: need.into(), params: Params::new(), dir: dir.to_path_buf() }
+    StageInput {
+        need: need.into(),
+        instance: need.into(),
+        params: Params::new(),
+        dir: dir.to_path_buf(),
+    }
 }
 
 /// Collects progress notes (and prints them, visible with `--nocapture`).
@@ -108,7 +125,12 @@ impl Progress for Notes {
 }
 
 /// Resolves `params` and runs `stage` into `out` (created empty).
-pub fn run_stage(stage: &dyn Stage, params: Params, inputs: &[StageInput], out: &Path) -> Result<StageOutcome, StageError> {
+pub fn run_stage(
+    stage: &dyn Stage,
+    params: Params,
+    inputs: &[StageInput],
+    out: &Path,
+) -> Result<StageOutcome, StageError> {
     run_stage_with(stage, params, inputs, out, &NoProgress)
 }
 
@@ -120,7 +142,9 @@ pub fn run_stage_with(
     out: &Path,
     progress: &dyn Progress,
 ) -> Result<StageOutcome, StageError> {
-    let resolved = stage.resolve_params(&params).map_err(|e| StageError::msg(e.message))?;
+    let resolved = stage
+        .resolve_params(&params)
+        .map_err(|e| StageError::msg(e.message))?;
     std::fs::create_dir_all(out).unwrap();
     let base = out.parent().unwrap_or(out);
     let ctx = StageContext {
