@@ -287,3 +287,28 @@ fn every_architecture_trains_through_the_stage() {
         err.message
     );
 }
+
+/// A measurement for planning CPU budgets (run with `--ignored --nocapture`): one epoch of
+/// every architecture on 64 training clips of T=8, S=64, batch 8, augmentation on.
+#[test]
+#[ignore]
+fn measure_epoch_time_per_architecture() {
+    let root = tempfile::tempdir().unwrap();
+    let classes: &[i64] = &[0, 1, 2, 3];
+    let groups: Vec<(i64, &[i64])> = (1..=6).map(|a| (a, classes)).collect();
+    let cache = common::toy_cache_sized(&root.path().join("extract"), &groups, 4, 8, 64);
+    let split = root.path().join("split");
+    run_stage(&SplitStage, params(json!({"val_actors": [5], "test_actors": [6]})), &[input("extract", &cache)], &split)
+        .unwrap();
+    for arch in ["early_fusion_cnn", "early_fusion_resnet18", "late_fusion_resnet18", "r3d18", "resnet18_lstm"] {
+        let notes = common::Notes::default();
+        common::run_stage_with(
+            &TrainStage,
+            params(json!({"arch": arch, "epochs": 1, "device": "cpu", "threads": 2})),
+            &[input("extract", &cache), input("split", &split)],
+            &root.path().join(arch),
+            &notes,
+        )
+        .unwrap();
+    }
+}
