@@ -11,6 +11,7 @@ use stages_learn::cache::{read_cache_index, ClipLoader};
 use stages_learn::inference::Predictor;
 use stages_learn::split::{read_assignment, Split, SplitStage};
 use stages_learn::table::Table;
+use stages_learn::train::schedule::{EarlyStopping, ReduceOnPlateau};
 use stages_learn::train::{ModelCard, TrainStage};
 
 /// A cache of 4 classes x 2 clips for actors 1-6, split 1-4 / 5 / 6.
@@ -74,6 +75,19 @@ fn learns_the_toy_set_and_the_checkpoint_predicts_like_training() {
         "train loss did not fall: {losses:?}"
     );
     let card = ModelCard::read(&out).unwrap();
+    // The lr column is what ReduceLROnPlateau makes of the val_accuracy column, and the run
+    // stopped where early stopping says.
+    let mut plateau = ReduceOnPlateau::new(1e-3, 0.5, 2);
+    let mut stopping = EarlyStopping::new(5);
+    let mut expected_lr = vec![1e-3];
+    for (epoch, &acc) in h[3].iter().enumerate() {
+        expected_lr.push(plateau.step(acc));
+        stopping.observe(epoch + 1, acc);
+    }
+    expected_lr.pop();
+    assert_eq!(h[4], expected_lr);
+    assert_eq!(card.best_epoch, stopping.best_epoch());
+    assert!(h[3].len() == 6 || stopping.should_stop());
     assert!(
         card.best_val_accuracy >= 0.75,
         "val accuracy {} (chance 0.25)",
@@ -298,9 +312,20 @@ fn measure_epoch_time_per_architecture() {
     let groups: Vec<(i64, &[i64])> = (1..=6).map(|a| (a, classes)).collect();
     let cache = common::toy_cache_sized(&root.path().join("extract"), &groups, 4, 8, 64);
     let split = root.path().join("split");
-    run_stage(&SplitStage, params(json!({"val_actors": [5], "test_actors": [6]})), &[input("extract", &cache)], &split)
-        .unwrap();
-    for arch in ["early_fusion_cnn", "early_fusion_resnet18", "late_fusion_resnet18", "r3d18", "resnet18_lstm"] {
+    run_stage(
+        &SplitStage,
+        params(json!({"val_actors": [5], "test_actors": [6]})),
+        &[input("extract", &cache)],
+        &split,
+    )
+    .unwrap();
+    for arch in [
+        "early_fusion_cnn",
+        "early_fusion_resnet18",
+        "late_fusion_resnet18",
+        "r3d18",
+        "resnet18_lstm",
+    ] {
         let notes = common::Notes::default();
         common::run_stage_with(
             &TrainStage,

@@ -150,3 +150,87 @@ impl TrainingData {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::testing::{write_cache, FakeClip};
+    use crate::cache::CacheClip;
+
+    #[test]
+    fn balanced_class_weights() {
+        let dir = tempfile::tempdir().unwrap();
+        let clip = |id: &str, actor, label| FakeClip {
+            clip_id: id.into(),
+            actor,
+            label,
+            data: vec![0; 2 * 16 * 16 * 3],
+        };
+        // Training (actor 1): three of class 0, one of class 2.
+        let clips = [
+            clip("a", 1, 0),
+            clip("b", 1, 0),
+            clip("c", 1, 0),
+            clip("d", 1, 2),
+            clip("e", 2, 0),
+        ];
+        write_cache(&dir.path().join("x"), 2, 16, &clips).unwrap();
+        let split_dir = dir.path().join("s");
+        std::fs::create_dir_all(&split_dir).unwrap();
+        // A hand-written assignment: actor 1 trains, actor 2 validates.
+        let index = read_cache_index(&dir.path().join("x")).unwrap();
+        write_assignment(
+            &split_dir,
+            &index,
+            |actor| if actor == 1 { "train" } else { "val" },
+        );
+        let data = TrainingData::open(&dir.path().join("x"), &split_dir).unwrap();
+        let w = data.class_weights();
+        // n = 4, k = 2: class 0 -> 4 / (2 * 3), class 2 -> 4 / (2 * 1), others 0.
+        assert!((w[0] - 4.0 / 6.0).abs() < 1e-12 && (w[2] - 2.0).abs() < 1e-12);
+        assert_eq!((w[1], w[7]), (0.0, 0.0));
+    }
+
+    fn write_assignment(dir: &Path, clips: &[CacheClip], split_of: impl Fn(i64) -> &'static str) {
+        use std::sync::Arc;
+
+        use arrow_array::{ArrayRef, Int32Array, RecordBatch, StringArray};
+        use arrow_schema::{Field, Schema};
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            (
+                "clip_id",
+                Arc::new(StringArray::from_iter_values(
+                    clips.iter().map(|c| c.clip_id.as_str()),
+                )),
+            ),
+            (
+                "actor",
+                Arc::new(Int32Array::from_iter_values(
+                    clips.iter().map(|c| c.actor as i32),
+                )),
+            ),
+            (
+                "label",
+                Arc::new(Int32Array::from_iter_values(
+                    clips.iter().map(|c| c.label as i32),
+                )),
+            ),
+            (
+                "split",
+                Arc::new(StringArray::from_iter_values(
+                    clips.iter().map(|c| split_of(c.actor)),
+                )),
+            ),
+        ];
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(n, a)| Field::new(*n, a.data_type().clone(), false))
+            .collect();
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns.into_iter().map(|(_, a)| a).collect(),
+        )
+        .unwrap();
+        crate::table::write_parquet(&dir.join(crate::split::ASSIGNMENT_FILE), &batch).unwrap();
+    }
+}
