@@ -16,7 +16,8 @@ pub struct Registry {
 impl Registry {
     /// Every built-in kind.
     pub fn builtin() -> Self {
-        let stages: Vec<Arc<dyn Stage>> = vec![Arc::new(stages_report::ReportStage)];
+        let mut stages: Vec<Arc<dyn Stage>> = vec![Arc::new(stages_report::ReportStage)];
+        stages.extend(stages_learn::stages().into_iter().map(Arc::from));
         Self::from_stages(stages)
     }
 

@@ -324,7 +324,7 @@ impl Validator<'_> {
                     self.error(&at, format!("parameter of `{instance_name}` ({kind}): {}", e.message))
                 })?;
                 let raw_inputs = builtin
-                    .raw_inputs(&resolved, self.base_dir)
+                    .raw_inputs(&resolved, self.base_dir, &stage.needs)
                     .map_err(|e| self.error(&["stages", name, "with"], format!("`{instance_name}`: {}", e.message)))?;
                 Ok((Action::Builtin(builtin), canonical_params(resolved), raw_inputs))
             }

@@ -177,8 +177,9 @@ pub trait Stage: Send + Sync {
 
     /// Raw files outside the pipeline whose content is part of the key (a dataset folder).
     /// Directories are walked recursively by the engine. Paths are relative to `base_dir`
-    /// or absolute.
-    fn raw_inputs(&self, _params: &Params, _base_dir: &Path) -> Result<Vec<PathBuf>, ParamError> {
+    /// or absolute. `needs` names the upstream stages of this instance (a stage that reads its
+    /// data from an upstream output declares no raw input).
+    fn raw_inputs(&self, _params: &Params, _base_dir: &Path, _needs: &[String]) -> Result<Vec<PathBuf>, ParamError> {
         Ok(Vec::new())
     }
 

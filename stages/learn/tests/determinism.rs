@@ -1,0 +1,72 @@
+//! Seeded training is reproducible on the CPU. A test binary of its own: libtorch's random
+//! generator is global to the process, so a test training in parallel would draw from it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{input, params, run_stage, toy_cache};
+use serde_json::json;
+use stages_learn::split::SplitStage;
+use stages_learn::table::Table;
+use stages_learn::train::TrainStage;
+
+fn train(root: &Path, name: &str, with: serde_json::Value) -> PathBuf {
+    let (cache, split) = (root.join("extract"), root.join("split"));
+    let out = root.join(name);
+    run_stage(
+        &TrainStage,
+        params(with),
+        &[input("extract", &cache), input("split", &split)],
+        &out,
+    )
+    .unwrap();
+    out
+}
+
+fn history(dir: &Path) -> Vec<Vec<f64>> {
+    let t = Table::read(&dir.join("history.parquet")).unwrap();
+    [
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "lr",
+    ]
+    .iter()
+    .map(|c| t.floats(c).unwrap())
+    .collect()
+}
+
+#[test]
+fn same_seed_same_history_other_seed_other_history() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = toy_cache(
+        &root.path().join("extract"),
+        &[1, 2, 3, 4, 5],
+        &[0, 1, 2, 3],
+        2,
+    );
+    let split = root.path().join("split");
+    run_stage(
+        &SplitStage,
+        params(json!({"val_actors": [5], "test_actors": [1]})),
+        &[input("extract", &cache)],
+        &split,
+    )
+    .unwrap();
+    let with = |seed: u64| {
+        json!({"arch": "early_fusion_cnn", "epochs": 2, "batch_size": 8, "lr": 1e-3, "seed": seed, "device": "cpu",
+               "threads": 1, "class_weights": true})
+    };
+    let a = train(root.path(), "a", with(3));
+    let b = train(root.path(), "b", with(3));
+    let c = train(root.path(), "c", with(4));
+    assert_eq!(history(&a), history(&b));
+    assert_ne!(history(&a), history(&c));
+    let (wa, wb) = (
+        std::fs::read(a.join("model.safetensors")).unwrap(),
+        std::fs::read(b.join("model.safetensors")).unwrap(),
+    );
+    assert!(wa == wb, "same seed, different weights");
+}
