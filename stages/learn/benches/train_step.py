@@ -5,7 +5,8 @@ Usage: python train_step.py --arch ARCH [--batch 8 --frames 10 --size 112 --clas
 
 Times `zero_grad; loss = cross_entropy(model(x), y); loss.backward(); adam.step()` on the
 PyTorch definition of the architecture (tests/python/study_models.py) in training mode and
-prints one JSON line: {"arch": ..., "seconds": [one entry per timed step]}.
+prints one JSON line: {"arch": ..., "seconds": [wall seconds per timed step],
+"cpu_seconds": [process user + system CPU seconds per timed step]}.
 """
 import argparse
 import json
@@ -38,17 +39,23 @@ def main():
     x = torch.randn(a.batch, a.frames, 3, a.size, a.size)
     y = torch.randint(0, a.classes, (a.batch,))
 
-    seconds = []
+    seconds, cpu_seconds = [], []
     for i in range(a.warmup + a.steps):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu_time()
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, cpu_time() - cpu_start
         if i >= a.warmup:
             seconds.append(elapsed)
-    print(json.dumps({"arch": a.arch, "threads": torch.get_num_threads(), "seconds": seconds}))
+            cpu_seconds.append(cpu)
+    print(json.dumps({"arch": a.arch, "threads": torch.get_num_threads(), "seconds": seconds, "cpu_seconds": cpu_seconds}))
+
+
+def cpu_time():
+    t = os.times()
+    return t.user + t.system
 
 
 if __name__ == "__main__":

@@ -4,12 +4,17 @@
 //!
 //! ```text
 //! cargo bench -p stages-learn --bench train_step -- [--threads 2] [--warmup 3] [--steps 5]
-//!     [--batch 8] [--frames 10] [--size 112] [--arch r3d18 ...]
+//!     [--rounds 2] [--batch 8] [--frames 10] [--size 112] [--arch r3d18 ...]
 //! ```
 //!
 //! A step is `forward_t(train) → cross-entropy → zero_grad → backward → Adam(lr 1e-4, wd 1e-4)`.
-//! For each architecture the Python and Rust runs alternate (Python, Rust) and the median
-//! timed step of each is compared; the table printed at the end is what BENCH-models.md holds.
+//! For each architecture the Python and Rust runs alternate `--rounds` times (Python, Rust,
+//! Python, Rust, ...; each run builds its model and warms up anew), so that load from other
+//! processes hits both sides alike. Two ratios are reported: of the fastest timed step's wall
+//! time on each side (the step least disturbed by a shared machine), and of the median CPU time
+//! per step (user + system, all threads of the process), which other processes on a busy
+//! machine disturb far less than wall time. The table printed at the end is what
+//! BENCH-models.md holds.
 
 use std::process::Command;
 use std::time::Instant;
@@ -22,6 +27,7 @@ struct Options {
     threads: i32,
     warmup: usize,
     steps: usize,
+    rounds: usize,
     batch: i64,
     frames: i64,
     size: i64,
@@ -33,6 +39,7 @@ fn parse() -> Result<Options, String> {
         threads: 2,
         warmup: 3,
         steps: 5,
+        rounds: 2,
         batch: 8,
         frames: 10,
         size: 112,
@@ -50,6 +57,7 @@ fn parse() -> Result<Options, String> {
             "--threads" => o.threads = num(&value)? as i32,
             "--warmup" => o.warmup = num(&value)? as usize,
             "--steps" => o.steps = num(&value)? as usize,
+            "--rounds" => o.rounds = num(&value)? as usize,
             "--batch" => o.batch = num(&value)?,
             "--frames" => o.frames = num(&value)?,
             "--size" => o.size = num(&value)?,
@@ -85,7 +93,14 @@ fn python() -> std::path::PathBuf {
     }
 }
 
-fn python_steps(o: &Options, arch: Arch) -> Result<Vec<f64>, String> {
+/// Wall and CPU seconds of each timed step.
+#[derive(Default)]
+struct Steps {
+    wall: Vec<f64>,
+    cpu: Vec<f64>,
+}
+
+fn python_steps(o: &Options, arch: Arch) -> Result<Steps, String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/train_step.py");
     let out = Command::new(python())
         .arg(script)
@@ -100,13 +115,36 @@ fn python_steps(o: &Options, arch: Arch) -> Result<Vec<f64>, String> {
     }
     let line = String::from_utf8_lossy(&out.stdout);
     let json: serde_json::Value = serde_json::from_str(line.trim()).map_err(|e| format!("{e}: {line}"))?;
-    json["seconds"]
-        .as_array()
-        .and_then(|a| a.iter().map(|v| v.as_f64()).collect::<Option<Vec<_>>>())
-        .ok_or_else(|| format!("no seconds in {line}"))
+    let list = |key: &str| {
+        json[key]
+            .as_array()
+            .and_then(|a| a.iter().map(|v| v.as_f64()).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| format!("no {key} in {line}"))
+    };
+    Ok(Steps { wall: list("seconds")?, cpu: list("cpu_seconds")? })
 }
 
-fn rust_steps(o: &Options, arch: Arch) -> Result<Vec<f64>, String> {
+/// This process's user + system CPU time in seconds (all threads), from /proc/self/stat.
+fn cpu_time(ticks_per_second: f64) -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / ticks_per_second
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn rust_steps(o: &Options, arch: Arch, ticks: f64) -> Result<Steps, String> {
     tch::manual_seed(0);
     let spec = ModelSpec { arch, frames: o.frames, size: o.size, num_classes: 8, temporal_pool: TemporalPool::Mean };
     let vs = nn::VarStore::new(Device::Cpu);
@@ -114,19 +152,20 @@ fn rust_steps(o: &Options, arch: Arch) -> Result<Vec<f64>, String> {
     let mut opt = nn::Adam { wd: 1e-4, ..Default::default() }.build(&vs, 1e-4).map_err(|e| e.to_string())?;
     let xs = Tensor::randn(spec.input_shape(o.batch), (Kind::Float, Device::Cpu));
     let ys = Tensor::randint(8, [o.batch], (Kind::Int64, Device::Cpu));
-    let mut seconds = Vec::new();
+    let mut steps = Steps::default();
     for i in 0..o.warmup + o.steps {
-        let start = Instant::now();
+        let (start, cpu_start) = (Instant::now(), cpu_time(ticks));
         opt.zero_grad();
         let loss = model.forward_t(&xs, true).cross_entropy_for_logits(&ys);
         loss.backward();
         opt.step();
-        let elapsed = start.elapsed().as_secs_f64();
+        let (elapsed, cpu) = (start.elapsed().as_secs_f64(), cpu_time(ticks) - cpu_start);
         if i >= o.warmup {
-            seconds.push(elapsed);
+            steps.wall.push(elapsed);
+            steps.cpu.push(cpu);
         }
     }
-    Ok(seconds)
+    Ok(steps)
 }
 
 fn main() {
@@ -139,32 +178,45 @@ fn main() {
     };
     tch::set_num_threads(o.threads);
     println!(
-        "batch {}, T {}, S {}, {} threads, {} warm-up + {} timed steps, torch {}",
+        "batch {}, T {}, S {}, {} threads, {} rounds of {} warm-up + {} timed steps, python {}",
         o.batch,
         o.frames,
         o.size,
         tch::get_num_threads(),
+        o.rounds,
         o.warmup,
         o.steps,
         python().display()
     );
+    let ticks = clock_ticks();
     let mut rows = Vec::new();
     for &arch in &o.archs {
-        let result = python_steps(&o, arch).and_then(|py| Ok((py, rust_steps(&o, arch)?)));
-        match result {
-            Ok((py, rs)) => {
-                let (py, rs) = (median(&py), median(&rs));
-                println!("{arch}: python {py:.3} s/step, rust {rs:.3} s/step, ratio {:.3}", rs / py);
-                rows.push(format!("| {arch} | {py:.3} | {rs:.3} | {:.3} |", rs / py));
-            }
-            Err(e) => {
-                eprintln!("{arch}: {e}");
-                std::process::exit(1);
+        let (mut py, mut rs) = (Steps::default(), Steps::default());
+        for _ in 0..o.rounds.max(1) {
+            match python_steps(&o, arch).and_then(|p| Ok((p, rust_steps(&o, arch, ticks)?))) {
+                Ok((p, r)) => {
+                    py.wall.extend(p.wall);
+                    py.cpu.extend(p.cpu);
+                    rs.wall.extend(r.wall);
+                    rs.cpu.extend(r.cpu);
+                }
+                Err(e) => {
+                    eprintln!("{arch}: {e}");
+                    std::process::exit(1);
+                }
             }
         }
+        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        println!("{arch}: python wall {:.3?} cpu {:.3?}", py.wall, py.cpu);
+        println!("{arch}: rust   wall {:.3?} cpu {:.3?}", rs.wall, rs.cpu);
+        let (pw, rw, pc, rc) = (min(&py.wall), min(&rs.wall), median(&py.cpu), median(&rs.cpu));
+        rows.push(format!("| {arch} | {pw:.3} | {rw:.3} | {:.3} | {pc:.3} | {rc:.3} | {:.3} |", rw / pw, rc / pc));
     }
-    println!("\n| architecture | PyTorch s/step (median) | Rust s/step (median) | Rust / PyTorch |");
-    println!("|---|---|---|---|");
+    println!(
+        "\n| architecture | PyTorch wall s/step (min) | Rust wall s/step (min) | Rust / PyTorch (wall) | \
+         PyTorch CPU s/step (median) | Rust CPU s/step (median) | Rust / PyTorch (CPU) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }

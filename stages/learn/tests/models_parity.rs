@@ -59,6 +59,7 @@ fn check_parity(spec: &ModelSpec, case: &str, logits: &str) -> LoadReport {
     assert_eq!(actual.size(), expected.size());
     let diff = (actual - &expected).abs().max().double_value(&[]);
     let scale = expected.abs().max().double_value(&[]);
+    eprintln!("{case} -> {}: max |diff| {diff:e}, max |logit| {scale:.3}", spec.arch);
     assert!(diff <= TOLERANCE, "{case} -> {}: max |diff| {diff:e} (max |logit| {scale})", spec.arch);
     assert!(scale > 0.1, "{case}: reference logits too small to be a meaningful check");
     report
@@ -69,6 +70,18 @@ fn torchvision_resnet18_equals_early_fusion_with_one_frame() {
     let report = check_parity(&spec(Arch::EarlyFusionResnet18, 1, 1000), "resnet18", "resnet18");
     assert!(report.kept_fresh.is_empty() && report.unused_in_file.is_empty(), "{report:?}");
     assert_eq!(report.loaded.len(), 102, "62 weights/biases + 2 * 20 BN running stats");
+}
+
+#[test]
+fn parity_fails_without_the_import() {
+    let spec = spec(Arch::EarlyFusionResnet18, 1, 1000);
+    let vs = VarStore::new(Device::Cpu);
+    let model = build(&vs.root(), &spec).unwrap();
+    let tensors = Tensor::read_safetensors(reference().join("resnet18.safetensors")).unwrap();
+    let get = |name: &str| tensors.iter().find(|(n, _)| n == name).unwrap().1.shallow_clone();
+    let actual = tch::no_grad(|| model.forward_t(&get("input"), false));
+    let diff = (actual - get("logits")).abs().max().double_value(&[]);
+    assert!(diff > 1e-2, "fresh weights must not reproduce the reference logits (diff {diff})");
 }
 
 #[test]

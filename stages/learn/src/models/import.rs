@@ -113,10 +113,7 @@ fn plan(arch: Arch, model: &HashMap<String, Tensor>, file: &BTreeMap<String, Ten
             Some(file_name) if file[file_name].size() == want => {
                 copies.insert(name.clone(), file_name.clone());
             }
-            Some(file_name) if may_change_shape(arch, name) => {
-                let _ = file_name;
-                kept_fresh.push(name.clone());
-            }
+            Some(_) if may_change_shape(arch, name) => kept_fresh.push(name.clone()),
             Some(file_name) => wrong_shape.push(format!(
                 "{name}: file `{file_name}` is {:?}, model needs {want:?}",
                 file[file_name].size()
