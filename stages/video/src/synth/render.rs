@@ -20,6 +20,8 @@ pub struct Renderer {
     /// The rectangle redrawn per frame: x0, y0, x1, y1.
     region: (usize, usize, usize, usize),
     fps: f32,
+    /// The current frame as planar YUV 4:2:0 (BT.601, limited range), kept in step with `frame`.
+    yuv: Vec<u8>,
 }
 
 /// Sprite extent in face units, relative to the face centre.
@@ -40,14 +42,19 @@ impl Renderer {
         let m = plan.max_offset() + 2.0;
         let clamp_x = |v: f32| v.clamp(0.0, width as f32) as usize;
         let clamp_y = |v: f32| v.clamp(0.0, height as f32) as usize;
+        // Even bounds, so that the region covers whole 2x2 chroma blocks.
+        let even_down = |v: usize| v & !1;
+        let even_up = |v: usize, max: usize| ((v + 1) & !1).min(max & !1);
         let region = (
-            clamp_x(head_origin.0 - m),
-            clamp_y(head_origin.1 - m),
-            clamp_x(head_origin.0 + head.width as f32 + m + 1.0),
-            clamp_y(head_origin.1 + head.height as f32 + m + 1.0),
+            even_down(clamp_x(head_origin.0 - m)),
+            even_down(clamp_y(head_origin.1 - m)),
+            even_up(clamp_x(head_origin.0 + head.width as f32 + m + 1.0), width),
+            even_up(clamp_y(head_origin.1 + head.height as f32 + m + 1.0), height),
         );
         let frame = background.clone();
-        Renderer { plan, background, frame, head, head_origin, region, fps }
+        let mut yuv = vec![0u8; width * height + 2 * (width / 2) * (height / 2)];
+        rgb_to_yuv420(&frame, &mut yuv, (0, 0, width & !1, height & !1));
+        Renderer { plan, background, frame, head, head_origin, region, fps, yuv }
     }
 
     pub fn width(&self) -> usize {
@@ -69,6 +76,46 @@ impl Renderer {
         self.frame.blit(&self.head, (self.head_origin.0 + dx) as i64, (self.head_origin.1 + dy) as i64);
         draw_features(&mut self.frame, &self.plan.look, &pose, dx, dy);
         &self.frame.pixels
+    }
+
+    /// Renders frame `index` and returns it as planar YUV 4:2:0 (`yuv420p`, BT.601 limited range, the
+    /// conversion ffmpeg applies to `rgb24` input by default). Only the redrawn region is converted.
+    pub fn render_yuv(&mut self, index: usize) -> &[u8] {
+        self.render(index);
+        rgb_to_yuv420(&self.frame, &mut self.yuv, self.region);
+        &self.yuv
+    }
+}
+
+/// Converts the even-aligned rectangle `(x0, y0, x1, y1)` of `rgb` into the planar YUV 4:2:0 buffer `yuv`
+/// (BT.601 limited range; chroma is the mean of each 2x2 block). Fixed-point, so it is exact everywhere.
+pub fn rgb_to_yuv420(rgb: &Canvas, yuv: &mut [u8], (x0, y0, x1, y1): (usize, usize, usize, usize)) {
+    let (w, h) = (rgb.width, rgb.height);
+    let (cw, ch) = (w / 2, h / 2);
+    let (luma, chroma) = yuv.split_at_mut(w * h);
+    let (u_plane, v_plane) = chroma.split_at_mut(cw * ch);
+    let px = &rgb.pixels;
+    for y in y0..y1.min(h) {
+        for x in x0..x1.min(w) {
+            let i = (y * w + x) * 3;
+            let (r, g, b) = (i32::from(px[i]), i32::from(px[i + 1]), i32::from(px[i + 2]));
+            luma[y * w + x] = ((66 * r + 129 * g + 25 * b + 128) >> 8) as u8 + 16;
+        }
+    }
+    for cy in y0 / 2..(y1 / 2).min(ch) {
+        for cx in x0 / 2..(x1 / 2).min(cw) {
+            let (mut r, mut g, mut b) = (0i32, 0i32, 0i32);
+            for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                let i = ((2 * cy + dy) * w + 2 * cx + dx) * 3;
+                r += i32::from(px[i]);
+                g += i32::from(px[i + 1]);
+                b += i32::from(px[i + 2]);
+            }
+            let u = ((-38 * r - 74 * g + 112 * b + 512) >> 10) + 128;
+            let v = ((112 * r - 94 * g - 18 * b + 512) >> 10) + 128;
+            u_plane[cy * cw + cx] = u.clamp(0, 255) as u8;
+            v_plane[cy * cw + cx] = v.clamp(0, 255) as u8;
+        }
     }
 }
 
