@@ -110,7 +110,7 @@ impl Expression {
     pub fn delta(emotion: u8) -> Self {
         let z = Expression::default();
         match emotion {
-            2 => Expression { mouth_curve: 0.4, mouth_width: 0.05, eye_open: -0.25, brow_raise: 0.05, ..z },
+            2 => Expression { mouth_curve: 0.5, mouth_width: 0.08, eye_open: -0.45, brow_raise: -0.1, ..z },
             3 => Expression {
                 mouth_curve: 1.0,
                 mouth_width: 0.32,
@@ -133,11 +133,12 @@ impl Expression {
             },
             6 => Expression {
                 brow_raise: 0.6,
-                brow_tilt: 0.7,
+                brow_tilt: 0.8,
                 eye_open: 0.45,
-                mouth_open: 0.35,
-                mouth_width: 0.25,
-                mouth_curve: -0.3,
+                mouth_open: 0.25,
+                mouth_width: 0.35,
+                mouth_curve: -0.45,
+                teeth: 0.8,
                 ..z
             },
             7 => Expression {
