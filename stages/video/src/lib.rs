@@ -1,6 +1,7 @@
 //! RAVDESS video stages (see the crate description).
 
 pub mod ravdess;
+pub mod scan;
 
 pub mod synth;
 pub mod tools;
