@@ -5,3 +5,4 @@ pub mod scan;
 
 pub mod synth;
 pub mod tools;
+pub mod extract;
