@@ -4,5 +4,6 @@ pub mod download;
 pub mod ravdess;
 pub mod scan;
 
+pub mod extract;
 pub mod synth;
 pub mod tools;
