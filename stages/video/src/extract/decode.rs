@@ -286,10 +286,7 @@ fn frames_decoded(line: &str) -> Option<u64> {
 fn summarize(errors: &[&str]) -> String {
     let mut seen: Vec<&str> = Vec::new();
     for e in errors {
-        let e = match e.find("] ") {
-            Some(p) if e[..p].contains("[error") || e[..p].contains("[fatal") => &e[p + 2..],
-            _ => e,
-        };
+        let e = ["[error] ", "[fatal] "].iter().find_map(|tag| e.find(tag).map(|p| &e[p + tag.len()..])).unwrap_or(e);
         let e = e.trim();
         if !e.is_empty() && !seen.contains(&e) {
             seen.push(e);
