@@ -76,7 +76,7 @@ impl Prober {
             Prober::Ffprobe(p) => probe_ffprobe(p, path)?,
             Prober::Ffmpeg(p) => probe_ffmpeg(p, path)?,
         };
-        if info.width == 0 || info.height == 0 || info.frame_count == 0 || !(info.fps > 0.0) {
+        if info.width == 0 || info.height == 0 || info.frame_count == 0 || info.fps.is_nan() || info.fps <= 0.0 {
             return Err(ProbeError::new(
                 "not_video",
                 format!("video stream has no frames or no size ({}x{}, {} frames, {} fps)", info.width, info.height, info.frame_count, info.fps),
@@ -97,17 +97,17 @@ fn starts_like_mp4(path: &Path) -> bool {
 /// text file named `.mp4` and a cut-off mp4 both give "moov atom not found"; the file's first box tells
 /// them apart.
 fn classify(path: &Path, log: &str) -> ProbeError {
-    let first = log.lines().map(str::trim).filter(|l| !l.is_empty()).last().unwrap_or("no message").to_owned();
+    let last = log.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("no message").to_owned();
     let lower = log.to_ascii_lowercase();
     let cut = lower.contains("moov atom not found") || lower.contains("partial file") || lower.contains("end of file");
     if cut && !starts_like_mp4(path) {
-        ProbeError::new("not_video", format!("not a video file: no mp4 header ({first})"))
+        ProbeError::new("not_video", format!("not a video file: no mp4 header ({last})"))
     } else if cut {
-        ProbeError::new("truncated", format!("truncated or incomplete mp4 ({first})"))
+        ProbeError::new("truncated", format!("truncated or incomplete mp4 ({last})"))
     } else if lower.contains("invalid data found") || lower.contains("could not find codec parameters") {
-        ProbeError::new("not_video", format!("not a video file or corrupt ({first})"))
+        ProbeError::new("not_video", format!("not a video file or corrupt ({last})"))
     } else {
-        ProbeError::new("not_video", format!("cannot be read as a video ({first})"))
+        ProbeError::new("not_video", format!("cannot be read as a video ({last})"))
     }
 }
 

@@ -70,9 +70,9 @@ impl Canvas {
     #[inline]
     fn blend(&mut self, x: usize, y: usize, colour: Rgb, a: f32) {
         let i = (y * self.width + x) * 3;
-        for c in 0..3 {
-            let old = f32::from(self.pixels[i + c]);
-            self.pixels[i + c] = (old + (colour[c] - old) * a + 0.5) as u8;
+        for (p, col) in self.pixels[i..i + 3].iter_mut().zip(colour) {
+            let old = f32::from(*p);
+            *p = (old + (col - old) * a + 0.5) as u8;
         }
     }
 
@@ -165,9 +165,9 @@ impl Canvas {
                 }
                 let i = (y as usize * self.width + x as usize) * 3;
                 let src = sprite.rgb[row + sx];
-                for c in 0..3 {
-                    let old = f32::from(self.pixels[i + c]);
-                    self.pixels[i + c] = (src[c] + old * (1.0 - a) + 0.5).clamp(0.0, 255.0) as u8;
+                for (p, s) in self.pixels[i..i + 3].iter_mut().zip(src) {
+                    let old = f32::from(*p);
+                    *p = (s + old * (1.0 - a) + 0.5).clamp(0.0, 255.0) as u8;
                 }
             }
         }

@@ -68,7 +68,7 @@ impl Look {
             brow_thick: r.range(0.035, 0.05),
             mouth_y: r.range(0.55, 0.62),
             mouth_w: r.range(0.26, 0.32),
-            long_hair: actor % 2 == 0,
+            long_hair: actor.is_multiple_of(2),
         }
     }
 }
