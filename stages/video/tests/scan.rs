@@ -61,7 +61,7 @@ fn rejects_each_planted_file_with_its_reason_and_keeps_the_good_clips() {
     let planted = planted_tree(&root);
     let (p, _): (ScanParams, _) = params(&ScanStage, "{}");
     for prober in [Prober::find("ffprobe").unwrap(), Prober::find("ffmpeg").unwrap()] {
-        let result = scan(&root, &p, &prober, 2, &|| {}).unwrap();
+        let result = scan(&root, &p, &prober, 2, &NoProgress).unwrap();
         let label = prober.name();
         for (kind, path) in &planted {
             if *kind == "fallback" {
@@ -157,7 +157,7 @@ fn scans_a_folder_holding_the_real_clip() {
     std::fs::create_dir(&actor).unwrap();
     std::os::unix::fs::symlink(REAL, actor.join("01-01-08-02-01-01-19.mp4")).unwrap();
     let (p, _): (ScanParams, _) = params(&ScanStage, "{}");
-    let result = scan(dir.path(), &p, &Prober::find("auto").unwrap(), 1, &|| {}).unwrap();
+    let result = scan(dir.path(), &p, &Prober::find("auto").unwrap(), 1, &NoProgress).unwrap();
     assert!(result.rejects.is_empty(), "{:?}", result.rejects);
     let clip = &result.clips[0];
     assert_eq!((clip.name.clip_id().as_str(), clip.name.emotion_name(), clip.name.actor), ("01-08-02-01-01-19", "surprised", 19));

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use stage_api::{typed_params, ParamError, Params, Stage, StageContext, StageError, StageOutcome};
+use stage_api::{typed_params, ParamError, Params, Progress, Stage, StageContext, StageError, StageOutcome};
 
 use crate::ravdess::{emotion_list, RavdessName, EMOTIONS};
 use probe::{Prober, VideoInfo};
@@ -142,10 +142,12 @@ impl ScanResult {
 }
 
 /// Scans `root` (library entry point, used by the stage and by tests).
-pub fn scan(root: &Path, params: &ScanParams, prober: &Prober, threads: usize, on_probe: &(dyn Fn() + Sync)) -> Result<ScanResult, StageError> {
+/// Progress counts recordings probed.
+pub fn scan(root: &Path, params: &ScanParams, prober: &Prober, threads: usize, progress: &dyn Progress) -> Result<ScanResult, StageError> {
     let files = select::list_files(root).map_err(|e| StageError::with_source(format!("listing the dataset folder {}", root.display()), e))?;
     let choice = ModalityChoice::parse(&params.modality).ok_or_else(|| StageError::msg(format!("bad modality `{}`", params.modality)))?;
     let sel = select::select(&files, &choice, &params.filters());
+    progress.start(sel.recordings.len() as u64, "recordings");
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
@@ -176,7 +178,7 @@ pub fn scan(root: &Path, params: &ScanParams, prober: &Prober, threads: usize, o
                         Err(e) => rejects.push(Reject { source: path.clone(), kind: e.kind, reason: e.detail }),
                     }
                 }
-                on_probe();
+                progress.advance(1);
                 (kept, rejects)
             })
             .collect()
@@ -259,9 +261,7 @@ impl Stage for ScanStage {
                 p.prober
             ))
         })?;
-        let files = select::list_files(&root).map(|f| f.len()).unwrap_or(0);
-        ctx.progress.start(files as u64, "files");
-        let result = scan(&root, &p, &prober, ctx.threads, &|| ctx.progress.advance(1))?;
+        let result = scan(&root, &p, &prober, ctx.threads, ctx.progress)?;
         let problems = result.problems();
         if p.strict && !problems.is_empty() {
             let list: Vec<String> = problems.iter().map(|r| format!("{}: {}", r.source.display(), r.reason)).collect();
