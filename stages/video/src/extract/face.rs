@@ -2,7 +2,8 @@
 //!
 //! Detection runs on a grey copy of the frame downscaled to `detect_width` pixels wide (never
 //! upscaled): the cascade's cost grows with the pixel count and RAVDESS faces (about 250 px
-//! tall in 1280x720) stay well above the detector's 20 px minimum at 320 px wide. Boxes are
+//! tall in 1280x720, about 100 px at 320 wide) stay well above the smallest face looked for
+//! (1/8 of the detector frame's width, at least 20 px). Boxes are
 //! mapped back to source pixels. The best face of a frame is the one with the highest score.
 //!
 //! The model file `model/seeta_fd_frontal_v1.0.bin` is the one shipped inside the rustface
@@ -47,7 +48,11 @@ pub struct DetectorSettings {
 
 impl DetectorSettings {
     pub fn new(detect_width: u32) -> Self {
-        Self { detect_width, min_face_size: 20, score_thresh: 2.0, pyramid_scale_factor: 0.8, slide_window_step: 4 }
+        // Faces narrower than 1/8 of the frame width are not looked for (40 px at the default
+        // 320): the smallest pyramid scales dominate the detector's cost, and a face that small
+        // would be upscaled more than 2x into a 112 px crop anyway.
+        let min_face_size = (detect_width / 8).max(20);
+        Self { detect_width, min_face_size, score_thresh: 2.0, pyramid_scale_factor: 0.8, slide_window_step: 4 }
     }
 }
 
