@@ -17,6 +17,7 @@ impl Registry {
     /// Every built-in kind.
     pub fn builtin() -> Self {
         let mut stages: Vec<Arc<dyn Stage>> = vec![Arc::new(stages_report::ReportStage)];
+        stages.extend(stages_video::stages().into_iter().map(Arc::from));
         stages.extend(stages_learn::stages().into_iter().map(Arc::from));
         Self::from_stages(stages)
     }

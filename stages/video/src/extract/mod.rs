@@ -1,0 +1,31 @@
+//! The `extract` stage (`uses: extract`, needs `scan`): T uniformly sampled frames per clip,
+//! decoded once by ffmpeg, cropped around the face found by rustface, resized to S x S and
+//! stored as uint8 `[T, S, S, 3]` tensors in safetensors shards with a Parquet index.
+//!
+//! One module per step, in pipeline order:
+//! - [`clips`]: reading `clips.parquet` (and writing one, for tests and tools);
+//! - [`sampling`]: which frames are kept (the uniform rule and short clips);
+//! - [`decode`]: one ffmpeg process per clip returning only the sampled frames as RGB;
+//! - [`face`]: rustface detection on a downscaled grey copy;
+//! - [`crop`]: median smoothing, the square crop, fallback, borders, resize;
+//! - [`cache`]: streaming safetensors shards and `index.parquet`;
+//! - [`qa`]: `qa/contact_sheet.png` and `qa/detection.csv`;
+//! - [`stage`]: the [`ExtractStage`] that ties them together (parallel, deterministic).
+//!
+//! The on-disk format for consumers (Python included) is described in `CACHE-FORMAT.md`.
+
+pub mod cache;
+pub mod clips;
+pub mod crop;
+pub mod decode;
+pub mod face;
+pub mod qa;
+pub mod sampling;
+pub mod stage;
+
+pub use stage::{run_extract, ExtractParams, ExtractStage};
+
+/// Helpers for tests and tools that need a `scan`-style clip table without running `scan`.
+pub mod testing {
+    pub use super::clips::{write_clips_table, ClipRecord};
+}

@@ -1,0 +1,433 @@
+//! The `extract` stage: clips.parquet in; face-centred uint8 tensors, index and QA out.
+//!
+//! Clips are sorted by `clip_id` and processed in windows of `8 x threads` clips: the clips
+//! of a window run in parallel (one ffmpeg + detector + cropper per worker), then their
+//! results are written in `clip_id` order. The output therefore does not depend on the thread
+//! count (byte-identical), and memory holds at most one window of results (small tensors),
+//! never the dataset. A clip that fails becomes a reject (`extract.json`, `rejects.parquet`)
+//! and the others go on; the stage fails when no clip succeeds, or on any reject with
+//! `strict: true`.
+
+use std::path::{Path, PathBuf};
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use rayon::prelude::*;
+use rustface::Model;
+use serde::{Deserialize, Serialize};
+use stage_api::{typed_params, ParamError, Params, Stage, StageContext, StageError, StageOutcome};
+
+use super::cache::{write_index, IndexRow, ShardWriter};
+use super::clips::{read_clips_table, write_parquet, ClipRecord};
+use super::crop::{face_square, fallback_square, smooth, CropSquare, Cropper};
+use super::decode::{DecodeError, Decoder};
+use super::face::{bundled_model, DetectorSettings, FaceBox, FaceDetector};
+use super::qa::{write_detection_csv, ContactSheet};
+use super::sampling::is_padded;
+
+/// Parameters of `uses: extract`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractParams {
+    /// T: frames sampled per clip.
+    #[serde(default = "default_frames")]
+    pub frames: u32,
+    /// S: side of the square crops.
+    #[serde(default = "default_size")]
+    pub size: u32,
+    /// Fraction of the face box size added on each side of the crop square.
+    #[serde(default = "default_margin")]
+    pub margin: f64,
+    /// Width of the grey frame the face detector sees.
+    #[serde(default = "default_detect_width")]
+    pub detect_width: u32,
+    /// Upper bound of one shard's tensor data, in MiB (a shard holds at least one clip).
+    #[serde(default = "default_shard_mb")]
+    pub shard_mb: u32,
+    /// Fail on the first rejected clip instead of recording it.
+    #[serde(default)]
+    pub strict: bool,
+}
+
+fn default_frames() -> u32 {
+    10
+}
+fn default_size() -> u32 {
+    112
+}
+fn default_margin() -> f64 {
+    0.25
+}
+fn default_detect_width() -> u32 {
+    320
+}
+fn default_shard_mb() -> u32 {
+    256
+}
+
+impl ExtractParams {
+    fn validate(&self) -> Result<(), ParamError> {
+        let check = |ok: bool, name: &str, msg: &str| if ok { Ok(()) } else { Err(ParamError::new(Some(name), msg)) };
+        check((1..=1024).contains(&self.frames), "frames", "`frames` must be between 1 and 1024")?;
+        check((8..=2048).contains(&self.size), "size", "`size` must be between 8 and 2048")?;
+        check(self.margin.is_finite() && (0.0..=2.0).contains(&self.margin), "margin", "`margin` must be between 0 and 2")?;
+        check(self.detect_width >= 32, "detect_width", "`detect_width` must be at least 32")?;
+        check(self.shard_mb >= 1, "shard_mb", "`shard_mb` must be at least 1")
+    }
+}
+
+/// The `extract` stage kind.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractStage {
+    decoder: Decoder,
+}
+
+impl ExtractStage {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The stage with another ffmpeg binary (tests: a missing one).
+    pub fn with_decoder(decoder: Decoder) -> Self {
+        Self { decoder }
+    }
+}
+
+impl Stage for ExtractStage {
+    fn kind(&self) -> &'static str {
+        "extract"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn resolve_params(&self, params: &Params) -> Result<Params, ParamError> {
+        let (p, canonical): (ExtractParams, Params) = typed_params(params)?;
+        p.validate()?;
+        Ok(canonical)
+    }
+
+    fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
+        let (params, canonical): (ExtractParams, Params) =
+            typed_params(ctx.params).map_err(|e| StageError::msg(format!("extract parameters: {e}")))?;
+        params.validate().map_err(|e| StageError::msg(format!("extract parameters: {e}")))?;
+        let scan = ctx.single_input("scan")?;
+        let clips = read_clips_table(&scan.dir.join("clips.parquet"))?;
+        run_extract(&params, &canonical, clips, ctx, &self.decoder)
+    }
+}
+
+/// Everything one worker thread needs. rustface's detector is not `Send`, so each pool
+/// thread builds its own on first use and keeps it in a thread-local.
+struct Worker {
+    settings: DetectorSettings,
+    detector: FaceDetector,
+    cropper: Cropper,
+}
+
+thread_local! {
+    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's worker, (re)building it when the settings differ.
+fn with_worker<R>(model: &Model, settings: DetectorSettings, f: impl FnOnce(&mut Worker) -> R) -> R {
+    WORKER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|w| w.settings != settings) {
+            *slot = Some(Worker {
+                settings,
+                detector: FaceDetector::new(model.clone(), settings),
+                cropper: Cropper::new(),
+            });
+        }
+        f(slot.as_mut().expect("set above"))
+    })
+}
+
+/// One extracted clip before it is written.
+struct Extracted {
+    row: IndexRow,
+    tensor: Vec<u8>,
+}
+
+/// A clip that could not be extracted.
+#[derive(Debug, Clone, Serialize)]
+struct Reject {
+    clip_id: String,
+    source: String,
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct DetectionSummary {
+    /// Clips with a face in at least one sampled frame / extracted clips.
+    clip_detection_rate: f64,
+    /// Sampled frames with a face / all sampled frames.
+    frame_detection_rate: f64,
+    clips_with_face: usize,
+    fallback_clips: usize,
+    median_detect_score: f32,
+}
+
+/// Runs the stage on an explicit clip list (the engine path reads it from `scan`).
+pub fn run_extract(
+    params: &ExtractParams,
+    canonical: &Params,
+    mut clips: Vec<ClipRecord>,
+    ctx: &StageContext<'_>,
+    decoder: &Decoder,
+) -> Result<StageOutcome, StageError> {
+    let out = ctx.out_dir;
+    let (t, s) = (params.frames, params.size);
+    clips.sort_by(|a, b| a.clip_id.cmp(&b.clip_id).then(a.source.cmp(&b.source)));
+    let mut rejects: Vec<Reject> = Vec::new();
+    // The same clip_id twice would be the same recording counted twice: keep the first.
+    let mut unique: Vec<ClipRecord> = Vec::with_capacity(clips.len());
+    for clip in clips {
+        match unique.last() {
+            Some(prev) if prev.clip_id == clip.clip_id => rejects.push(Reject {
+                reason: format!("{}: duplicate clip_id `{}` (already taken from {})", clip.source, clip.clip_id, prev.source),
+                clip_id: clip.clip_id,
+                source: clip.source,
+            }),
+            _ => unique.push(clip),
+        }
+    }
+    let clips = unique;
+    if clips.is_empty() {
+        return Err(StageError::msg("extract: the scan table has no clips"));
+    }
+    decoder.check().map_err(|e| {
+        StageError::msg(format!("extract: {e} (needed to decode {} clips, first {})", clips.len(), clips[0].source))
+    })?;
+
+    let model = bundled_model().map_err(|e| StageError::with_source("extract: cannot parse the bundled face model", e))?;
+    let settings = DetectorSettings::new(params.detect_width);
+    let threads = ctx.threads.max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| StageError::with_source("extract: cannot start the thread pool", e))?;
+
+    let layout = serde_json::json!({
+        "layout": "uint8 [T, S, S, 3] RGB, one tensor per clip named by clip_id",
+        "frames": t,
+        "size": s,
+    });
+    let shard_bytes = u64::from(params.shard_mb) * 1024 * 1024;
+    let mut shards = ShardWriter::new(&out.join("shards"), shard_bytes, layout.to_string())?;
+    let mut sheet = ContactSheet::new(s);
+    let mut rows: Vec<IndexRow> = Vec::with_capacity(clips.len());
+    ctx.progress.start(clips.len() as u64, "clips");
+
+    let window = 8 * threads;
+    for chunk in clips.chunks(window) {
+        let results: Vec<Result<Extracted, String>> = pool.install(|| {
+            chunk
+                .par_iter()
+                .map(|clip| {
+                    let result = with_worker(&model, settings, |worker| extract_clip(clip, params, ctx, decoder, worker));
+                    ctx.progress.advance(1);
+                    result
+                })
+                .collect()
+        });
+        for (clip, result) in chunk.iter().zip(results) {
+            match result {
+                Ok(Extracted { mut row, tensor }) => {
+                    row.shard = shards.add(&row.clip_id, &[t as usize, s as usize, s as usize, 3], &tensor)?;
+                    let frame_bytes = (s * s * 3) as usize;
+                    let mid = (t as usize / 2) * frame_bytes;
+                    sheet.offer(row.label, &row.emotion, row.actor, &tensor[mid..mid + frame_bytes], s, row.fallback);
+                    rows.push(row);
+                }
+                Err(reason) => {
+                    ctx.progress.note(&format!("rejected {reason}"));
+                    if params.strict {
+                        return Err(StageError::msg(format!("extract (strict): {reason}")));
+                    }
+                    rejects.push(Reject { clip_id: clip.clip_id.clone(), source: clip.source.clone(), reason });
+                }
+            }
+        }
+    }
+    let shard_names = shards.finish()?;
+    if rows.is_empty() {
+        let first = rejects.first().map(|r| r.reason.as_str()).unwrap_or("");
+        return Err(StageError::msg(format!(
+            "extract: none of the {} clips could be extracted; first problem: {first}",
+            rejects.len()
+        )));
+    }
+    if params.strict {
+        if let Some(r) = rejects.first() {
+            return Err(StageError::msg(format!("extract (strict): {}", r.reason)));
+        }
+    }
+
+    write_index(&out.join("index.parquet"), &rows)?;
+    let qa = out.join("qa");
+    std::fs::create_dir_all(&qa).map_err(|e| StageError::with_source(format!("{}: cannot create", qa.display()), e))?;
+    write_detection_csv(&qa.join("detection.csv"), &rows)?;
+    sheet.write(&qa.join("contact_sheet.png"))?;
+    write_rejects(&out.join("rejects.parquet"), &rejects)?;
+
+    let detection = summarize_detection(&rows, t);
+    let report = serde_json::json!({
+        "params": canonical,
+        "clips_in": rows.len() + rejects.len(),
+        "extracted": rows.len(),
+        "rejected": rejects.len(),
+        "rejects": rejects,
+        "detection": detection,
+        "padded_clips": rows.iter().filter(|r| r.padded).count(),
+        "redecoded_clips": rows.iter().filter(|r| r.decode_passes > 1).count(),
+        "shards": shard_names,
+        "tensor": layout,
+        "sampling": "frame i of T = decoded frame floor((2i+1)*N/(2T)), N = frames ffmpeg decoded; N < T repeats frames (padded)",
+        "crop": "square centred on the median face box, side = max(w,h)*(1+2*margin), edge pixels replicated outside the frame; no face in any frame: centred square of the shorter side (fallback)",
+        "detector": settings,
+    });
+    let json = serde_json::to_string_pretty(&report).map_err(|e| StageError::with_source("extract.json", e))?;
+    let json_path = out.join("extract.json");
+    std::fs::write(&json_path, json + "\n")
+        .map_err(|e| StageError::with_source(format!("{}: cannot write", json_path.display()), e))?;
+
+    Ok(StageOutcome::new(format!(
+        "{} clips extracted, {} rejected; faces found in {:.1}% of clips ({:.1}% of frames), {} fallback; {} shard(s)",
+        rows.len(),
+        rejects.len(),
+        100.0 * detection.clip_detection_rate,
+        100.0 * detection.frame_detection_rate,
+        detection.fallback_clips,
+        shard_names.len()
+    )))
+}
+
+fn summarize_detection(rows: &[IndexRow], t: u32) -> DetectionSummary {
+    let with_face = rows.iter().filter(|r| !r.fallback).count();
+    let frames_found: i64 = rows.iter().map(|r| i64::from(r.face_found_frames)).sum();
+    let mut scores: Vec<f32> = rows.iter().filter(|r| !r.fallback).map(|r| r.detect_score).collect();
+    scores.sort_by(f32::total_cmp);
+    DetectionSummary {
+        clip_detection_rate: with_face as f64 / rows.len().max(1) as f64,
+        frame_detection_rate: frames_found as f64 / (rows.len().max(1) as f64 * f64::from(t)),
+        clips_with_face: with_face,
+        fallback_clips: rows.len() - with_face,
+        median_detect_score: scores.get(scores.len() / 2).copied().unwrap_or(0.0),
+    }
+}
+
+fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<(), StageError> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("clip_id", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+    ]));
+    let col = |f: fn(&Reject) -> &str| Arc::new(StringArray::from_iter_values(rejects.iter().map(f))) as ArrayRef;
+    let batch = RecordBatch::try_new(schema, vec![col(|r| &r.clip_id), col(|r| &r.source), col(|r| &r.reason)])
+        .map_err(|e| StageError::with_source(format!("{}: cannot build", path.display()), e))?;
+    write_parquet(path, &batch)
+}
+
+/// Decodes, detects, crops and resizes one clip. The error names the file and the problem.
+fn extract_clip(
+    clip: &ClipRecord,
+    params: &ExtractParams,
+    ctx: &StageContext<'_>,
+    decoder: &Decoder,
+    worker: &mut Worker,
+) -> Result<Extracted, String> {
+    let source = PathBuf::from(&clip.source);
+    let path = if source.is_absolute() { source } else { ctx.resolve_path(&source) };
+    let name = path.display();
+    match std::fs::metadata(&path) {
+        Err(e) => return Err(format!("{name}: cannot read the video ({e})")),
+        Ok(m) if !m.is_file() => return Err(format!("{name}: not a file")),
+        Ok(m) if m.len() == 0 => return Err(format!("{name}: the file is empty (0 bytes)")),
+        Ok(_) => {}
+    }
+    let (t, s) = (params.frames, params.size);
+    let hint = u64::try_from(clip.frame_count).ok().filter(|&n| n > 0);
+    let sampled = decoder.sample(&path, t, hint).map_err(|e| match e {
+        DecodeError::ZeroFrames => format!("{name}: the video has no frames (ffmpeg decoded 0)"),
+        other => format!("{name}: {other}"),
+    })?;
+    let (w, h) = (sampled.width, sampled.height);
+    if w == 0 || h == 0 {
+        return Err(format!("{name}: ffmpeg returned frames of size {w}x{h}"));
+    }
+
+    // One detection per distinct decoded frame, mapped onto the T outputs.
+    let distinct: Vec<Option<FaceBox>> =
+        sampled.frames.iter().map(|f| worker.detector.detect_rgb(f, w, h)).collect();
+    let per_output: Vec<Option<FaceBox>> = {
+        let mut pos = 0;
+        let mut out = Vec::with_capacity(t as usize);
+        for (i, idx) in sampled.indices.iter().enumerate() {
+            if i > 0 && *idx != sampled.indices[i - 1] {
+                pos += 1;
+            }
+            out.push(distinct[pos]);
+        }
+        out
+    };
+    let smoothed = smooth(&per_output);
+    let square: CropSquare = match &smoothed {
+        Some(sf) => face_square(&sf.face, params.margin as f32),
+        None => fallback_square(w, h),
+    };
+
+    let frame_bytes = (s * s * 3) as usize;
+    let mut tensor = vec![0u8; t as usize * frame_bytes];
+    let outputs = sampled.output_frames();
+    for (i, frame) in outputs.iter().enumerate() {
+        if i > 0 && sampled.indices[i] == sampled.indices[i - 1] {
+            // A repeated frame (padded clip): same crop as the previous output.
+            let (done, rest) = tensor.split_at_mut(i * frame_bytes);
+            rest[..frame_bytes].copy_from_slice(&done[(i - 1) * frame_bytes..]);
+            continue;
+        }
+        let dst = &mut tensor[i * frame_bytes..(i + 1) * frame_bytes];
+        worker.cropper.crop_resize(frame, w, h, square, s, dst).map_err(|e| format!("{name}: cannot crop: {e}"))?;
+    }
+
+    let (bx, by, bw, bh, score, found) = match &smoothed {
+        Some(sf) => (sf.face.x, sf.face.y, sf.face.w, sf.face.h, sf.face.score, sf.found_frames as i32),
+        None => (f32::NAN, f32::NAN, f32::NAN, f32::NAN, 0.0, 0),
+    };
+    let row = IndexRow {
+        clip_id: clip.clip_id.clone(),
+        source: clip.source.clone(),
+        actor: clip.actor,
+        label: clip.label,
+        emotion: clip.emotion.clone(),
+        intensity: clip.intensity,
+        statement: clip.statement,
+        repetition: clip.repetition,
+        vocal_channel: clip.vocal_channel,
+        shard: String::new(),
+        tensor: clip.clip_id.clone(),
+        frames: t as i32,
+        size: s as i32,
+        box_x: bx,
+        box_y: by,
+        box_w: bw,
+        box_h: bh,
+        detect_score: score,
+        face_found_frames: found,
+        fallback: smoothed.is_none(),
+        crop_x: square.x as i32,
+        crop_y: square.y as i32,
+        crop_side: square.side as i32,
+        source_width: w as i32,
+        source_height: h as i32,
+        decoded_frames: sampled.decoded_count as i32,
+        padded: is_padded(sampled.decoded_count, t),
+        decode_passes: sampled.decode_passes as i32,
+    };
+    Ok(Extracted { row, tensor })
+}
