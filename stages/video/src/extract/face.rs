@@ -79,33 +79,42 @@ impl FaceDetector {
         Self { detector, settings, resizer: Resizer::new(), grey: Vec::new() }
     }
 
-    /// The best face in an RGB24 frame of `width x height`, in source pixels.
+    /// The best face in an RGB24 frame of `width x height`, in source pixels. The frame is
+    /// downscaled in RGB first (SIMD) and converted to grey at the small size, so the
+    /// per-pixel grey conversion never touches the full frame.
     pub fn detect_rgb(&mut self, rgb: &[u8], width: u32, height: u32) -> Option<FaceBox> {
-        rgb_to_grey(rgb, &mut self.grey);
+        if width == 0 || height == 0 || rgb.len() < width as usize * height as usize * 3 {
+            return None;
+        }
+        let (dw, dh) = self.detect_size(width, height);
+        let small;
+        let pixels = if dw == width {
+            rgb
+        } else {
+            let src = ImageRef::new(width, height, rgb, PixelType::U8x3).ok()?;
+            let mut dst = Image::new(dw, dh, PixelType::U8x3);
+            let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+            self.resizer.resize(&src, &mut dst, &options).ok()?;
+            small = dst.into_vec();
+            small.as_slice()
+        };
+        rgb_to_grey(pixels, &mut self.grey);
         let grey = std::mem::take(&mut self.grey);
-        let found = self.detect_grey(&grey, width, height);
+        let found = self.detect_small(&grey, dw, dh).map(|f| scale_box(f, width as f32 / dw as f32, height as f32 / dh as f32));
         self.grey = grey;
         found
     }
 
-    /// The best face in a grey frame of `width x height`, in source pixels.
-    pub fn detect_grey(&mut self, grey: &[u8], width: u32, height: u32) -> Option<FaceBox> {
-        if width == 0 || height == 0 || grey.len() < width as usize * height as usize {
-            return None;
-        }
+    /// The detector frame size for a `width x height` source: `detect_width` wide (never
+    /// upscaled), height in proportion.
+    fn detect_size(&self, width: u32, height: u32) -> (u32, u32) {
         let dw = self.settings.detect_width.clamp(1, width);
         let dh = ((u64::from(height) * u64::from(dw) + u64::from(width) / 2) / u64::from(width)).max(1) as u32;
-        let small: Vec<u8>;
-        let (pixels, pw, ph) = if dw == width {
-            (grey, width, height)
-        } else {
-            let src = ImageRef::new(width, height, grey, PixelType::U8).ok()?;
-            let mut dst = Image::new(dw, dh, PixelType::U8);
-            let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-            self.resizer.resize(&src, &mut dst, &options).ok()?;
-            small = dst.into_vec();
-            (small.as_slice(), dw, dh)
-        };
+        if dw == width { (width, height) } else { (dw, dh) }
+    }
+
+    /// The best face of a grey frame already at detector size.
+    fn detect_small(&mut self, pixels: &[u8], pw: u32, ph: u32) -> Option<FaceBox> {
         if pw.min(ph) < self.settings.min_face_size {
             return None; // smaller than the smallest face the detector looks for
         }
@@ -113,17 +122,31 @@ impl FaceDetector {
         let best = faces
             .iter()
             .max_by(|a, b| a.score().partial_cmp(&b.score()).unwrap_or(std::cmp::Ordering::Equal))?;
-        let sx = width as f32 / pw as f32;
-        let sy = height as f32 / ph as f32;
         let b = best.bbox();
-        Some(FaceBox {
-            x: b.x() as f32 * sx,
-            y: b.y() as f32 * sy,
-            w: b.width() as f32 * sx,
-            h: b.height() as f32 * sy,
-            score: best.score() as f32,
-        })
+        Some(FaceBox { x: b.x() as f32, y: b.y() as f32, w: b.width() as f32, h: b.height() as f32, score: best.score() as f32 })
     }
+
+    /// The best face in a grey frame of `width x height`, in source pixels.
+    pub fn detect_grey(&mut self, grey: &[u8], width: u32, height: u32) -> Option<FaceBox> {
+        if width == 0 || height == 0 || grey.len() < width as usize * height as usize {
+            return None;
+        }
+        let (dw, dh) = self.detect_size(width, height);
+        if dw == width {
+            return self.detect_small(grey, width, height);
+        }
+        let src = ImageRef::new(width, height, grey, PixelType::U8).ok()?;
+        let mut dst = Image::new(dw, dh, PixelType::U8);
+        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        self.resizer.resize(&src, &mut dst, &options).ok()?;
+        let small = dst.into_vec();
+        self.detect_small(&small, dw, dh).map(|f| scale_box(f, width as f32 / dw as f32, height as f32 / dh as f32))
+    }
+}
+
+/// A box from detector pixels to source pixels.
+fn scale_box(f: FaceBox, sx: f32, sy: f32) -> FaceBox {
+    FaceBox { x: f.x * sx, y: f.y * sy, w: f.w * sx, h: f.h * sy, score: f.score }
 }
 
 /// BT.601 luma of RGB24 pixels (integer weights 77/150/29, /256).

@@ -208,8 +208,8 @@ mod tests {
     fn sheet_has_a_cell_per_emotion_and_actor() {
         let dir = tempfile::tempdir().unwrap();
         let mut sheet = ContactSheet::new(8);
-        let red = vec![200u8, 0, 0].repeat(64);
-        let blue = vec![0u8, 0, 200].repeat(64);
+        let red = [200u8, 0, 0].repeat(64);
+        let blue = [0u8, 0, 200].repeat(64);
         sheet.offer(0, "neutral", 1, &red, 8, false);
         sheet.offer(0, "neutral", 1, &blue, 8, false); // second clip of the pair: ignored
         sheet.offer(3, "sad", 2, &blue, 8, true);
