@@ -156,7 +156,10 @@ impl Remote {
             let _ = std::fs::remove_dir_all(&work);
             return Err(e);
         }
-        let published = local.publish(key, instance, &work, &manifest.summary, manifest.seconds, false);
+        // Every file was hashed while it was written: publish without re-hashing.
+        let mut manifest = manifest;
+        manifest.instance = instance.to_owned();
+        let published = local.publish_verified(key, &work, &manifest);
         let published = match published {
             Ok(m) => m,
             Err(e) => {
