@@ -9,6 +9,8 @@
 #                         folder keyed by the version, so fresh clones and CI reuse it.
 #                         Override the folder with PIPELINE_TORCH_VENV.
 #   python test clients   safetensors, pyarrow, numpy in the same venv.
+#   s3s-fs                the S3-compatible server the remote-cache tests start on loopback
+#                         (tests/remote_s3.rs), `cargo install`ed into ~/.cargo/bin when missing.
 set -euo pipefail
 
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
@@ -57,12 +59,22 @@ link_static_ffmpeg() {
     ln -sf "$exe" "$VENV/bin/ffmpeg"
 }
 
+# s3s-fs 0.14.1: newer versions need a newer rustc. Builds in about 2 minutes, once.
+install_s3s_fs() {
+    local cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+    if command -v s3s-fs >/dev/null || [ -x "$cargo_bin/s3s-fs" ]; then return; fi
+    log "installing s3s-fs@0.14.1 (S3 server for the remote-cache tests, about 2 minutes)"
+    cargo install -q s3s-fs@0.14.1 --features binary --locked \
+        || cargo install -q s3s-fs@0.14.1 --features binary
+}
+
 install_debian_packages
 install_venv
 link_static_ffmpeg
+install_s3s_fs
 
 export PIPELINE_TORCH_VENV="$VENV"
 export VIRTUAL_ENV="$VENV"
-export PATH="$VENV/bin:$PATH"
+export PATH="$VENV/bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 export LIBTORCH_USE_PYTORCH=1
 export LIBTORCH_BYPASS_VERSION_CHECK="${LIBTORCH_BYPASS_VERSION_CHECK:-0}"

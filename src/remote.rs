@@ -20,16 +20,16 @@
 //! same atomic rename as a locally computed result. A failed pull leaves nothing behind, and the
 //! stage is computed locally instead.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Component, Path};
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::fingerprint::Key;
-use crate::store::{content_hash, Manifest, Store};
+use crate::store::{content_hash, Manifest, ManifestEntry, Store};
 
 /// Transfers in flight at once.
 const PARALLEL_TRANSFERS: usize = 16;
@@ -67,13 +67,15 @@ impl Remote {
     pub fn open(url: &str, base_dir: &Path) -> Result<Self, RemoteError> {
         let config = |e: object_store::Error| RemoteError::Config { url: url.to_owned(), message: e.to_string() };
         let (store, read_only): (Arc<dyn ObjectStore>, bool) = match url.split_once("://").map(|(s, _)| s) {
+            // The builders take the bucket (container) from the URL and ignore its path: the
+            // prefix is applied with a `PrefixStore`.
             Some("s3") | Some("s3a") => {
                 let store = object_store::aws::AmazonS3Builder::from_env().with_url(url).build().map_err(config)?;
-                (Arc::new(store), false)
+                (with_prefix(store, url), false)
             }
-            Some("gs") => (Arc::new(object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url).build().map_err(config)?), false),
+            Some("gs") => (with_prefix(object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url).build().map_err(config)?, url), false),
             Some("az") | Some("abfs") | Some("abfss") => {
-                (Arc::new(object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url).build().map_err(config)?), false)
+                (with_prefix(object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url).build().map_err(config)?, url), false)
             }
             Some("http") | Some("https") => (Arc::new(object_store::http::HttpBuilder::new().with_url(url).build().map_err(config)?), true),
             Some("file") | None => {
@@ -127,10 +129,12 @@ impl Remote {
                         if store.head(&blob).await.is_ok() {
                             return Ok::<u64, RemoteError>(0);
                         }
-                        let bytes = tokio::fs::read(&file).await?;
-                        let size = bytes.len() as u64;
-                        store.put(&blob, PutPayload::from(bytes)).await?;
-                        Ok(size)
+                        let expected = f.size;
+                        let payload = tokio::task::spawn_blocking(move || map_file(&file, expected))
+                            .await
+                            .map_err(std::io::Error::other)??;
+                        store.put(&blob, payload).await?;
+                        Ok(expected)
                     }
                 })
                 .buffer_unordered(PARALLEL_TRANSFERS)
@@ -152,7 +156,10 @@ impl Remote {
             let _ = std::fs::remove_dir_all(&work);
             return Err(e);
         }
-        let published = local.publish(key, instance, &work, &manifest.summary, manifest.seconds, false);
+        // Every file was hashed while it was written: publish without re-hashing.
+        let mut manifest = manifest;
+        manifest.instance = instance.to_owned();
+        let published = local.publish_verified(key, &work, &manifest);
         let published = match published {
             Ok(m) => m,
             Err(e) => {
@@ -190,32 +197,34 @@ impl Remote {
                     let target = out.join(&f.path);
                     async move {
                         let blob = Self::blob_path(&f.blake3);
-                        let corrupt = |problem: String| RemoteError::CorruptBlob { path: blob.to_string(), file: f.path.clone(), problem };
                         if let Some(parent) = target.parent() {
                             tokio::fs::create_dir_all(parent).await?;
                         }
-                        let mut file = std::fs::File::create(&target)?;
-                        let mut hasher = blake3::Hasher::new();
-                        let mut size = 0u64;
-                        let mut chunks = store.get(&blob).await?.into_stream();
-                        while let Some(chunk) = chunks.next().await {
-                            let chunk = chunk?;
-                            size += chunk.len() as u64;
-                            if size > f.size {
-                                return Err(corrupt(format!("longer than the {} bytes the manifest says", f.size)));
+                        let mut sink = VerifiedFile::create(&target, &blob, f)?;
+                        match store.get(&blob).await?.payload {
+                            // A directory remote: one blocking copy with a large buffer, not
+                            // object_store's stream of 8 KiB reads.
+                            GetResultPayload::File(mut source, _) => {
+                                tokio::task::spawn_blocking(move || {
+                                    let mut buf = vec![0u8; 1 << 20];
+                                    loop {
+                                        let n = source.read(&mut buf)?;
+                                        if n == 0 {
+                                            return sink.finish();
+                                        }
+                                        sink.write(&buf[..n])?;
+                                    }
+                                })
+                                .await
+                                .map_err(std::io::Error::other)?
                             }
-                            hasher.update(&chunk);
-                            file.write_all(&chunk)?;
+                            GetResultPayload::Stream(mut chunks) => {
+                                while let Some(chunk) = chunks.next().await {
+                                    sink.write(&chunk?)?;
+                                }
+                                sink.finish()
+                            }
                         }
-                        if size != f.size {
-                            return Err(corrupt(format!("{size} bytes, the manifest says {}", f.size)));
-                        }
-                        let hash = hasher.finalize().to_hex().to_string();
-                        if hash != f.blake3 {
-                            return Err(corrupt(format!("blake3 {hash} differs from the manifest's {}", f.blake3)));
-                        }
-                        file.sync_all()?;
-                        Ok(())
                     }
                 })
                 .buffer_unordered(PARALLEL_TRANSFERS)
@@ -223,6 +232,78 @@ impl Remote {
                 .await
                 .map(|_| ())
         })
+    }
+}
+
+/// The contents of a published file as an upload payload, memory-mapped rather than read into
+/// a buffer (reading 1 GB into fresh buffers cost more than the upload to a directory itself).
+fn map_file(path: &Path, expected: u64) -> std::io::Result<PutPayload> {
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    if size != expected {
+        return Err(std::io::Error::other(format!("{}: {size} bytes, its manifest says {expected}", path.display())));
+    }
+    if size == 0 {
+        return Ok(PutPayload::new());
+    }
+    // SAFETY: published files are read-only and never written in place (the store replaces
+    // whole artifact directories by rename), so the mapping does not change under us.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    Ok(PutPayload::from(bytes::Bytes::from_owner(map)))
+}
+
+/// A downloaded blob being written to its place in the work directory, hashed as it arrives:
+/// `finish` fails unless the size and blake3 are the manifest's.
+struct VerifiedFile {
+    file: std::io::BufWriter<std::fs::File>,
+    hasher: blake3::Hasher,
+    size: u64,
+    blob: String,
+    entry: ManifestEntry,
+}
+
+impl VerifiedFile {
+    fn create(target: &Path, blob: &ObjectPath, entry: &ManifestEntry) -> Result<Self, RemoteError> {
+        let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(target)?);
+        Ok(Self { file, hasher: blake3::Hasher::new(), size: 0, blob: blob.to_string(), entry: entry.clone() })
+    }
+
+    fn corrupt(&self, problem: String) -> RemoteError {
+        RemoteError::CorruptBlob { path: self.blob.clone(), file: self.entry.path.clone(), problem }
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<(), RemoteError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.entry.size {
+            return Err(self.corrupt(format!("longer than the {} bytes the manifest says", self.entry.size)));
+        }
+        self.hasher.update(chunk);
+        self.file.write_all(chunk)?;
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), RemoteError> {
+        if self.size != self.entry.size {
+            return Err(self.corrupt(format!("{} bytes, the manifest says {}", self.size, self.entry.size)));
+        }
+        let hash = self.hasher.finalize().to_hex().to_string();
+        if hash != self.entry.blake3 {
+            return Err(self.corrupt(format!("blake3 {hash} differs from the manifest's {}", self.entry.blake3)));
+        }
+        // No fsync here: publishing syncs every file before the rename that makes it visible.
+        self.file.into_inner().map_err(|e| e.into_error())?;
+        Ok(())
+    }
+}
+
+/// `store` rooted at the path of `url` (`s3://bucket/a/b` -> `a/b/...`), if it has one.
+fn with_prefix<T: ObjectStore>(store: T, url: &str) -> Arc<dyn ObjectStore> {
+    let path = url.split_once("://").map_or("", |(_, rest)| rest.split_once('/').map_or("", |(_, p)| p));
+    let prefix = path.trim_matches('/');
+    if prefix.is_empty() {
+        Arc::new(store)
+    } else {
+        Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
     }
 }
 
@@ -256,7 +337,6 @@ pub fn validate_manifest(manifest: &Manifest, key: &Key) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ManifestEntry;
 
     fn manifest(paths: &[&str]) -> (Manifest, Key) {
         let key = Key::parse(&"ab".repeat(32)).unwrap();

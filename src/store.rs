@@ -141,8 +141,7 @@ impl Store {
         seconds: f64,
         replace: bool,
     ) -> io::Result<Manifest> {
-        let out = tmp.join("out");
-        let files = hash_tree(&out)?;
+        let files = hash_tree(&tmp.join("out"))?;
         let manifest = Manifest {
             key: key.as_str().to_owned(),
             instance: instance.to_owned(),
@@ -151,6 +150,38 @@ impl Store {
             summary: summary.to_owned(),
             seconds,
         };
+        self.publish_manifest(key, tmp, manifest, replace)
+    }
+
+    /// Publishes `tmp` with a manifest whose hashes the caller has already checked while
+    /// writing the files (a verified download): `tmp/out` must hold exactly the listed files,
+    /// with the listed sizes; nothing is re-hashed.
+    pub fn publish_verified(&self, key: &Key, tmp: &Path, manifest: &Manifest) -> io::Result<Manifest> {
+        let out = tmp.join("out");
+        let mut listed: std::collections::BTreeMap<&str, u64> = manifest.files.iter().map(|f| (f.path.as_str(), f.size)).collect();
+        for entry in WalkDir::new(&out) {
+            let entry = entry.map_err(io::Error::other)?;
+            if entry.file_type().is_dir() {
+                continue;
+            }
+            let rel = entry.path().strip_prefix(&out).map_err(io::Error::other)?;
+            let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            let size = entry.metadata().map_err(io::Error::other)?.len();
+            if !entry.file_type().is_file() || listed.remove(rel.as_str()) != Some(size) {
+                return Err(io::Error::other(format!("{rel}: not the file the manifest lists")));
+            }
+        }
+        if let Some((path, _)) = listed.into_iter().next() {
+            return Err(io::Error::other(format!("{path}: missing")));
+        }
+        let mut manifest = manifest.clone();
+        manifest.key = key.as_str().to_owned();
+        manifest.content_hash = content_hash(&manifest.files);
+        self.publish_manifest(key, tmp, manifest, false)
+    }
+
+    fn publish_manifest(&self, key: &Key, tmp: &Path, manifest: Manifest, replace: bool) -> io::Result<Manifest> {
+        let out = tmp.join("out");
         let bytes = serde_json::to_vec_pretty(&manifest).map_err(io::Error::other)?;
         write_synced(&tmp.join("manifest.json"), &bytes)?;
         make_read_only_and_sync(&out)?;
@@ -311,19 +342,25 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 fn make_read_only_and_sync(root: &Path) -> io::Result<()> {
+    let (mut files, mut dirs) = (Vec::new(), Vec::new());
     for entry in WalkDir::new(root).contents_first(true) {
         let entry = entry.map_err(io::Error::other)?;
         if entry.file_type().is_file() {
-            let file = fs::File::open(entry.path())?;
-            file.sync_all()?;
-            let mut perms = file.metadata()?.permissions();
-            perms.set_readonly(true);
-            fs::set_permissions(entry.path(), perms)?;
+            files.push(entry.into_path());
         } else if entry.file_type().is_dir() {
-            sync_dir(entry.path())?;
+            dirs.push(entry.into_path());
         }
     }
-    Ok(())
+    // Files in parallel (one fsync after another leaves the disk idle between them), then
+    // directories, innermost first.
+    files.par_iter().try_for_each(|path| {
+        let file = fs::File::open(path)?;
+        file.sync_all()?;
+        let mut perms = file.metadata()?.permissions();
+        perms.set_readonly(true);
+        fs::set_permissions(path, perms)
+    })?;
+    dirs.iter().try_for_each(|dir| sync_dir(dir))
 }
 
 fn sync_dir(path: &Path) -> io::Result<()> {

@@ -5,8 +5,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod remote;
+
 pub struct Workspace {
     pub dir: tempfile::TempDir,
+    /// Extra environment for every `pipeline` process run in this workspace.
+    pub env: Vec<(String, String)>,
 }
 
 pub struct RunOutput {
@@ -33,7 +37,11 @@ impl RunOutput {
 
 impl Workspace {
     pub fn new(yaml: &str) -> Self {
-        let ws = Self { dir: tempfile::tempdir().expect("tempdir") };
+        Self::with_env(yaml, Vec::new())
+    }
+
+    pub fn with_env(yaml: &str, env: Vec<(String, String)>) -> Self {
+        let ws = Self { dir: tempfile::tempdir().expect("tempdir"), env };
         ws.write("pipeline.yaml", yaml);
         fs::create_dir_all(ws.path().join("counts")).unwrap();
         ws
@@ -51,7 +59,7 @@ impl Workspace {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipeline"));
-        cmd.args(args).current_dir(self.path());
+        cmd.args(args).current_dir(self.path()).envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
