@@ -14,7 +14,7 @@
 //! time on each side (the step least disturbed by a shared machine), and of the median CPU time
 //! per step (user + system, all threads of the process), which other processes on a busy
 //! machine disturb far less than wall time. The table printed at the end is what
-//! BENCH-models.md holds.
+//! BENCHMARKS.md (top level) holds.
 
 use std::process::Command;
 use std::time::Instant;

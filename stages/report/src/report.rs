@@ -190,13 +190,23 @@ impl Report {
     }
 }
 
+/// The inputs of the need called `name`, or else every input whose folder holds `marker`
+/// (so a pipeline may name its stages `evaluate_t10` or `train_small`).
+fn inputs_like<'a>(ctx: &'a StageContext<'_>, name: &str, marker: &str) -> Vec<&'a StageInput> {
+    let named = ctx.inputs_of(name);
+    if !named.is_empty() {
+        return named;
+    }
+    ctx.inputs.iter().filter(|i| i.dir.join(marker).is_file()).collect()
+}
+
 /// Gathers the inputs, draws and copies the plots, and writes every output file.
 fn build_report(ctx: &StageContext<'_>, params: &ReportParams) -> Result<Report, StageError> {
-    let evaluates = ctx.inputs_of("evaluate");
+    let evaluates = inputs_like(ctx, "evaluate", "metrics.json");
     if evaluates.is_empty() {
         return Err(StageError::msg("the report needs at least one `evaluate` stage in `needs:`"));
     }
-    let trains = ctx.inputs_of("train");
+    let trains = inputs_like(ctx, "train", "model.json");
     let plots_dir = ctx.out_dir.join("plots");
     std::fs::create_dir_all(&plots_dir).map_err(|e| file_error("creating", &plots_dir, e))?;
     ctx.progress.start(evaluates.len() as u64, "models");
@@ -440,7 +450,7 @@ fn model_figures(eval: &StageInput, train: Option<&StageInput>, plots_dir: &Path
 
 /// Class and actor distribution plots of the (first) split instance, when there is one.
 fn split_figures(ctx: &StageContext<'_>, plots_dir: &Path, notes: &mut Vec<String>) -> Result<Vec<Figure>, StageError> {
-    let splits = ctx.inputs_of("split");
+    let splits = inputs_like(ctx, "split", "assignment.parquet");
     let Some(split) = splits.first() else {
         return Ok(Vec::new());
     };

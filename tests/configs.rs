@@ -1,0 +1,27 @@
+//! The pipeline files we ship validate (every stage kind, parameter and matrix pairing).
+
+mod common;
+use std::process::Command;
+
+fn dag(config: &str) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline")).args(["--config", config, "dag"]).current_dir(root).output().unwrap();
+    assert!(out.status.success(), "{config}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn default_pipeline_validates_and_pairs_evaluate_with_its_own_train() {
+    let text = dag("pipeline.yaml");
+    assert!(text.contains("evaluate[arch=r3d18] <- train[arch=r3d18], extract, split"), "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("train[")).count(), 5);
+}
+
+#[test]
+fn study_configs_validate() {
+    let study = dag("configs/ravdess.yaml");
+    assert_eq!(study.lines().filter(|l| l.starts_with("evaluate[")).count(), 5);
+    let grid = dag("configs/ravdess-grid.yaml");
+    assert_eq!(grid.lines().filter(|l| l.starts_with("train_t")).count(), 30, "{grid}");
+    assert!(grid.contains("evaluate_t10[augment=false,arch=r3d18] <- train_t10[augment=false,arch=r3d18], extract_t10, split_t10"), "{grid}");
+}
