@@ -75,6 +75,17 @@ pub enum Command {
     Gc,
     /// The recorded runs, oldest first.
     Runs,
+    /// Predict the emotion in VIDEO... with a trained model (same preprocessing as in training).
+    Predict {
+        #[arg(required = true)]
+        videos: Vec<PathBuf>,
+        /// A train stage or instance name, or a folder with model.json (default: the current
+        /// model with the best validation accuracy).
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Metrics of earlier runs.
     #[command(subcommand)]
     Metrics(MetricsCommand),
@@ -200,6 +211,7 @@ pub fn run(cli: Cli, argv: &[String]) -> Result<bool> {
             println!("pulled {n} artifacts");
             Ok(true)
         }
+        Command::Predict { videos, model, json } => crate::predict::predict(&engine, &videos, model.as_deref(), json),
         Command::Runs => {
             print!("{}", crate::runs::list(&engine.store));
             Ok(true)

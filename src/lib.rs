@@ -17,6 +17,7 @@ pub mod execute;
 pub mod filehash;
 pub mod fingerprint;
 pub mod lock;
+pub mod predict;
 pub mod progress;
 pub mod registry;
 pub mod remote;

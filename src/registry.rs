@@ -9,6 +9,9 @@ use stage_api::Stage;
 /// `pipeline metrics diff` compares metrics files the way the report crate reads them.
 pub use stages_report::diff::{metrics_diff, render_diff_table};
 
+/// `pipeline predict` runs the training stage crate's predictor (preprocessing included).
+pub use stages_learn::predict::predict_videos;
+
 pub struct Registry {
     kinds: BTreeMap<&'static str, Arc<dyn Stage>>,
 }

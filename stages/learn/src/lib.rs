@@ -13,6 +13,7 @@ pub mod evaluate;
 pub mod inference;
 pub mod inputs;
 pub mod models;
+pub mod predict;
 pub mod preprocess;
 pub mod split;
 pub mod table;

@@ -164,7 +164,7 @@ impl Stage for TrainStage {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn resolve_params(&self, params: &Params) -> Result<Params, ParamError> {

@@ -37,6 +37,12 @@ pub fn run(
     let extract = find_input(ctx, "extract", crate::cache::INDEX_FILE)?;
     let split = find_input(ctx, "split", crate::split::ASSIGNMENT_FILE)?;
     let data = TrainingData::open(&extract.dir, &split.dir)?;
+    // The preprocessing the model was trained on travels with it (`pipeline predict` reads it).
+    let extract_json = extract.dir.join("extract.json");
+    if extract_json.is_file() {
+        std::fs::copy(&extract_json, ctx.out_dir.join(crate::predict::PREPROCESSING_FILE))
+            .map_err(|e| StageError::with_source(format!("copying {}", extract_json.display()), e))?;
+    }
 
     let device = params.device.resolve()?;
     let threads = if params.threads > 0 {
