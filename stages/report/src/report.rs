@@ -61,7 +61,7 @@ impl Stage for ReportStage {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn resolve_params(&self, params: &Params) -> Result<Params, ParamError> {
@@ -105,10 +105,11 @@ pub fn study_reference(arch: &str) -> Option<(&'static str, f64)> {
         3
     } else if a.contains("late") {
         2
+    } else if a.contains("cnn") || a.contains("2d") || a.contains("custom") || a.contains("simple") {
+        // Before "early": `early_fusion_cnn` is the custom CNN, not the early-fusion ResNet.
+        0
     } else if a.contains("resnet") || a.contains("early") {
         1
-    } else if a.contains("cnn") || a.contains("2d") || a.contains("custom") || a.contains("simple") {
-        0
     } else {
         return None;
     };
@@ -552,6 +553,10 @@ mod tests {
         assert_eq!(study_reference("resnet18-late").unwrap().1, 52.9);
         assert_eq!(study_reference("resnet18_early").unwrap().1, 42.5);
         assert_eq!(study_reference("cnn2d").unwrap().1, 28.3);
+        // The pipeline's own arch names (regression: the CNN was matched as the early-fusion ResNet).
+        assert_eq!(study_reference("early_fusion_cnn").unwrap().1, 28.3);
+        assert_eq!(study_reference("early_fusion_resnet18").unwrap().1, 42.5);
+        assert_eq!(study_reference("late_fusion_resnet18").unwrap().1, 52.9);
         assert_eq!(study_reference("transformer"), None);
     }
 
