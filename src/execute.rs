@@ -89,13 +89,14 @@ fn run_shell(command: &str, job: &Job<'_>) -> Result<String, String> {
         cmd.env(format!("PIPELINE_PARAM_{}", env_name(key)), display_value(value));
     }
     let status = cmd.status().map_err(|e| io_err("cannot start `sh`", e))?;
-    let log = combine_logs(&stdout_path, &stderr_path, &job.work_dir.join("log.txt"));
+    // The log is a convenience: failing to write it does not fail the stage.
+    let _ = combine_logs(&stdout_path, &stderr_path, &job.work_dir.join("log.txt"));
     if status.success() {
         let summary = fs::read_to_string(&stdout_path)
             .ok()
             .and_then(|s| s.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_owned))
             .unwrap_or_default();
-        let _ = (fs::remove_file(&stdout_path), fs::remove_file(&stderr_path), log);
+        let _ = (fs::remove_file(&stdout_path), fs::remove_file(&stderr_path));
         return Ok(summary);
     }
     let stderr_text = fs::read_to_string(&stderr_path).unwrap_or_default();

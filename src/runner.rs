@@ -67,11 +67,6 @@ pub struct Engine {
     pub push: bool,
 }
 
-/// Why an instance did not succeed.
-enum Failure {
-    Failed(String),
-}
-
 impl Engine {
     pub fn new(plan: Plan, quiet: bool) -> std::io::Result<Self> {
         let store = Store::open(&plan.store_dir)?;
@@ -184,7 +179,7 @@ impl Engine {
         let mut ready: VecDeque<usize> = VecDeque::new();
         let mut in_flight = 0usize;
         let mut stop = false;
-        let (tx, rx) = mpsc::channel::<(usize, Result<(Manifest, StageRecord), (Failure, StageRecord)>)>();
+        let (tx, rx) = mpsc::channel::<(usize, Result<(Manifest, StageRecord), (String, StageRecord)>)>();
 
         std::thread::scope(|scope| {
             loop {
@@ -219,7 +214,7 @@ impl Engine {
                         done[i] = Some(manifest);
                         record.stages.push(stage_record);
                     }
-                    Err((Failure::Failed(message), stage_record)) => {
+                    Err((message, stage_record)) => {
                         failed[i] = true;
                         self.reporter.line(&format!("{}: FAILED: {message}", self.plan.instances[i].name));
                         record.stages.push(stage_record);
@@ -281,11 +276,11 @@ impl Engine {
         upstream: Vec<(usize, Manifest)>,
         force: bool,
         threads: usize,
-    ) -> Result<(Manifest, StageRecord), (Failure, StageRecord)> {
+    ) -> Result<(Manifest, StageRecord), (String, StageRecord)> {
         let instance = &self.plan.instances[i];
         let name = instance.name.as_str();
         let fail = |message: String, key: Option<&Key>, reasons: &[DirtyReason], seconds: f64| {
-            (Failure::Failed(message.clone()), StageRecord::failed(name, key, reasons, seconds, &message))
+            (message.clone(), StageRecord::failed(name, key, reasons, seconds, &message))
         };
         let inputs: Vec<UpstreamInput> = upstream
             .iter()
