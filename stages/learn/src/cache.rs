@@ -343,6 +343,7 @@ pub mod testing {
             ("box_h", floats.clone()),
             ("detect_score", floats),
             ("face_found_frames", ints(&|_| frames as i32)),
+            ("face_checked_frames", ints(&|_| frames as i32)),
             (
                 "fallback",
                 Arc::new(BooleanArray::from(vec![false; n])) as ArrayRef,

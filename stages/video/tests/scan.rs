@@ -162,3 +162,40 @@ fn scans_a_folder_holding_the_real_clip() {
     let clip = &result.clips[0];
     assert_eq!((clip.name.clip_id().as_str(), clip.name.emotion_name(), clip.name.actor), ("01-08-02-01-01-19", "surprised", 19));
 }
+
+/// The same dataset inside workspaces at different paths (three machines) gives byte-identical
+/// tables, so every key downstream of scan is the same on both: sources are workspace-relative.
+#[test]
+fn tables_do_not_depend_on_where_the_workspace_is() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    // A third machine keeps the videos elsewhere and links them into its workspace.
+    let c = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(c.path().join("data")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), c.path().join("data/ravdess")).unwrap();
+    let (_, synth): (serde_json::Value, Params) =
+        params(&SynthStage, r#"{"actors": 1, "emotions": ["happy"], "intensities": [2], "duration_s": 0.3}"#);
+    let (_, p): (ScanParams, Params) = params(&ScanStage, r#"{"root": "data/ravdess"}"#);
+    let mut tables = Vec::new();
+    for workspace in [a.path().to_path_buf(), b.path().join("deeper/than/a"), c.path().to_path_buf()] {
+        let data = workspace.join("data/ravdess");
+        std::fs::create_dir_all(&data).unwrap();
+        let ctx = StageContext { params: &synth, inputs: &[], out_dir: &data, base_dir: &data, progress: &NoProgress, threads: 2 };
+        SynthStage.run(&ctx).unwrap();
+        let out = workspace.join("scan-out");
+        std::fs::create_dir_all(&out).unwrap();
+        let ctx = StageContext { params: &p, inputs: &[], out_dir: &out, base_dir: &workspace, progress: &NoProgress, threads: 2 };
+        ScanStage.run(&ctx).unwrap();
+        let file = std::fs::File::open(out.join("clips.parquet")).unwrap();
+        let batch = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().next().unwrap().unwrap();
+        let source = column::<StringArray>(&batch, "source").value(0).to_string();
+        assert!(source.starts_with("data/ravdess/Actor_01/"), "{source}");
+        assert!(workspace.join(&source).is_file(), "{source} resolves against the workspace");
+        let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("scan.json")).unwrap()).unwrap();
+        assert_eq!(summary["root"], "data/ravdess");
+        tables.push((std::fs::read(out.join("clips.parquet")).unwrap(), std::fs::read(out.join("scan.json")).unwrap()));
+    }
+    assert!(tables[0] == tables[1], "two workspaces at different paths wrote different scan outputs");
+    assert!(tables[0] == tables[2], "a dataset linked into the workspace gave different scan outputs");
+}

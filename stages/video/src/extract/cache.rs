@@ -137,7 +137,10 @@ pub struct IndexRow {
     pub box_h: f32,
     /// Median of the per-frame best detector scores; 0 when `fallback`.
     pub detect_score: f32,
+    /// Output frames (of T) with a face, among those the detector looked at.
     pub face_found_frames: i32,
+    /// Output frames (of T) the detector looked at (see `detect_frames`).
+    pub face_checked_frames: i32,
     pub fallback: bool,
     /// The square actually cropped (source pixels; may extend past the frame).
     pub crop_x: i32,
@@ -175,6 +178,7 @@ pub fn write_index(path: &Path, rows: &[IndexRow]) -> Result<(), StageError> {
         f("box_h", DataType::Float32),
         f("detect_score", DataType::Float32),
         f("face_found_frames", DataType::Int32),
+        f("face_checked_frames", DataType::Int32),
         f("fallback", DataType::Boolean),
         f("crop_x", DataType::Int32),
         f("crop_y", DataType::Int32),
@@ -209,6 +213,7 @@ pub fn write_index(path: &Path, rows: &[IndexRow]) -> Result<(), StageError> {
         x(|r| r.box_h),
         x(|r| r.detect_score),
         i(|r| r.face_found_frames),
+        i(|r| r.face_checked_frames),
         b(|r| r.fallback),
         i(|r| r.crop_x),
         i(|r| r.crop_y),
@@ -267,6 +272,7 @@ pub fn read_index(path: &Path) -> Result<Vec<IndexRow>, StageError> {
                 box_h: x("box_h", i)?,
                 detect_score: x("detect_score", i)?,
                 face_found_frames: int("face_found_frames", i)?,
+                face_checked_frames: int("face_checked_frames", i)?,
                 fallback: b("fallback", i)?,
                 crop_x: int("crop_x", i)?,
                 crop_y: int("crop_y", i)?,

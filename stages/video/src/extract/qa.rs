@@ -169,20 +169,21 @@ pub fn write_detection_csv(path: &Path, rows: &[IndexRow]) -> Result<(), StageEr
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(fail)?);
     writeln!(
         out,
-        "clip_id,actor,label,emotion,frames,face_found_frames,detect_rate,detect_score,fallback,padded,box_x,box_y,box_w,box_h,crop_x,crop_y,crop_side"
+        "clip_id,actor,label,emotion,frames,face_found_frames,face_checked_frames,detect_rate,detect_score,fallback,padded,box_x,box_y,box_w,box_h,crop_x,crop_y,crop_side"
     )
     .map_err(fail)?;
     for r in rows {
         writeln!(
             out,
-            "{},{},{},{},{},{},{:.3},{:.3},{},{},{:.1},{:.1},{:.1},{:.1},{},{},{}",
+            "{},{},{},{},{},{},{},{:.3},{:.3},{},{},{:.1},{:.1},{:.1},{:.1},{},{},{}",
             r.clip_id,
             r.actor,
             r.label,
             r.emotion,
             r.frames,
             r.face_found_frames,
-            r.face_found_frames as f32 / r.frames.max(1) as f32,
+            r.face_checked_frames,
+            r.face_found_frames as f32 / r.face_checked_frames.max(1) as f32,
             r.detect_score,
             r.fallback,
             r.padded,

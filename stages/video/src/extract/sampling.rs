@@ -31,6 +31,15 @@ pub fn sample_indices(n: u64, t: u32) -> Vec<u64> {
     (0..t).map(|i| (2 * i + 1) * n / (2 * t)).collect()
 }
 
+/// `k` of the positions `0..n`, spread evenly (the sampling rule again), ascending and distinct;
+/// all of them when `k == 0` or `k >= n`.
+pub fn spread_indices(n: usize, k: u32) -> Vec<usize> {
+    if k == 0 || k as usize >= n {
+        return (0..n).collect();
+    }
+    sample_indices(n as u64, k).into_iter().map(|i| i as usize).collect()
+}
+
 /// The distinct indices of [`sample_indices`], ascending: what ffmpeg is asked to output.
 pub fn unique_indices(indices: &[u64]) -> Vec<u64> {
     let mut unique = indices.to_vec();
@@ -46,6 +55,15 @@ pub fn is_padded(n: u64, t: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spread_picks_k_distinct_positions_or_all() {
+        assert_eq!(spread_indices(10, 3), vec![1, 5, 8]);
+        assert_eq!(spread_indices(4, 3), vec![0, 2, 3]);
+        assert_eq!(spread_indices(3, 3), vec![0, 1, 2]);
+        assert_eq!(spread_indices(5, 0), vec![0, 1, 2, 3, 4]);
+        assert!(spread_indices(0, 3).is_empty());
+    }
 
     #[test]
     fn indices_are_centres_of_equal_slices() {

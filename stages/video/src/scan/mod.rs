@@ -2,7 +2,8 @@
 //!
 //! Outputs (in `out_dir`):
 //! - `clips.parquet`, one row per accepted recording, sorted by `clip_id`: clip_id (`VV-EE-II-SS-RR-AA`),
-//!   source (absolute path), modality, vocal_channel, emotion (name), label (0..7), intensity, statement,
+//!   source (relative to the folder of `pipeline.yaml` when the video is inside it, else absolute; so the
+//!   table, and every key downstream, is the same on machines that keep the workspace at other paths), modality, vocal_channel, emotion (name), label (0..7), intensity, statement,
 //!   repetition, actor (int32 except the strings), width, height (int32), fps (float64), frame_count
 //!   (int64), duration_s (float64);
 //! - `rejects.parquet`, one row per file set aside, sorted by source: source, kind (short code), reason;
@@ -221,8 +222,9 @@ impl Stage for ScanStage {
         "scan"
     }
 
+    /// v2: `source` and `root` are relative to the workspace when inside it.
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn resolve_params(&self, params: &Params) -> Result<Params, ParamError> {
@@ -257,14 +259,18 @@ impl Stage for ScanStage {
                 root.display()
             )));
         }
-        let root = root.canonicalize().map_err(|e| StageError::with_source(format!("resolving {}", root.display()), e))?;
+        // Absolute but with symlinks kept: a dataset linked into the workspace stays workspace-relative.
+        let root = std::path::absolute(&root).map_err(|e| StageError::with_source(format!("resolving {}", root.display()), e))?;
         let prober = Prober::find(&p.prober).ok_or_else(|| {
             StageError::msg(format!(
                 "neither ffprobe nor ffmpeg was found on PATH (prober: {}): install ffmpeg or put a static build on PATH",
                 p.prober
             ))
         })?;
-        let result = scan(&root, &p, &prober, ctx.threads, ctx.progress)?;
+        let mut result = scan(&root, &p, &prober, ctx.threads, ctx.progress)?;
+        let workspace = std::path::absolute(ctx.base_dir).unwrap_or_else(|_| ctx.base_dir.to_path_buf());
+        result.relativize(&workspace);
+        let root = workspace_relative(&root, &workspace);
         let problems = result.problems();
         if p.strict && !problems.is_empty() {
             let list: Vec<String> = problems.iter().map(|r| format!("{}: {}", r.source.display(), r.reason)).collect();
@@ -295,6 +301,23 @@ impl Stage for ScanStage {
             result.rejects.len() - problems.len(),
             result.filtered
         )))
+    }
+}
+
+/// `path` relative to `workspace` when it lies inside it, else unchanged.
+pub fn workspace_relative(path: &Path, workspace: &Path) -> PathBuf {
+    path.strip_prefix(workspace).map(Path::to_path_buf).unwrap_or_else(|_| path.to_path_buf())
+}
+
+impl ScanResult {
+    /// Rewrites every `source` inside `workspace` relative to it (see the module doc).
+    fn relativize(&mut self, workspace: &Path) {
+        for c in &mut self.clips {
+            c.source = workspace_relative(&c.source, workspace);
+        }
+        for r in &mut self.rejects {
+            r.source = workspace_relative(&r.source, workspace);
+        }
     }
 }
 
