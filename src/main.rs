@@ -4,6 +4,13 @@
 use clap::Parser;
 
 fn main() {
+    // Die quietly on a closed pipe (`pipeline show x | head -1`) like other Unix tools, instead
+    // of Rust's default of ignoring SIGPIPE and panicking in `println!`.
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let argv: Vec<String> = std::env::args().collect();
     let cli = pipeline::cli::Cli::parse();
     let code = match pipeline::cli::run(cli, &argv) {

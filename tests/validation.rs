@@ -94,3 +94,15 @@ fn no_stages() {
     let err = error_for("stages: {}\n");
     assert!(err.contains("no stages defined"), "{err}");
 }
+
+/// Output into a pipe that closes early (`pipeline dag | head -1`) ends quietly, no panic.
+#[test]
+fn closed_stdout_pipe_is_not_a_panic() {
+    let stages: String = (0..400).map(|i| format!("  stage_{i}:\n    run: echo {i}\n")).collect();
+    let ws = Workspace::new(&format!("stages:\n{stages}"));
+    let mut child = ws.command(&["dag"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take()); // the reader goes away before the first line is written
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

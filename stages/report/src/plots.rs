@@ -418,62 +418,25 @@ pub fn class_distribution(rows: &[ClassCount], path: &Path) -> Result<(), StageE
     let mut classes: Vec<(i64, String)> = rows.iter().map(|r| (r.label, r.emotion.clone())).collect();
     classes.sort();
     classes.dedup_by_key(|c| c.0);
+    // One group of bars per class (one bar per split) with an empty slot between groups; the
+    // class name sits under the middle bar of its group.
     let group = splits.len() + 1;
-    let slots = classes.len() * group;
-    // The class name sits under the middle bar of its group.
-    let mut labels = vec![String::new(); slots];
+    let mut labels = vec![String::new(); classes.len() * group];
     for (c, (_, name)) in classes.iter().enumerate() {
         labels[c * group + (splits.len() - 1) / 2] = name.clone();
     }
-    let max = rows.iter().map(|r| r.count).max().unwrap_or(1).max(1) as f64;
-    render(path, ((140 + slots * 28).max(700) as u32, 540), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption("Clips per class and split", (FONT, 24))
-            .margin(20)
-            .x_label_area_size(50)
-            .y_label_area_size(70)
-            .build_cartesian_2d((0..slots as i32 - 1).into_segmented(), 0.0..max * 1.35)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .light_line_style(WHITE)
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .x_labels(slots)
-            .x_desc("emotion")
-            .y_desc("clips")
-            .label_style((FONT, 14))
-            .axis_desc_style((FONT, 16))
-            .x_label_formatter(&|v| segment_name(&labels, v))
-            .draw()?;
-        for (s, split) in splits.iter().enumerate() {
-            let color = split_color(s);
-            let bars = classes.iter().enumerate().filter_map(|(c, (label, _))| {
-                let count = rows.iter().find(|r| &r.split == split && r.label == *label)?.count;
-                let x = (c * group + s) as i32;
-                let mut bar = Rectangle::new(
-                    [(SegmentValue::Exact(x), 0.0), (SegmentValue::Exact(x + 1), count as f64)],
-                    color.filled(),
-                );
-                bar.set_margin(0, 0, 2, 2);
-                Some(bar)
-            });
-            chart
-                .draw_series(bars)?
-                .label(split.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
+    let mut bars = Vec::new();
+    for (s, split) in splits.iter().enumerate() {
+        for (c, (label, _)) in classes.iter().enumerate() {
+            if let Some(r) = rows.iter().find(|r| &r.split == split && r.label == *label) {
+                bars.push(SplitBar { slot: c * group + s, split: s, count: r.count });
+            }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 14))
-            .draw()?;
-        Ok(())
-    })
+    }
+    let chart = SplitBars { caption: "Clips per class and split", x_desc: "emotion", slot_px: 28, bar_margin: 2 };
+    chart.draw(path, &splits, &labels, &bars)
 }
 
-/// Bars: clips per actor, coloured by the split the actor belongs to.
 pub fn actor_distribution(rows: &[ActorCount], path: &Path) -> Result<(), StageError> {
     if rows.is_empty() {
         return Err(StageError::msg(format!("drawing {}: no actor counts", path.display())));
@@ -482,52 +445,81 @@ pub fn actor_distribution(rows: &[ActorCount], path: &Path) -> Result<(), StageE
     let mut rows = rows.to_vec();
     rows.sort_by_key(|r| (r.actor, splits.iter().position(|s| *s == r.split)));
     let labels: Vec<String> = rows.iter().map(|r| format!("{:02}", r.actor)).collect();
-    let max = rows.iter().map(|r| r.count).max().unwrap_or(1).max(1) as f64;
-    let n = rows.len();
-    render(path, ((140 + n * 40).max(700) as u32, 520), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption("Clips per actor, coloured by split", (FONT, 24))
-            .margin(20)
-            .x_label_area_size(50)
-            .y_label_area_size(70)
-            .build_cartesian_2d((0..n as i32 - 1).into_segmented(), 0.0..max * 1.35)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .light_line_style(WHITE)
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .x_labels(n)
-            .x_desc("actor")
-            .y_desc("clips")
-            .label_style((FONT, 14))
-            .axis_desc_style((FONT, 16))
-            .x_label_formatter(&|v| segment_name(&labels, v))
-            .draw()?;
-        for (s, split) in splits.iter().enumerate() {
-            let color = split_color(s);
-            let bars = rows.iter().enumerate().filter(|(_, r)| &r.split == split).map(|(i, r)| {
-                let x = i as i32;
-                let mut bar = Rectangle::new(
-                    [(SegmentValue::Exact(x), 0.0), (SegmentValue::Exact(x + 1), r.count as f64)],
-                    color.filled(),
-                );
-                bar.set_margin(0, 0, 4, 4);
-                bar
-            });
+    let bars: Vec<SplitBar> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| SplitBar { slot: i, split: splits.iter().position(|s| *s == r.split).unwrap_or(0), count: r.count })
+        .collect();
+    let chart = SplitBars { caption: "Clips per actor, coloured by split", x_desc: "actor", slot_px: 40, bar_margin: 4 };
+    chart.draw(path, &splits, &labels, &bars)
+}
+
+/// One bar of a [`SplitBars`] chart: its x slot, the split that colours it, its height.
+struct SplitBar {
+    slot: usize,
+    split: usize,
+    count: u64,
+}
+
+/// A bar chart of clip counts with one colour (and legend entry) per split.
+struct SplitBars {
+    caption: &'static str,
+    x_desc: &'static str,
+    /// Width of one x slot in pixels.
+    slot_px: usize,
+    /// Gap on each side of a bar in pixels.
+    bar_margin: u32,
+}
+
+impl SplitBars {
+    fn draw(&self, path: &Path, splits: &[String], labels: &[String], bars: &[SplitBar]) -> Result<(), StageError> {
+        let slots = labels.len();
+        let max = bars.iter().map(|b| b.count).max().unwrap_or(1).max(1) as f64;
+        render(path, ((140 + slots * self.slot_px).max(700) as u32, 540), |root| {
+            let mut chart = ChartBuilder::on(root)
+                .caption(self.caption, (FONT, 24))
+                .margin(20)
+                .x_label_area_size(50)
+                .y_label_area_size(70)
+                .build_cartesian_2d((0..slots as i32 - 1).into_segmented(), 0.0..max * 1.35)?;
             chart
-                .draw_series(bars)?
-                .label(split.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 14))
-            .draw()?;
-        Ok(())
-    })
+                .configure_mesh()
+                .disable_x_mesh()
+                .light_line_style(WHITE)
+                .y_label_formatter(&|v| format!("{v:.0}"))
+                .x_labels(slots)
+                .x_desc(self.x_desc)
+                .y_desc("clips")
+                .label_style((FONT, 14))
+                .axis_desc_style((FONT, 16))
+                .x_label_formatter(&|v| segment_name(labels, v))
+                .draw()?;
+            for (s, split) in splits.iter().enumerate() {
+                let color = split_color(s);
+                let series = bars.iter().filter(|b| b.split == s).map(|b| {
+                    let x = b.slot as i32;
+                    let mut bar = Rectangle::new(
+                        [(SegmentValue::Exact(x), 0.0), (SegmentValue::Exact(x + 1), b.count as f64)],
+                        color.filled(),
+                    );
+                    bar.set_margin(0, 0, self.bar_margin, self.bar_margin);
+                    bar
+                });
+                chart
+                    .draw_series(series)?
+                    .label(split.as_str())
+                    .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font((FONT, 14))
+                .draw()?;
+            Ok(())
+        })
+    }
 }
 
 /// One row of [`misclassified_examples`]: a caption and its frames (RGB, square).
@@ -650,7 +642,7 @@ pub(crate) mod tests {
             .collect();
         let path = dir.path().join("actors.png");
         actor_distribution(&actors, &path).unwrap();
-        assert_png(&path, (140 + 24 * 40, 520), 5);
+        assert_png(&path, (140 + 24 * 40, 540), 5);
     }
 
     #[test]

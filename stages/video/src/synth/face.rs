@@ -4,7 +4,7 @@
 //! All geometry is in face units `u` (half the face width in pixels) relative to the face centre, so the
 //! same face renders at any frame size. An expression is a set of continuous controls (mouth opening,
 //! width, curvature and asymmetry; brow height and slant; eye openness; nose wrinkle; teeth); each emotion
-//! moves them away from neutral in its own direction, intensity (normal 0.6, strong 1.0) scales the move,
+//! moves them away from neutral in its own direction, intensity (normal 0.75, strong 1.0) scales the move,
 //! and every clip draws its own jitter, onset time, speech rhythm, blinks and head motion from a generator
 //! seeded by the dataset seed and the clip's name.
 
@@ -190,7 +190,7 @@ pub fn intensity_scale(intensity: u8) -> f32 {
     if intensity >= 2 {
         1.0
     } else {
-        0.6
+        0.75
     }
 }
 

@@ -215,18 +215,20 @@ fn draw_features(c: &mut Canvas, look: &Look, pose: &Pose, dx: f32, dy: f32) {
     let fx = |x: f32| look.cx + dx + x * u;
     let fy = |y: f32| look.cy + dy + y * u;
     let soft = 0.02 * u;
+    // The gains below are about twice a real face's: an expression must stay visible in a
+    // 48-pixel crop, where the default pipeline trains (synth v2).
     for side in [-1.0f32, 1.0] {
         // Eye: sclera, iris clipped to the opening, upper lid line.
         let ex = fx(side * look.eye_dx);
         let ey = fy(look.eye_y);
-        let half_h = (0.06 * e.eye_open.max(0.0)).max(0.006) * u;
+        let half_h = (0.075 * e.eye_open.max(0.0)).max(0.006) * u;
         c.ellipse(ex, ey, 0.15 * u, half_h, 0.0, [232.0, 228.0, 222.0], 0.9, soft * 0.8);
         c.ellipse(ex, ey, 0.065 * u, half_h.min(0.065 * u), 0.0, [45.0, 35.0, 30.0], 0.95, soft * 0.8);
         c.ellipse(ex, ey - half_h, 0.16 * u, 0.02 * u, 0.0, [30.0, 25.0, 25.0], 0.8, soft);
         // Brow: raised or lowered, inner end slanted up (sad, fear) or down (anger).
         let bx = fx(side * (look.eye_dx + 0.01));
-        let by = fy(look.eye_y - look.brow_gap - 0.1 * e.brow_raise);
-        let angle = side * 0.3 * e.brow_tilt;
+        let by = fy(look.eye_y - look.brow_gap - 0.2 * e.brow_raise);
+        let angle = side * 0.5 * e.brow_tilt;
         c.ellipse(bx, by, 0.18 * u, look.brow_thick * u, angle, look.hair, 0.9, soft * 1.3);
     }
     if e.nose_wrinkle > 0.01 {
@@ -238,8 +240,8 @@ fn draw_features(c: &mut Canvas, look: &Look, pose: &Pose, dx: f32, dy: f32) {
     // Mouth: lips as a curved band, the open interior dark, upper teeth light.
     let open = e.mouth_open.clamp(0.0, 1.2);
     let half_w = look.mouth_w * (1.0 + e.mouth_width) * u;
-    let curve = 0.1 * e.mouth_curve * u;
-    let tilt = -0.07 * e.mouth_asym * u;
+    let curve = 0.22 * e.mouth_curve * u;
+    let tilt = -0.14 * e.mouth_asym * u;
     let my = fy(look.mouth_y + 0.05 * open) + curve * 0.4;
     c.band(fx(0.0), my, half_w, curve, tilt, 0.02 * u, (0.035 + 0.13 * open) * u, mix(look.lip, [90.0, 40.0, 40.0], 0.2), 0.9, soft);
     if open > 0.02 {
