@@ -129,31 +129,12 @@ impl Predictor {
 mod tests {
     use super::*;
     use crate::models::{Arch, TemporalPool};
-    use crate::preprocess::{model_input, IMAGENET_MEAN, IMAGENET_STD};
-    use crate::train::checkpoint::{save_weights, CARD_FORMAT};
+    use crate::preprocess::model_input;
+    use crate::train::checkpoint::save_weights;
 
     fn card(spec: &ModelSpec) -> ModelCard {
-        ModelCard {
-            format: CARD_FORMAT,
-            arch: spec.arch,
-            frames: spec.frames,
-            size: spec.size,
-            num_classes: spec.num_classes,
-            temporal_pool: spec.temporal_pool,
-            class_names: (0..spec.num_classes).map(|c| format!("class{c}")).collect(),
-            mean: IMAGENET_MEAN,
-            std: IMAGENET_STD,
-            hyperparameters: serde_json::Value::Null,
-            parameter_count: 0,
-            train_seconds: 0.0,
-            epochs_run: 1,
-            best_epoch: 1,
-            best_val_accuracy: 0.5,
-            device: "cpu".into(),
-            train_clips: 0,
-            val_clips: 0,
-            class_weights: None,
-        }
+        let names = (0..spec.num_classes).map(|c| format!("class{c}")).collect();
+        ModelCard { epochs_run: 1, best_epoch: 1, best_val_accuracy: 0.5, device: "cpu".into(), ..ModelCard::for_spec(spec, names) }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tch::nn::VarStore;
 use tch::Tensor;
 
 use crate::models::{Arch, ModelSpec, TemporalPool};
+use crate::preprocess::{IMAGENET_MEAN, IMAGENET_STD};
 
 /// Weights file name in a model directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -61,6 +62,32 @@ pub struct ModelCard {
 }
 
 impl ModelCard {
+    /// The card of a model built from `spec`: ImageNet input normalisation, and an empty
+    /// training record for the trainer to fill in.
+    pub fn for_spec(spec: &ModelSpec, class_names: Vec<String>) -> Self {
+        ModelCard {
+            format: CARD_FORMAT,
+            arch: spec.arch,
+            frames: spec.frames,
+            size: spec.size,
+            num_classes: spec.num_classes,
+            temporal_pool: spec.temporal_pool,
+            class_names,
+            mean: IMAGENET_MEAN,
+            std: IMAGENET_STD,
+            hyperparameters: serde_json::Value::Null,
+            parameter_count: 0,
+            train_seconds: 0.0,
+            epochs_run: 0,
+            best_epoch: 0,
+            best_val_accuracy: 0.0,
+            device: String::new(),
+            train_clips: 0,
+            val_clips: 0,
+            class_weights: None,
+        }
+    }
+
     /// What to build to load these weights.
     pub fn spec(&self) -> ModelSpec {
         ModelSpec {

@@ -10,7 +10,7 @@ use tch::{Device, Tensor};
 
 use super::amp::LossScaler;
 use super::checkpoint::{
-    load_weights, save_weights, ModelCard, CARD_FILE, CARD_FORMAT, WEIGHTS_FILE,
+    load_weights, save_weights, ModelCard, CARD_FILE, WEIGHTS_FILE,
 };
 use super::data::{derive_seed, Pass};
 use super::dataset::TrainingData;
@@ -21,7 +21,6 @@ use super::schedule::{EarlyStopping, ReduceOnPlateau};
 use super::TrainParams;
 use crate::inputs::find_input;
 use crate::models::{self, ModelSpec};
-use crate::preprocess::{IMAGENET_MEAN, IMAGENET_STD};
 use crate::CLASS_NAMES;
 
 /// Seed streams (see [`derive_seed`]).
@@ -180,15 +179,6 @@ pub fn run(
 
     write_history(ctx.out_dir, &history)?;
     let card = ModelCard {
-        format: CARD_FORMAT,
-        arch: spec.arch,
-        frames: spec.frames,
-        size: spec.size,
-        num_classes: spec.num_classes,
-        temporal_pool: spec.temporal_pool,
-        class_names: CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
-        mean: IMAGENET_MEAN,
-        std: IMAGENET_STD,
         hyperparameters: serde_json::Value::Object(canonical.clone()),
         parameter_count,
         train_seconds: started.elapsed().as_secs_f64(),
@@ -199,6 +189,7 @@ pub fn run(
         train_clips: data.train.len(),
         val_clips: data.val.len(),
         class_weights,
+        ..ModelCard::for_spec(&spec, CLASS_NAMES.iter().map(|s| s.to_string()).collect())
     };
     card.write(ctx.out_dir)?;
     Ok(StageOutcome::new(format!(
