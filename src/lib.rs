@@ -14,6 +14,7 @@ pub mod config;
 pub mod dag;
 pub mod dirty;
 pub mod execute;
+pub mod executor;
 pub mod filehash;
 pub mod fingerprint;
 pub mod lock;

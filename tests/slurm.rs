@@ -1,0 +1,263 @@
+//! The Slurm executor against a real one-node cluster on localhost (tests/common/slurm.rs):
+//! results byte-identical to a local run, a job cancelled from outside, Ctrl-C, config errors.
+
+mod common;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::slurm::SlurmCluster;
+use common::Workspace;
+
+/// Shell stages over a matrix, a fan-in, nested output directories. Each stage also appends
+/// `<stage> <SLURM_JOB_ID>` to `where.txt` in the workspace (outside its output), so the test
+/// sees which job ran it.
+fn pipeline_yaml(remote: &Path) -> String {
+    format!(
+        r#"remote: {remote}
+executor:
+  kind: slurm
+  poll_seconds: 0.2
+  resources:
+    default: {{cpus: 1, mem: 100M, time: "5"}}
+    combine: {{mem: 200M}}
+stages:
+  gen:
+    run: "seq 1 $PIPELINE_PARAM_N > $PIPELINE_OUT/numbers.txt; echo \"$PIPELINE_STAGE $SLURM_JOB_ID\" >> where.txt"
+    matrix:
+      n: [3, 5]
+  square:
+    run: "mkdir -p $PIPELINE_OUT/deep/er; while read x; do echo $((x*x)); done < $PIPELINE_IN_GEN/numbers.txt > $PIPELINE_OUT/deep/er/sq.txt; echo \"$PIPELINE_STAGE $SLURM_JOB_ID\" >> where.txt; echo squared"
+    needs: [gen]
+    matrix:
+      n: [3, 5]
+  combine:
+    run: "for d in $(echo $PIPELINE_IN_SQUARE | tr : ' '); do cat $d/deep/er/sq.txt; done > $PIPELINE_OUT/all.txt; printf '\\000\\001\\377binary' > $PIPELINE_OUT/blob.bin; echo \"$PIPELINE_STAGE $SLURM_JOB_ID\" >> where.txt"
+    needs: [square]
+"#,
+        remote = remote.display()
+    )
+}
+
+/// instance -> (relative path -> bytes) of every artifact in a workspace's store.
+fn artifacts(ws: &Workspace) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
+    let mut all = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(ws.store().join("objects")).min_depth(2).max_depth(2) {
+        let dir = entry.unwrap().into_path();
+        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+        let mut files = BTreeMap::new();
+        for f in manifest["files"].as_array().unwrap() {
+            let rel = f["path"].as_str().unwrap().to_owned();
+            files.insert(rel.clone(), std::fs::read(dir.join("out").join(&rel)).unwrap());
+        }
+        all.insert(manifest["instance"].as_str().unwrap().to_owned(), files);
+    }
+    all
+}
+
+/// Job ids from "NAME: submitted as slurm job ID" lines.
+fn submitted(stderr: &str) -> BTreeMap<String, String> {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(": submitted as slurm job ")?;
+            Some((name.to_owned(), rest.split_whitespace().next()?.to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn slurm_run_gives_the_same_bytes_as_a_local_run() {
+    let cluster = SlurmCluster::start();
+    eprintln!("cluster idle after {:.2} s", cluster.started_in.as_secs_f64());
+
+    let local_remote = tempfile::tempdir().unwrap();
+    let local = Workspace::new(&pipeline_yaml(local_remote.path()));
+    let out = local.pipeline(&["run", "--executor", "local"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("slurm"), "{}", out.stderr);
+
+    let remote = tempfile::tempdir().unwrap();
+    let ws = Workspace::with_env(&pipeline_yaml(remote.path()), cluster.env());
+    let started = Instant::now();
+    let out = ws.pipeline(&["run"]);
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    eprintln!("5 tasks through slurm in {seconds:.2} s:\n{}", out.stderr);
+
+    // Every instance went through its own job, and ran inside it.
+    let jobs = submitted(&out.stderr);
+    assert_eq!(jobs.len(), 5, "{}", out.stderr);
+    for (name, id) in &jobs {
+        assert!(out.stderr.contains(&format!("{name}: done in slurm job {id} (COMPLETED)")), "{}", out.stderr);
+        assert_eq!(cluster.job_state(id), "COMPLETED");
+    }
+    assert!(out.stderr.contains("combine: submitted as slurm job") && out.stderr.contains("(cpus 1, mem 200M, time 5)"), "{}", out.stderr);
+    let where_ran = std::fs::read_to_string(ws.path().join("where.txt")).unwrap();
+    let mut seen: Vec<(String, String)> = where_ran.lines().map(|l| l.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())).unwrap()).collect();
+    seen.sort();
+    let mut expected: Vec<(String, String)> = jobs.clone().into_iter().collect();
+    expected.sort();
+    assert_eq!(seen, expected, "SLURM_JOB_ID seen by each stage");
+
+    // Same bytes as the local run, for every instance.
+    let (a, b) = (artifacts(&local), artifacts(&ws));
+    assert_eq!(a.len(), 5);
+    assert_eq!(a, b);
+    assert_eq!(b["combine"]["all.txt"], b"1\n4\n9\n1\n4\n9\n16\n25\n");
+    assert_eq!(b["combine"]["blob.bin"], b"\x00\x01\xffbinary");
+    // The remote holds each task's spec and result.
+    assert_eq!(std::fs::read_dir(remote.path().join("tasks")).unwrap().count(), 5);
+    assert_eq!(std::fs::read_dir(remote.path().join("manifests")).unwrap().count(), 5);
+
+    // Nothing left to do: no job is submitted.
+    let again = ws.pipeline(&["run"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("0 ran, 5 fresh") && !again.stderr.contains("submitted"), "{}", again.stderr);
+}
+
+/// Spawns `pipeline run` and returns it with a channel of its stderr lines.
+fn spawn_run(ws: &Workspace, args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = ws.command(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// Lines until one contains `needle`; returns all lines read and the matching one.
+fn read_until(rx: &mpsc::Receiver<String>, needle: &str, all: &mut Vec<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            all.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+    panic!("no line with {needle:?} in:\n{}", all.join("\n"));
+}
+
+fn slow_yaml(remote: &Path) -> String {
+    format!(
+        r#"remote: {remote}
+executor: {{kind: slurm, poll_seconds: 0.2}}
+stages:
+  first:
+    run: "echo one > $PIPELINE_OUT/one.txt"
+  slow:
+    run: "echo started > started.txt; sleep 3; echo two > $PIPELINE_OUT/two.txt"
+    needs: [first]
+  last:
+    run: "cat $PIPELINE_IN_SLOW/two.txt > $PIPELINE_OUT/three.txt"
+    needs: [slow]
+"#,
+        remote = remote.display()
+    )
+}
+
+#[test]
+fn a_job_cancelled_from_outside_fails_its_task_and_a_rerun_finishes() {
+    let cluster = SlurmCluster::start();
+    let remote = tempfile::tempdir().unwrap();
+    let ws = Workspace::with_env(&slow_yaml(remote.path()), cluster.env());
+    let (mut child, rx) = spawn_run(&ws, &["run"]);
+    let mut lines = Vec::new();
+    let line = read_until(&rx, "slow: submitted as slurm job", &mut lines);
+    let job = line.rsplit(' ').next().unwrap().to_owned();
+    // Cancel it once it really runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ws.path().join("started.txt").exists() {
+        assert!(Instant::now() < deadline, "job {job} never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = cluster.command("scancel").arg(&job).status().unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    lines.extend(rx.iter());
+    let stderr = lines.join("\n");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("slow: FAILED: slurm job {job} ended CANCELLED")), "{stderr}");
+    assert!(stderr.contains(&format!("job log: {}", ws.store().join("slurm-logs").join(format!("{job}.log")).display())), "{stderr}");
+    assert!(stderr.contains("last: not run: upstream slow failed"), "{stderr}");
+    assert_eq!(cluster.job_state(&job), "CANCELLED");
+
+    // Nothing of `slow` was published, here or in the remote.
+    let published: Vec<String> = artifacts(&ws).into_keys().collect();
+    assert_eq!(published, ["first"]);
+    assert_eq!(std::fs::read_dir(remote.path().join("manifests")).unwrap().count(), 1);
+
+    // `status` says where the failed task ran.
+    let status = ws.pipeline(&["status"]);
+    assert!(status.stdout.contains(&format!("slurm job {job}: CANCELLED")), "{}", status.stdout);
+
+    let rerun = ws.pipeline(&["run"]);
+    assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+    assert!(rerun.stderr.contains("2 ran, 1 fresh"), "{}", rerun.stderr);
+    assert_eq!(artifacts(&ws)["last"]["three.txt"], b"two\n");
+}
+
+#[test]
+fn ctrl_c_cancels_the_runs_jobs() {
+    let cluster = SlurmCluster::start();
+    let remote = tempfile::tempdir().unwrap();
+    let ws = Workspace::with_env(&slow_yaml(remote.path()), cluster.env());
+    let (mut child, rx) = spawn_run(&ws, &["run"]);
+    let mut lines = Vec::new();
+    let line = read_until(&rx, "slow: submitted as slurm job", &mut lines);
+    let job = line.rsplit(' ').next().unwrap().to_owned();
+    let killed = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let code = child.wait().unwrap().code();
+    lines.extend(rx.iter());
+    assert_eq!(code, Some(130), "{}", lines.join("\n"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.job_state(&job) != "CANCELLED" {
+        assert!(Instant::now() < deadline, "job {job} is {}", cluster.job_state(&job));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Configuration errors need no cluster: they stop the run before anything is submitted.
+fn run_error(yaml: &str, args: &[&str]) -> String {
+    let ws = Workspace::new(yaml);
+    let out = ws.pipeline(args);
+    assert_eq!(out.code, 2, "expected a configuration error:\n{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    out.stderr
+}
+
+#[test]
+fn slurm_without_a_remote_is_a_config_error() {
+    let err = run_error("executor:\n  kind: slurm\nstages:\n  a:\n    run: echo\n", &["run"]);
+    assert!(err.contains("pipeline.yaml:2:3: the slurm executor needs a remote cache"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    let err = run_error("stages:\n  a:\n    run: echo\n", &["run", "--executor", "slurm"]);
+    assert!(err.contains("pipeline.yaml: the slurm executor needs a remote cache"), "{err}");
+}
+
+#[test]
+fn executor_section_errors_name_the_place() {
+    let stages = "stages:\n  train:\n    run: echo\n";
+    let err = run_error(&format!("executor:\n  kind: slurm\n  partitoin: gpu\n{stages}"), &["status"]);
+    assert!(err.contains("pipeline.yaml:3:3: executor: unknown field `partitoin`"), "{err}");
+    let err = run_error(&format!("executor:\n  kind: slurm\n  resources:\n    trian: {{gpus: 1}}\n{stages}"), &["status"]);
+    assert!(err.contains("pipeline.yaml:4:5: `resources` names `trian`, which is neither `default` nor a stage"), "{err}");
+    assert!(err.contains("did you mean `train`?"), "{err}");
+    let err = run_error(&format!("executor:\n  kind: slurm\n  resources:\n    train: {{mem: 4X}}\n{stages}"), &["status"]);
+    assert!(err.contains("pipeline.yaml:4:13: bad memory size `4X` for `train`"), "{err}");
+    let err = run_error(&format!("executor:\n  kind: slurm\n  resources:\n    default: {{gpu: 1}}\n{stages}"), &["status"]);
+    assert!(err.contains("pipeline.yaml:4:") && err.contains("unknown field `gpu`"), "{err}");
+    let err = run_error(&format!("executor:\n  kind: kubernetes\n{stages}"), &["status"]);
+    assert!(err.contains("pipeline.yaml:2:3: the kubernetes executor is not implemented yet"), "{err}");
+    let err = run_error(stages, &["run", "--executor", "kubernetes"]);
+    assert!(err.contains("not implemented yet"), "{err}");
+}
