@@ -113,10 +113,85 @@ fn slurm_run_gives_the_same_bytes_as_a_local_run() {
     assert_eq!(std::fs::read_dir(remote.path().join("tasks")).unwrap().count(), 5);
     assert_eq!(std::fs::read_dir(remote.path().join("manifests")).unwrap().count(), 5);
 
+    // A duplicated task is harmless: the worker finds the result and does nothing.
+    let key = remote_keys(remote.path(), "tasks").into_iter().next().unwrap();
+    let dup = ws.pipeline(&["exec-task", &key]);
+    assert_eq!(dup.code, 0, "{}", dup.stderr);
+    assert!(dup.stderr.contains("already in the remote (a duplicated task), nothing to do"), "{}", dup.stderr);
+
     // Nothing left to do: no job is submitted.
     let again = ws.pipeline(&["run"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(again.stderr.contains("0 ran, 5 fresh") && !again.stderr.contains("submitted"), "{}", again.stderr);
+}
+
+/// The keys under `manifests/` or `tasks/` of a directory remote.
+fn remote_keys(remote: &Path, sub: &str) -> Vec<String> {
+    let mut keys: Vec<String> = std::fs::read_dir(remote.join(sub))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_owned())
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// A worker needs no shared filesystem with the coordinator: `exec-task` in another directory
+/// with the same pipeline file computes the task from the remote alone, and one whose checkout
+/// differs refuses to publish under the coordinator's key.
+#[test]
+fn a_worker_elsewhere_computes_from_the_remote_and_a_different_checkout_refuses() {
+    let cluster = SlurmCluster::start();
+    let remote = tempfile::tempdir().unwrap();
+    let ws = Workspace::with_env(&pipeline_yaml(remote.path()), cluster.env());
+    let out = ws.pipeline(&["run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let before = artifacts(&ws);
+
+    // Forget the result of `combine` in the remote (its key is the one no other task needs).
+    let combine_key = remote_keys(remote.path(), "tasks")
+        .into_iter()
+        .find(|k| std::fs::read_to_string(remote.path().join("tasks").join(format!("{k}.json"))).unwrap().contains("\"instance\": \"combine\""))
+        .unwrap();
+    std::fs::remove_file(remote.path().join("manifests").join(format!("{combine_key}.json"))).unwrap();
+
+    // Another checkout whose `combine` command differs: refuses.
+    let other = Workspace::new(&pipeline_yaml(remote.path()).replace("blob.bin", "other.bin"));
+    let refused = other.pipeline(&["exec-task", &combine_key]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("combine: this worker's checkout gives another key than the coordinator's (command changed"), "{}", refused.stderr);
+    assert!(!remote.path().join("manifests").join(format!("{combine_key}.json")).exists());
+
+    // An identical checkout elsewhere, with an empty store of its own: computes and pushes.
+    let elsewhere = Workspace::new(&pipeline_yaml(remote.path()));
+    let done = elsewhere.pipeline(&["exec-task", &combine_key]);
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    assert!(done.stderr.contains("combine: computed and pushed"), "{}", done.stderr);
+    assert!(!elsewhere.store().exists(), "exec-task must not touch the workspace's store");
+
+    // The coordinator's next run pulls exactly the bytes it had.
+    std::fs::remove_dir_all(ws.store()).unwrap();
+    let pulled = ws.pipeline(&["pull"]);
+    assert_eq!(pulled.code, 0, "{}", pulled.stderr);
+    assert_eq!(artifacts(&ws), before);
+}
+
+#[test]
+fn a_failing_stage_fails_its_job_and_the_error_shows_the_log() {
+    let cluster = SlurmCluster::start();
+    let remote = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "remote: {}\nexecutor: {{kind: slurm, poll_seconds: 0.2}}\nstages:\n  bad:\n    run: \"echo about to fail >&2; exit 3\"\n",
+        remote.path().display()
+    );
+    let ws = Workspace::with_env(&yaml, cluster.env());
+    let out = ws.pipeline(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let job = submitted(&out.stderr)["bad"].clone();
+    assert!(out.stderr.contains(&format!("bad: FAILED: slurm job {job} ended FAILED (exit code 1:0) without publishing a result")), "{}", out.stderr);
+    // The end of the job log: the worker's error with the stage's stderr.
+    assert!(out.stderr.contains("end of the job log:") && out.stderr.contains("about to fail") && out.stderr.contains("exit status 3"), "{}", out.stderr);
+    assert!(artifacts(&ws).is_empty());
+    assert!(!remote.path().join("manifests").exists() || remote_keys(remote.path(), "manifests").is_empty());
 }
 
 /// Spawns `pipeline run` and returns it with a channel of its stderr lines.
