@@ -280,6 +280,45 @@ fn a_job_cancelled_from_outside_fails_its_task_and_a_rerun_finishes() {
     assert_eq!(artifacts(&ws)["last"]["three.txt"], b"two\n");
 }
 
+/// slurmd dies while a job runs: the job's step finishes and pushes its result, but Slurm holds
+/// it in COMPLETING, so the run does not count the task done (job ended AND manifest) until
+/// slurmd is back; then the same run finishes and a rerun has nothing to do.
+#[test]
+fn slurmd_killed_mid_run_then_restarted_and_the_run_finishes() {
+    let mut cluster = SlurmCluster::start();
+    let remote = tempfile::tempdir().unwrap();
+    let ws = Workspace::with_env(&slow_yaml(remote.path()), cluster.env());
+    let (mut child, rx) = spawn_run(&ws, &["run"]);
+    let mut lines = Vec::new();
+    let line = read_until(&rx, "slow: submitted as slurm job", &mut lines);
+    let job = line.rsplit(' ').next().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ws.path().join("started.txt").exists() {
+        assert!(Instant::now() < deadline, "job {job} never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster.kill_slurmd();
+    // The job's step still finishes and pushes (first + slow in the remote).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while remote_keys(remote.path(), "manifests").len() < 2 {
+        assert!(Instant::now() < deadline, "the job never pushed its result");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(cluster.job_state(&job), "COMPLETING");
+    assert!(child.try_wait().unwrap().is_none(), "the run ended while its job was still COMPLETING");
+
+    cluster.start_slurmd();
+    let code = child.wait().unwrap().code();
+    lines.extend(rx.iter());
+    let stderr = lines.join("\n");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("slow: done in slurm job {job} (COMPLETED)")), "{stderr}");
+    assert_eq!(artifacts(&ws)["last"]["three.txt"], b"two\n");
+    let again = ws.pipeline(&["run"]);
+    assert!(again.stderr.contains("0 ran, 3 fresh"), "{}", again.stderr);
+}
+
 #[test]
 fn ctrl_c_cancels_the_runs_jobs() {
     let cluster = SlurmCluster::start();

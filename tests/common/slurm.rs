@@ -92,6 +92,14 @@ impl SlurmCluster {
         );
     }
 
+    /// Kills slurmd with SIGKILL (running jobs' slurmstepd processes live on, as on a real node).
+    pub fn kill_slurmd(&mut self) {
+        if let Some(mut child) = self.slurmd.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
     pub fn conf(&self) -> PathBuf {
         self.dir.path().join("slurm.conf")
     }
