@@ -179,12 +179,15 @@ fn a_worker_elsewhere_computes_from_the_remote_and_a_different_checkout_refuses(
 fn a_failing_stage_fails_its_job_and_the_error_shows_the_log() {
     let cluster = SlurmCluster::start();
     let remote = tempfile::tempdir().unwrap();
+    // `gpu` asks for a GPU the test node does not have: sbatch refuses it, and says why.
     let yaml = format!(
-        "remote: {}\nexecutor: {{kind: slurm, poll_seconds: 0.2}}\nstages:\n  bad:\n    run: \"echo about to fail >&2; exit 3\"\n",
+        "remote: {}\nexecutor: {{kind: slurm, poll_seconds: 0.2, resources: {{gpu: {{gpus: 1}}}}}}\nstages:\n  bad:\n    run: \"echo about to fail >&2; exit 3\"\n  gpu:\n    run: \"true\"\n",
         remote.path().display()
     );
     let ws = Workspace::with_env(&yaml, cluster.env());
-    let out = ws.pipeline(&["run"]);
+    let out = ws.pipeline(&["run", "--keep-going"]);
+    eprintln!("{}", out.stderr);
+    assert!(out.stderr.contains("gpu: FAILED: sbatch refused the job: sbatch: error:"), "{}", out.stderr);
     assert_eq!(out.code, 1, "{}", out.stderr);
     let job = submitted(&out.stderr)["bad"].clone();
     assert!(out.stderr.contains(&format!("bad: FAILED: slurm job {job} ended FAILED (exit code 1:0) without publishing a result")), "{}", out.stderr);
