@@ -322,6 +322,31 @@ fn slurmd_killed_mid_run_then_restarted_and_the_run_finishes() {
     assert!(again.stderr.contains("0 ran, 3 fresh"), "{}", again.stderr);
 }
 
+/// The controller restarts while a job runs: the run says it does not answer, keeps waiting,
+/// and finishes once it is back (the controller recovers its jobs from its state).
+#[test]
+fn controller_restart_mid_run_and_the_run_finishes() {
+    let mut cluster = SlurmCluster::start();
+    let remote = tempfile::tempdir().unwrap();
+    let ws = Workspace::with_env(&slow_yaml(remote.path()), cluster.env());
+    let (mut child, rx) = spawn_run(&ws, &["run"]);
+    let mut lines = Vec::new();
+    let line = read_until(&rx, "slow: submitted as slurm job", &mut lines);
+    let job = line.rsplit(' ').next().unwrap().to_owned();
+    read_until(&rx, &format!("slow: slurm job {job} RUNNING"), &mut lines);
+    cluster.stop_slurmctld();
+    read_until(&rx, "slurm: the controller does not answer", &mut lines);
+    assert!(child.try_wait().unwrap().is_none());
+    cluster.start_slurmctld();
+    let code = child.wait().unwrap().code();
+    lines.extend(rx.iter());
+    let stderr = lines.join("\n");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("slurm: the controller answers again"), "{stderr}");
+    assert!(stderr.contains(&format!("slow: done in slurm job {job} (COMPLETED)")), "{stderr}");
+    assert_eq!(artifacts(&ws)["last"]["three.txt"], b"two\n");
+}
+
 #[test]
 fn ctrl_c_cancels_the_runs_jobs() {
     let cluster = SlurmCluster::start();

@@ -173,7 +173,9 @@ impl Slurm {
         }
         let queue = match squeue(&self.run_id) {
             Ok(queue) => {
-                *self.unreachable_since.lock().expect("lock") = None;
+                if self.unreachable_since.lock().expect("lock").take().is_some() {
+                    reporter.line("slurm: the controller answers again");
+                }
                 queue
             }
             Err(e) => return self.unreachable(&active, &e, reporter),
@@ -203,11 +205,14 @@ impl Slurm {
     /// The controller did not answer: keep waiting up to [`UNREACHABLE_LIMIT`], then fail `active`.
     fn unreachable(&self, active: &[String], error: &str, reporter: &Reporter) {
         let mut since = self.unreachable_since.lock().expect("lock");
-        let first = *since.get_or_insert_with(Instant::now);
-        if first.elapsed() < UNREACHABLE_LIMIT {
-            if first.elapsed() < Duration::from_millis(10) {
-                reporter.line(&format!("slurm: controller unreachable ({error}); still trying"));
+        let first = match *since {
+            Some(first) => first,
+            None => {
+                reporter.line(&format!("slurm: the controller does not answer ({error}); trying again for {} s", UNREACHABLE_LIMIT.as_secs()));
+                *since.insert(Instant::now())
             }
+        };
+        if first.elapsed() < UNREACHABLE_LIMIT {
             return;
         }
         let mut jobs = self.jobs.lock().expect("jobs lock");

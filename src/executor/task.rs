@@ -116,7 +116,8 @@ pub fn exec_task(plan: &Plan, remote: &Remote, key: &Key, store_dir: Option<&Pat
     let task = Task { index, key, fingerprint: &here, upstream: &upstream, force: false, threads };
     let done = Local.run(&ctx, &task).map_err(|e| format!("{name}: FAILED: {e}"))?;
     let bytes = remote.push(&store, key).map_err(|e| format!("{name}: computed, but the push failed: {e}"))?;
-    Ok(format!("{name}: computed and pushed ({} files, {bytes} bytes uploaded) {}", done.manifest.files.len(), done.summary))
+    let summary = if done.summary.is_empty() { String::new() } else { format!(": {}", done.summary) };
+    Ok(format!("{name}: computed and pushed ({} files, {bytes} bytes uploaded){summary}", done.manifest.files.len()))
 }
 
 fn find(plan: &Plan, instance: &str) -> Result<usize, String> {

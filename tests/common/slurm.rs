@@ -62,16 +62,7 @@ impl SlurmCluster {
                 .expect("start munged"),
         );
         wait_for(|| munge.join("socket").exists(), Duration::from_secs(10), || cluster.logs("munge socket never appeared"));
-        cluster.slurmctld = Some(
-            Command::new(find("slurmctld").unwrap())
-                .args(["-D", "-i", "-f"])
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(log("slurmctld.out"))
-                .stderr(log("slurmctld.out"))
-                .spawn()
-                .expect("start slurmctld"),
-        );
+        cluster.start_slurmctld();
         cluster.start_slurmd();
         wait_for(|| cluster.node_state().as_deref() == Some("idle"), Duration::from_secs(30), || cluster.logs("the node never became idle"));
         cluster.started_in = started.elapsed();
@@ -90,6 +81,28 @@ impl SlurmCluster {
                 .spawn()
                 .expect("start slurmd"),
         );
+    }
+
+    /// Starts the controller; it recovers queued and running jobs from its state directory.
+    pub fn start_slurmctld(&mut self) {
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("log").join("slurmctld.out")).unwrap();
+        self.slurmctld = Some(
+            Command::new(find("slurmctld").unwrap())
+                .args(["-D", "-i", "-f"])
+                .arg(self.conf())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("start slurmctld"),
+        );
+    }
+
+    /// Stops the controller the way a restart does (SIGTERM: it saves its state).
+    pub fn stop_slurmctld(&mut self) {
+        if let Some(child) = self.slurmctld.take() {
+            stop(child);
+        }
     }
 
     /// Kills slurmd with SIGKILL (running jobs' slurmstepd processes live on, as on a real node).
