@@ -108,9 +108,10 @@ pub fn exec_task(plan: &Plan, remote: &Remote, key: &Key, store_dir: Option<&Pat
         ));
     }
 
-    let threads = std::env::var("SLURM_CPUS_PER_TASK")
-        .ok()
-        .and_then(|n| n.parse().ok())
+    // What the job was given, not the whole node.
+    let threads = ["SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let ctx = Context { plan, store: &store, remote: None, reporter };
     let task = Task { index, key, fingerprint: &here, upstream: &upstream, force: false, threads };
