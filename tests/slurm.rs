@@ -125,6 +125,37 @@ fn slurm_run_gives_the_same_bytes_as_a_local_run() {
     assert!(again.stderr.contains("0 ran, 5 fresh") && !again.stderr.contains("submitted"), "{}", again.stderr);
 }
 
+/// A built-in stage (`synth`: ffmpeg-encoded videos) through `exec-task`: the worker finds the
+/// kind in its registry and writes the same videos as a local run. `synth.json` is left out of
+/// the comparison: it records wall-clock seconds and the thread count, so it differs between
+/// any two runs, local ones included.
+#[test]
+fn a_builtin_stage_through_slurm_writes_the_same_videos() {
+    let cluster = SlurmCluster::start();
+    let yaml = |remote: &Path| {
+        format!(
+            "remote: {}\nexecutor: {{kind: slurm, poll_seconds: 0.2}}\nstages:\n  synth:\n    uses: synth\n    with: {{actors: 2, emotions: [neutral, happy], intensities: [1], duration_s: 0.5, width: 320, height: 180}}\n",
+            remote.display()
+        )
+    };
+    let (local_remote, remote) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let local = Workspace::new(&yaml(local_remote.path()));
+    let out = local.pipeline(&["run", "--executor", "local"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let ws = Workspace::with_env(&yaml(remote.path()), cluster.env());
+    let out = ws.pipeline(&["run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("synth: done in slurm job"), "{}", out.stderr);
+    let without_timings = |ws: &Workspace| {
+        let mut files = artifacts(ws).remove("synth").unwrap();
+        assert!(files.remove("synth.json").is_some());
+        files
+    };
+    let videos = without_timings(&ws);
+    assert_eq!(videos.keys().filter(|p| p.ends_with(".mp4")).count(), 4, "{:?}", videos.keys());
+    assert!(videos == without_timings(&local), "the videos differ from a local run");
+}
+
 /// The keys under `manifests/` or `tasks/` of a directory remote.
 fn remote_keys(remote: &Path, sub: &str) -> Vec<String> {
     let mut keys: Vec<String> = std::fs::read_dir(remote.join(sub))
