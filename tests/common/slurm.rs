@@ -3,7 +3,7 @@
 //! temporary directory, on free ports. Stopped on drop, so also when the test panics.
 //!
 //! Needs Debian's `slurm-wlm` and `munge` (scripts/setup.sh installs them) and root, since
-//! slurmd starts jobs.
+//! slurmd starts jobs (tried as an unprivileged user: the node comes up, jobs hang in RUNNING).
 
 use std::fs;
 use std::net::TcpListener;
@@ -29,6 +29,11 @@ impl SlurmCluster {
             if find(exe).is_none() {
                 panic!("`{exe}` is not installed: run scripts/setup.sh (it installs Debian's slurm-wlm and munge)");
             }
+        }
+        // As another user, munged refuses the credentials slurmd's job steps present
+        // ("Unauthorized credential") and jobs hang: say so instead of hanging.
+        if whoami() != "root" {
+            panic!("the Slurm tests start slurmd, which must run as root to launch jobs: run them as root (scripts/setup.sh, too, installs packages only as root)");
         }
         let dir = tempfile::Builder::new().prefix("slurm-test-").tempdir().unwrap();
         // munged wants every directory above its socket to be searchable by all.
