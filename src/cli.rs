@@ -277,6 +277,10 @@ fn use_slurm(engine: &mut Engine, run_id: &str) -> Result<()> {
             .with_hint("jobs exchange inputs and results through it (no shared filesystem is assumed): set `remote:` in the pipeline file or pass --remote URL")
             .into());
     };
+    // Fail once, before anything is computed, rather than once per task.
+    if let Err(e) = std::process::Command::new("sbatch").arg("--version").output() {
+        bail!("the slurm executor cannot run `sbatch` ({e}): install Slurm's client commands or put them on PATH");
+    }
     let slurm = Slurm::new(engine.plan.executor.clone(), run_id, remote.url(), &engine.plan.config_file, &engine.store)
         .context("cannot set up the slurm executor")?;
     let executor: std::sync::Arc<Slurm> = std::sync::Arc::new(slurm);

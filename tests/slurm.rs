@@ -418,6 +418,17 @@ fn slurm_without_a_remote_is_a_config_error() {
 }
 
 #[test]
+fn slurm_without_sbatch_fails_before_computing_anything() {
+    let remote = tempfile::tempdir().unwrap();
+    let yaml = format!("remote: {}\nexecutor: {{kind: slurm}}\nstages:\n  a:\n    run: \"echo > counts/a\"\n", remote.path().display());
+    let ws = Workspace::with_env(&yaml, vec![("PATH".into(), "/nonexistent".into())]);
+    let out = ws.pipeline(&["run"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("the slurm executor cannot run `sbatch`"), "{}", out.stderr);
+    assert_eq!(ws.count("a"), 0);
+}
+
+#[test]
 fn executor_section_errors_name_the_place() {
     let stages = "stages:\n  train:\n    run: echo\n";
     let err = run_error(&format!("executor:\n  kind: slurm\n  partitoin: gpu\n{stages}"), &["status"]);
