@@ -119,6 +119,14 @@ fn slurm_run_gives_the_same_bytes_as_a_local_run() {
     assert_eq!(dup.code, 0, "{}", dup.stderr);
     assert!(dup.stderr.contains("already in the remote (a duplicated task), nothing to do"), "{}", dup.stderr);
 
+    // --force recomputes in a job even though the remote has the result.
+    let forced = ws.pipeline(&["run", "--force", "combine"]);
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    assert!(forced.stderr.contains("combine: stale: forced") && forced.stderr.contains("combine: done in slurm job"), "{}", forced.stderr);
+    assert!(forced.stderr.contains("1 ran, 4 fresh"), "{}", forced.stderr);
+    assert_eq!(std::fs::read_to_string(ws.path().join("where.txt")).unwrap().lines().filter(|l| l.starts_with("combine ")).count(), 2);
+    assert_eq!(artifacts(&ws), b);
+
     // Nothing left to do: no job is submitted.
     let again = ws.pipeline(&["run"]);
     assert_eq!(again.code, 0, "{}", again.stderr);

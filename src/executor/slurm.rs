@@ -256,6 +256,10 @@ impl Executor for Slurm {
                 log_tail(&log)
             ));
         }
+        if task.force {
+            // The fresh result replaces the local one (we hold the key's lock).
+            ctx.store.remove(task.key).map_err(|e| format!("cannot replace the local artifact: {e}"))?;
+        }
         let manifest = remote
             .pull(ctx.store, task.key, name)
             .map_err(|e| format!("{place} published a result that cannot be pulled: {e}; job log: {}", log.display()))?;

@@ -6,7 +6,8 @@
 //! `pipeline.yaml` but its own private store:
 //!
 //! 1. reads the spec and checks it hashes to the key it was asked for;
-//! 2. stops at once if the remote already has the result (a duplicated or retried task);
+//! 2. stops at once if the remote already has the result (a duplicated or retried task),
+//!    unless the task was forced;
 //! 3. pulls the upstream artifacts from the remote (verified, see [`crate::remote`]);
 //! 4. recomputes the fingerprint from its own checkout and refuses to run when the key differs
 //!    (a worker with other code or data must not publish under the coordinator's key);
@@ -34,6 +35,9 @@ pub struct TaskSpec {
     pub fingerprint: Fingerprint,
     /// In the order of `fingerprint.upstream`.
     pub upstream: Vec<TaskInput>,
+    /// `--force`: compute even when the remote has the result (and replace it there).
+    #[serde(default)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +57,7 @@ impl TaskSpec {
                 .iter()
                 .map(|(n, m)| TaskInput { instance: plan.instances[*n].name.clone(), key: m.key.clone() })
                 .collect(),
+            force: task.force,
         }
     }
 }
@@ -66,7 +71,7 @@ pub fn exec_task(plan: &Plan, remote: &Remote, key: &Key, store_dir: Option<&Pat
         return Err(format!("task spec for key {key} does not hash to that key (damaged or tampered with)"));
     }
     let name = spec.instance.as_str();
-    if remote.has(key) {
+    if !spec.force && remote.has(key) {
         return Ok(format!("{name}: already in the remote (a duplicated task), nothing to do"));
     }
     let index = find(plan, name)?;
