@@ -47,7 +47,8 @@ impl SlurmCluster {
         fs::write(munge.join("key"), key).unwrap();
         fs::set_permissions(munge.join("key"), fs::Permissions::from_mode(0o400)).unwrap();
         let conf = dir.path().join("slurm.conf");
-        fs::write(&conf, slurm_conf(dir.path(), free_port(), free_port())).unwrap();
+        let [ctld_port, slurmd_port] = free_ports();
+        fs::write(&conf, slurm_conf(dir.path(), ctld_port, slurmd_port)).unwrap();
 
         let mut cluster = Self { dir, munged: None, slurmctld: None, slurmd: None, started_in: Duration::ZERO };
         let started = Instant::now();
@@ -222,8 +223,11 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
     )
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// Two distinct free ports (both listeners are held until both are known).
+fn free_ports() -> [u16; 2] {
+    let a = TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = TcpListener::bind("127.0.0.1:0").unwrap();
+    [a.local_addr().unwrap().port(), b.local_addr().unwrap().port()]
 }
 
 fn whoami() -> String {
