@@ -5,7 +5,8 @@
 //! 1. compute its fingerprint from the upstream content hashes, its params, deps and raw inputs;
 //! 2. a complete artifact under its key → fresh, nothing to do;
 //! 3. otherwise take the key's lock (waiting if another run holds it, then reusing what that
-//!    run published), run the action in a private directory, publish atomically.
+//!    run published), pull it if the remote has it, else hand it to the [`Executor`] (this
+//!    process, or a Slurm job), which computes it and publishes it atomically.
 //!
 //! A failure stops new work (running instances finish) unless `keep_going`, in which case only
 //! dependents of the failed instance are skipped.
