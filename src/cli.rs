@@ -301,7 +301,23 @@ fn exec_task(plan: &Plan, remote_url: Option<&str>, key: &str, store: Option<&st
     let key = Key::parse(key).with_context(|| format!("`{key}` is not a cache key (64 lower-case hex digits)"))?;
     let remote = Remote::open(url, &plan.base_dir)?;
     let reporter = crate::progress::Reporter::new(quiet);
-    match crate::executor::task::exec_task(plan, &remote, &key, store, &reporter) {
+    // Without --store: a scratch store, removed at the end, and also when the job is cancelled
+    // (scancel sends SIGTERM, which skips destructors).
+    let scratch = match store {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("pipeline-task-").tempdir().context("cannot create a scratch store")?),
+    };
+    if let Some(dir) = &scratch {
+        let path = dir.path().to_path_buf();
+        ctrlc::set_handler(move || {
+            let _ = std::fs::remove_dir_all(&path);
+            eprintln!("exec-task: interrupted; removed the scratch store {}", path.display());
+            std::process::exit(143);
+        })
+        .context("cannot install the signal handler")?;
+    }
+    let store_dir = store.or(scratch.as_ref().map(|d| d.path())).expect("one of the two is set");
+    match crate::executor::task::exec_task(plan, &remote, &key, store_dir, &reporter) {
         Ok(line) => {
             eprintln!("{line}");
             Ok(true)

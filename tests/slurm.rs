@@ -285,7 +285,11 @@ stages:
 fn a_job_cancelled_from_outside_fails_its_task_and_a_rerun_finishes() {
     let cluster = SlurmCluster::start();
     let remote = tempfile::tempdir().unwrap();
-    let ws = Workspace::with_env(&slow_yaml(remote.path()), cluster.env());
+    // The workers' scratch stores go here (jobs inherit TMPDIR), to see that they are removed.
+    let scratch = tempfile::tempdir().unwrap();
+    let mut env = cluster.env();
+    env.push(("TMPDIR".into(), scratch.path().display().to_string()));
+    let ws = Workspace::with_env(&slow_yaml(remote.path()), env);
     let (mut child, rx) = spawn_run(&ws, &["run"]);
     let mut lines = Vec::new();
     let line = read_until(&rx, "slow: submitted as slurm job", &mut lines);
@@ -306,6 +310,11 @@ fn a_job_cancelled_from_outside_fails_its_task_and_a_rerun_finishes() {
     assert!(stderr.contains(&format!("job log: {}", ws.store().join("slurm-logs").join(format!("{job}.log")).display())), "{stderr}");
     assert!(stderr.contains("last: not run: upstream slow failed"), "{stderr}");
     assert_eq!(cluster.job_state(&job), "CANCELLED");
+    // The cancelled worker removed its scratch store (as the others did theirs when done).
+    let log = std::fs::read_to_string(ws.store().join("slurm-logs").join(format!("{job}.log"))).unwrap();
+    assert!(log.contains("exec-task: interrupted; removed the scratch store"), "{log}");
+    let left: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.is_empty(), "scratch stores left behind: {left:?}");
 
     // Nothing of `slow` was published, here or in the remote.
     let published: Vec<String> = artifacts(&ws).into_keys().collect();

@@ -62,9 +62,9 @@ impl TaskSpec {
     }
 }
 
-/// `pipeline exec-task KEY`: computes the task in a private store (`store_dir`, or a temporary
-/// directory removed afterwards) and pushes the result. Returns the line to print.
-pub fn exec_task(plan: &Plan, remote: &Remote, key: &Key, store_dir: Option<&Path>, reporter: &Reporter) -> Result<String, String> {
+/// `pipeline exec-task KEY`: computes the task in the private store `store_dir` and pushes the
+/// result. Returns the line to print.
+pub fn exec_task(plan: &Plan, remote: &Remote, key: &Key, store_dir: &Path, reporter: &Reporter) -> Result<String, String> {
     let bytes = remote.get_task(key).map_err(|e| e.to_string())?;
     let spec: TaskSpec = serde_json::from_slice(&bytes).map_err(|e| format!("task spec for key {key} is invalid: {e}"))?;
     if spec.key != key.as_str() || spec.fingerprint.key() != *key {
@@ -76,15 +76,7 @@ pub fn exec_task(plan: &Plan, remote: &Remote, key: &Key, store_dir: Option<&Pat
     }
     let index = find(plan, name)?;
 
-    let scratch;
-    let store_root = match store_dir {
-        Some(dir) => dir.to_path_buf(),
-        None => {
-            scratch = tempfile::Builder::new().prefix("pipeline-task-").tempdir().map_err(|e| format!("cannot create a scratch store: {e}"))?;
-            scratch.path().to_path_buf()
-        }
-    };
-    let store = Store::open(&store_root).map_err(|e| format!("cannot open the worker store {}: {e}", store_root.display()))?;
+    let store = Store::open(store_dir).map_err(|e| format!("cannot open the worker store {}: {e}", store_dir.display()))?;
 
     if spec.upstream.len() != spec.fingerprint.upstream.len() {
         return Err(format!("task spec for key {key} lists {} upstream keys for {} upstream inputs", spec.upstream.len(), spec.fingerprint.upstream.len()));
