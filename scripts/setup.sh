@@ -2,7 +2,8 @@
 # Idempotent set-up for a fresh Debian machine with Rust. Source it (it exports the build
 # environment) or run it (it only installs). Skips whatever is already there.
 #
-#   Debian packages       ffmpeg, pkg-config, libfontconfig1-dev, fonts-dejavu-core, chromium
+#   Debian packages       ffmpeg, pkg-config, libfontconfig1-dev, fonts-dejavu-core, chromium,
+#                         slurm-wlm and munge (the one-node Slurm cluster tests/slurm.rs starts)
 #                         (when root; otherwise it says what is missing). Without root, ffmpeg
 #                         comes from the static build in the imageio-ffmpeg wheel (venv below).
 #   libtorch              PyPI's torch==$TORCH_VERSION in a venv kept in a per-user cache
@@ -28,6 +29,9 @@ install_debian_packages() {
     pkg-config --exists fontconfig 2>/dev/null || missing+=(libfontconfig1-dev)
     [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
     command -v chromium >/dev/null || missing+=(chromium)
+    # Daemons live in /usr/sbin, which is not on every user's PATH.
+    [ -x /usr/sbin/slurmctld ] && command -v sbatch >/dev/null || missing+=(slurm-wlm)
+    [ -x /usr/sbin/munged ] || missing+=(munge)
     [ ${#missing[@]} -eq 0 ] && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         log "installing Debian packages: ${missing[*]}"

@@ -4,9 +4,12 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::Plan;
+use crate::config::{ConfigError, ExecutorKind, Plan};
+use crate::executor::slurm::{job_note, Slurm};
+use crate::fingerprint::Key;
+use crate::runlog::RunRecord;
 use crate::dag::{render, DagFormat};
 use crate::registry::Registry;
 use crate::remote::Remote;
@@ -42,12 +45,23 @@ pub enum Command {
         /// After a failure, go on with stages that do not depend on it.
         #[arg(long)]
         keep_going: bool,
-        /// Stage instances to run at once.
-        #[arg(long, short = 'j', default_value_t = 1)]
-        jobs: usize,
+        /// Stage instances to run at once (default 1 locally; with slurm, every ready one).
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
         /// Upload what this run computes to the remote.
         #[arg(long)]
         push: bool,
+        /// Where stale instances run (overrides `executor: {kind: ...}` in the pipeline file).
+        #[arg(long, value_enum, value_name = "KIND")]
+        executor: Option<ExecutorArg>,
+    },
+    /// Compute one task whose spec is in the remote and push its result (what a cluster job
+    /// runs; it uses a private store, never the workspace's).
+    ExecTask {
+        key: String,
+        /// The worker's store (default: a temporary directory, removed afterwards).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
     },
     /// Upload the current outputs of STAGE... (default all) to the remote.
     Push { stages: Vec<String> },
@@ -91,6 +105,13 @@ pub enum Command {
     Metrics(MetricsCommand),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExecutorArg {
+    Local,
+    Slurm,
+    Kubernetes,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum MetricsCommand {
     /// The change in every metric between two runs (default: the previous and the latest run
@@ -116,6 +137,9 @@ pub fn run(cli: Cli, argv: &[String]) -> Result<bool> {
         return Ok(true);
     }
     let remote_url = cli.remote.clone().or_else(|| plan.remote.clone());
+    if let Command::ExecTask { key, store } = &cli.command {
+        return exec_task(&plan, remote_url.as_deref(), key, store.as_deref(), cli.quiet);
+    }
     let mut engine = Engine::new(plan, cli.quiet).context("cannot open the artifact store")?;
     if let Some(url) = remote_url {
         engine.remote = Some(Remote::open(&url, &engine.plan.base_dir)?);
@@ -130,24 +154,43 @@ pub fn run(cli: Cli, argv: &[String]) -> Result<bool> {
             }
             Ok(true)
         }
-        Command::Run { stages, force, keep_going, jobs, push, .. } => {
+        Command::Run { stages, force, keep_going, jobs, push, executor, .. } => {
             if push && engine.remote.is_none() {
                 bail!("--push needs a remote: set `remote:` in the pipeline file or pass --remote URL");
             }
             engine.push = push;
-            engine.run(&RunOptions { targets: stages, force, keep_going, jobs }, argv).map_err(anyhow::Error::msg)
+            let run_id = RunRecord::new_id();
+            let kind = match executor {
+                Some(ExecutorArg::Local) => ExecutorKind::Local,
+                Some(ExecutorArg::Slurm) => ExecutorKind::Slurm,
+                Some(ExecutorArg::Kubernetes) => bail!("--executor kubernetes: not implemented yet (use local or slurm)"),
+                None => engine.plan.executor.kind,
+            };
+            let jobs = match kind {
+                ExecutorKind::Local => jobs.unwrap_or(1),
+                ExecutorKind::Slurm => {
+                    use_slurm(&mut engine, &run_id)?;
+                    jobs.unwrap_or(engine.plan.instances.len())
+                }
+            };
+            engine.run(&RunOptions { targets: stages, force, keep_going, jobs, run_id: Some(run_id) }, argv).map_err(anyhow::Error::msg)
         }
         Command::Status { stages, json } => {
             let statuses = engine.status(&stages, &[]).map_err(anyhow::Error::msg)?;
             if json {
                 let rows: Vec<serde_json::Value> = statuses
                     .iter()
-                    .map(|s| {
-                        serde_json::json!({
+                        .map(|s| {
+                        let mut row = serde_json::json!({
                             "stage": s.stage,
                             "state": s.state,
                             "reasons": s.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                        })
+                        });
+                        // Only where a cluster job was submitted for the instance's key.
+                        if let Some(note) = stale_job_note(&engine, s) {
+                            row["job"] = note.into();
+                        }
+                        row
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -156,6 +199,9 @@ pub fn run(cli: Cli, argv: &[String]) -> Result<bool> {
                     match s.state {
                         Freshness::Fresh => println!("{}: fresh", s.stage),
                         Freshness::Stale => println!("{}: stale: {}", s.stage, join_reasons(&s.reasons)),
+                    }
+                    if let Some(note) = stale_job_note(&engine, s) {
+                        println!("  {note}");
                     }
                 }
             }
@@ -220,8 +266,73 @@ pub fn run(cli: Cli, argv: &[String]) -> Result<bool> {
             print!("{}", crate::runs::metrics_diff(&engine.store, run_a.as_deref(), run_b.as_deref(), all, json)?);
             Ok(true)
         }
-        Command::Dag { .. } => unreachable!("handled above"),
+        Command::Dag { .. } | Command::ExecTask { .. } => unreachable!("handled above"),
     }
+}
+
+/// Hands the engine's stale instances to Slurm for this run; Ctrl-C cancels the run's jobs.
+fn use_slurm(engine: &mut Engine, run_id: &str) -> Result<()> {
+    let Some(remote) = engine.remote.as_ref() else {
+        return Err(ConfigError::new(&engine.plan.config_file, engine.plan.executor.position, "the slurm executor needs a remote cache")
+            .with_hint("jobs exchange inputs and results through it (no shared filesystem is assumed): set `remote:` in the pipeline file or pass --remote URL")
+            .into());
+    };
+    // Fail once, before anything is computed, rather than once per task.
+    if let Err(e) = std::process::Command::new("sbatch").arg("--version").output() {
+        bail!("the slurm executor cannot run `sbatch` ({e}): install Slurm's client commands or put them on PATH");
+    }
+    let slurm = Slurm::new(engine.plan.executor.clone(), run_id, remote.url(), &engine.plan.config_file, &engine.store)
+        .context("cannot set up the slurm executor")?;
+    let executor: std::sync::Arc<Slurm> = std::sync::Arc::new(slurm);
+    let on_interrupt = executor.clone();
+    ctrlc::set_handler(move || {
+        eprintln!("interrupted: cancelling the slurm jobs of this run");
+        crate::executor::Executor::cancel_all(on_interrupt.as_ref());
+        std::process::exit(130);
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    engine.executor = executor as std::sync::Arc<dyn crate::executor::Executor>;
+    Ok(())
+}
+
+/// `pipeline exec-task KEY`, run by a cluster job.
+fn exec_task(plan: &Plan, remote_url: Option<&str>, key: &str, store: Option<&std::path::Path>, quiet: bool) -> Result<bool> {
+    let Some(url) = remote_url else { bail!("exec-task needs a remote: pass --remote URL") };
+    let key = Key::parse(key).with_context(|| format!("`{key}` is not a cache key (64 lower-case hex digits)"))?;
+    let remote = Remote::open(url, &plan.base_dir)?;
+    let reporter = crate::progress::Reporter::new(quiet);
+    // Without --store: a scratch store, removed at the end, and also when the job is cancelled
+    // (scancel sends SIGTERM, which skips destructors).
+    let scratch = match store {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("pipeline-task-").tempdir().context("cannot create a scratch store")?),
+    };
+    if let Some(dir) = &scratch {
+        let path = dir.path().to_path_buf();
+        ctrlc::set_handler(move || {
+            let _ = std::fs::remove_dir_all(&path);
+            eprintln!("exec-task: interrupted; removed the scratch store {}", path.display());
+            std::process::exit(143);
+        })
+        .context("cannot install the signal handler")?;
+    }
+    let store_dir = store.or(scratch.as_ref().map(|d| d.path())).expect("one of the two is set");
+    match crate::executor::task::exec_task(plan, &remote, &key, store_dir, &reporter) {
+        Ok(line) => {
+            eprintln!("{line}");
+            Ok(true)
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            Ok(false)
+        }
+    }
+}
+
+/// Where the last job for a stale instance's key runs, if one was submitted.
+fn stale_job_note(engine: &Engine, status: &crate::runner::InstanceStatus) -> Option<String> {
+    let key = status.key.as_ref().filter(|_| status.state == Freshness::Stale)?;
+    job_note(&engine.store, key)
 }
 
 fn join_reasons(reasons: &[crate::dirty::DirtyReason]) -> String {

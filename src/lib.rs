@@ -1,6 +1,8 @@
 //! The pipeline engine: reads `pipeline.yaml`, validates it into a [`config::Plan`], computes
 //! a content-hash cache key per stage instance ([`fingerprint`]), and runs what is stale
-//! ([`runner`]), publishing outputs atomically into a content-addressed [`store`].
+//! ([`runner`]), publishing outputs atomically into a content-addressed [`store`]. Where a
+//! stale instance is computed (this process, or a Slurm job that exchanges inputs and results
+//! through the [`remote`] cache) is an [`executor`]'s business.
 //!
 //! The engine knows nothing about video or models: built-in stage kinds come from the
 //! `stages/*` crates through [`registry`], and `run:` stages are shell commands.
@@ -14,6 +16,7 @@ pub mod config;
 pub mod dag;
 pub mod dirty;
 pub mod execute;
+pub mod executor;
 pub mod filehash;
 pub mod fingerprint;
 pub mod lock;

@@ -7,6 +7,7 @@
 //! ```text
 //! blobs/<h0h1>/<blake3>        file contents, named by their blake3 hash
 //! manifests/<key>.json         an artifact's manifest (what `objects/<key>/manifest.json` holds)
+//! tasks/<key>.json             the spec of a task handed to a cluster job (see `executor::task`)
 //! ```
 //!
 //! Push uploads missing blobs first (in parallel) and the manifest last, so a manifest is never
@@ -40,6 +41,8 @@ pub enum RemoteError {
     Config { url: String, message: String },
     #[error("remote has no artifact for key {0}")]
     Missing(String),
+    #[error("remote has no task spec for key {0}")]
+    MissingTask(String),
     #[error("remote manifest for key {key} is invalid: {problem}")]
     BadManifest { key: String, problem: String },
     #[error("remote blob {path} ({file}) is corrupt: {problem}")]
@@ -104,6 +107,30 @@ impl Remote {
 
     fn blob_path(hash: &str) -> ObjectPath {
         ObjectPath::from(format!("blobs/{}/{hash}", &hash[..2]))
+    }
+
+    fn task_path(key: &Key) -> ObjectPath {
+        ObjectPath::from(format!("tasks/{}.json", key.as_str()))
+    }
+
+    /// Stores the spec of the task that computes `key` (for a worker to read).
+    pub fn put_task(&self, key: &Key, spec: Vec<u8>) -> Result<(), RemoteError> {
+        if self.read_only {
+            return Err(RemoteError::ReadOnly { url: self.url.clone() });
+        }
+        self.runtime.block_on(self.store.put(&Self::task_path(key), PutPayload::from(spec)))?;
+        Ok(())
+    }
+
+    /// The spec of the task that computes `key`.
+    pub fn get_task(&self, key: &Key) -> Result<Vec<u8>, RemoteError> {
+        self.runtime.block_on(async {
+            match self.store.get(&Self::task_path(key)).await {
+                Ok(get) => Ok(get.bytes().await?.to_vec()),
+                Err(object_store::Error::NotFound { .. }) => Err(RemoteError::MissingTask(key.as_str().to_owned())),
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 
     /// Whether the remote has an artifact for `key`.

@@ -38,10 +38,15 @@ fn now_ms() -> u128 {
 }
 
 impl RunRecord {
-    pub fn start(argv: &[String]) -> Self {
+    /// A fresh run id: `<unix millis>-<pid>`.
+    pub fn new_id() -> String {
+        format!("{}-{}", now_ms(), std::process::id())
+    }
+
+    pub fn start(argv: &[String], id: Option<&str>) -> Self {
         let started = now_ms();
         Self {
-            id: format!("{started}-{}", std::process::id()),
+            id: id.map_or_else(Self::new_id, str::to_owned),
             argv: argv.to_vec(),
             started_unix_ms: started,
             finished_unix_ms: None,

@@ -5,21 +5,22 @@
 //! 1. compute its fingerprint from the upstream content hashes, its params, deps and raw inputs;
 //! 2. a complete artifact under its key → fresh, nothing to do;
 //! 3. otherwise take the key's lock (waiting if another run holds it, then reusing what that
-//!    run published), run the action in a private directory, publish atomically.
+//!    run published), pull it if the remote has it, else hand it to the [`Executor`] (this
+//!    process, or a Slurm job), which computes it and publishes it atomically.
 //!
 //! A failure stops new work (running instances finish) unless `keep_going`, in which case only
 //! dependents of the failed instance are skipped.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::config::{Instance, Plan};
 use crate::dirty::{explain, DirtyReason};
-use crate::execute::{execute, Job, Upstream};
+use crate::executor::{local::Local, Context, Done, Executor, Task};
 use crate::filehash::HashMemo;
 use crate::fingerprint::{compute, Fingerprint, Key, UpstreamInput};
 use crate::lock::KeyLock;
@@ -35,6 +36,8 @@ pub struct RunOptions {
     pub force: Vec<String>,
     pub keep_going: bool,
     pub jobs: usize,
+    /// The run's id (its record's name; Slurm jobs are named after it). Fresh when `None`.
+    pub run_id: Option<String>,
 }
 
 /// What `status` says of one instance.
@@ -65,13 +68,15 @@ pub struct Engine {
     pub remote: Option<Remote>,
     /// Upload what this run computed to the remote.
     pub push: bool,
+    /// Where stale instances are computed.
+    pub executor: Arc<dyn Executor>,
 }
 
 impl Engine {
     pub fn new(plan: Plan, quiet: bool) -> std::io::Result<Self> {
         let store = Store::open(&plan.store_dir)?;
         let memo = HashMemo::open(store.memo_file());
-        Ok(Self { plan, store, memo, reporter: Reporter::new(quiet), remote: None, push: false })
+        Ok(Self { plan, store, memo, reporter: Reporter::new(quiet), remote: None, push: false, executor: Arc::new(Local) })
     }
 
     /// Indices selected by `targets` plus everything they need; an unknown name is an error.
@@ -167,7 +172,7 @@ impl Engine {
         let jobs = options.jobs.max(1);
         let threads = (std::thread::available_parallelism().map_or(1, |n| n.get()) / jobs).max(1);
         let started = Instant::now();
-        let mut record = RunRecord::start(argv);
+        let mut record = RunRecord::start(argv, options.run_id.as_deref());
         let record_path = record.path(&self.store.runs_dir());
         let _ = record.save(&record_path);
         let _ = self.store.clean_tmp();
@@ -327,51 +332,23 @@ impl Engine {
         }
 
         let started = Instant::now();
-        let work_dir = self.store.new_tmp(&key).map_err(|e| fail(format!("cannot create a work directory: {e}"), Some(&key), &reasons, 0.0))?;
-        let upstream_dirs: Vec<Upstream> = upstream
-            .iter()
-            .map(|(n, m)| {
-                let up = &self.plan.instances[*n];
-                Upstream {
-                    need: up.stage.clone(),
-                    instance: up.name.clone(),
-                    params: up.params.clone(),
-                    dir: self.store.output_dir(&key_of(m)),
-                }
-            })
-            .collect();
-        self.reporter.line(&format!("{name}: running"));
-        let progress = self.reporter.stage(name);
-        let job = Job {
-            instance: name,
-            action: &instance.action,
-            params: &instance.params,
-            upstream: &upstream_dirs,
-            base_dir: &self.plan.base_dir,
-            work_dir: &work_dir,
-            threads,
-            progress: &progress,
-        };
-        let outcome = execute(&job);
-        drop(progress);
+        let ctx = Context { plan: &self.plan, store: &self.store, remote: self.remote.as_ref(), reporter: &self.reporter };
+        let task = Task { index: i, key: &key, fingerprint: &fingerprint, upstream: &upstream, force, threads };
+        let outcome = self.executor.run(&ctx, &task);
         let seconds = started.elapsed().as_secs_f64();
         match outcome {
-            Ok(summary) => {
-                let manifest = self
-                    .store
-                    .publish(&key, name, &work_dir, &summary, seconds, force)
-                    .map_err(|e| fail(format!("cannot publish the output: {e}"), Some(&key), &reasons, seconds))?;
+            Ok(Done { manifest, summary, place }) => {
                 drop(lock);
                 let _ = self.store.save_state(&state);
-                self.push_computed(name, &key);
+                if !self.executor.results_in_remote() {
+                    self.push_computed(name, &key);
+                }
                 let summary_text = if summary.is_empty() { String::new() } else { format!(": {summary}") };
-                self.reporter.line(&format!("{name}: done in {seconds:.1} s{summary_text}"));
+                let place_text = if place.is_empty() { String::new() } else { format!(" in {place}") };
+                self.reporter.line(&format!("{name}: done{place_text} in {seconds:.1} s{summary_text}"));
                 Ok((manifest, StageRecord::ran(name, &key, &reasons, seconds, &summary)))
             }
-            Err(message) => {
-                let _ = std::fs::remove_dir_all(&work_dir);
-                Err(fail(message, Some(&key), &reasons, seconds))
-            }
+            Err(message) => Err(fail(message, Some(&key), &reasons, seconds)),
         }
     }
 
@@ -489,6 +466,3 @@ impl Engine {
     }
 }
 
-fn key_of(manifest: &Manifest) -> Key {
-    Key::parse(&manifest.key).expect("manifests written by the store hold valid keys")
-}

@@ -3,9 +3,11 @@
 
 pub mod canonical;
 pub mod error;
+pub mod executor;
 pub mod plan;
 pub mod raw;
 pub mod spans;
 
 pub use error::ConfigError;
+pub use executor::{ExecutorConfig, ExecutorKind, Resources};
 pub use plan::{Action, Instance, Plan};

@@ -14,6 +14,7 @@ use stage_api::{Params, Stage};
 
 use super::canonical::{canonical, display_value};
 use super::error::{did_you_mean, ConfigError};
+use super::executor::{self, ExecutorConfig};
 use super::raw::{RawConfig, RawStage};
 use super::spans::{Position, SpanIndex};
 use crate::registry::Registry;
@@ -63,6 +64,8 @@ pub struct Plan {
     pub store_dir: PathBuf,
     /// The remote cache named in the file, if any (`--remote` overrides it).
     pub remote: Option<String>,
+    /// Where instances run (`executor:`; local by default, `--executor` overrides the kind).
+    pub executor: ExecutorConfig,
     /// Every instance, in a topological order (needs before their dependents).
     pub instances: Vec<Instance>,
 }
@@ -152,13 +155,30 @@ impl Validator<'_> {
             }
         }
         let store = raw.store.as_deref().unwrap_or(".pipeline");
+        let executor = self.executor(&raw)?;
         Ok(Plan {
             config_file: self.file.to_path_buf(),
             base_dir: self.base_dir.to_path_buf(),
             store_dir: self.base_dir.join(store),
             remote: raw.remote.clone(),
+            executor,
             instances,
         })
+    }
+
+    fn executor(&self, raw: &RawConfig) -> Result<ExecutorConfig, ConfigError> {
+        let Some(section) = &raw.executor else { return Ok(ExecutorConfig::default()) };
+        let stages: Vec<&str> = raw.stages.keys().map(String::as_str).collect();
+        let mut config = executor::validate(section, &stages, self.base_dir).map_err(|e| {
+            let path: Vec<&str> = e.path.iter().map(String::as_str).collect();
+            let err = self.error(&path, e.message);
+            match e.hint {
+                Some(hint) => err.with_hint(hint),
+                None => err,
+            }
+        })?;
+        config.position = self.spans.find(&["executor", "kind"]);
+        Ok(config)
     }
 
     fn check_stage(&self, name: &str, stage: &RawStage, raw: &RawConfig) -> Result<(), ConfigError> {

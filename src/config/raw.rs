@@ -13,7 +13,60 @@ pub struct RawConfig {
     /// A shared remote cache (`s3://...`, `gs://...`, `az://...`, `https://...`, a directory).
     #[serde(default)]
     pub remote: Option<String>,
+    /// Where stage instances run (default: this machine).
+    #[serde(default)]
+    pub executor: Option<RawExecutor>,
     pub stages: IndexMap<String, RawStage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExecutor {
+    pub kind: RawExecutorKind,
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// Seconds between two scheduler queries.
+    #[serde(default)]
+    pub poll_seconds: Option<f64>,
+    /// Where job logs go, relative to the file (default `<store>/slurm-logs`).
+    #[serde(default)]
+    pub log_dir: Option<String>,
+    /// Passed to `sbatch` as they are (`--account=x`, `--qos=y`).
+    #[serde(default)]
+    pub sbatch_args: Vec<String>,
+    /// `default` and stage names.
+    #[serde(default)]
+    pub resources: IndexMap<String, RawResources>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawExecutorKind {
+    Local,
+    Slurm,
+    Kubernetes,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResources {
+    #[serde(default)]
+    pub cpus: Option<u32>,
+    /// `4G`, `500M`, or a number of megabytes.
+    #[serde(default)]
+    pub mem: Option<RawMem>,
+    /// Slurm's time format: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM:SS`.
+    #[serde(default)]
+    pub time: Option<String>,
+    #[serde(default)]
+    pub gpus: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawMem {
+    Megabytes(u64),
+    Text(String),
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,63 @@
+//! The local executor: runs the instance in this process (built-in stages) or as a child
+//! process (`run:` stages), in a private work directory, and publishes it atomically.
+
+use std::time::Instant;
+
+use super::{Context, Done, Executor, Task};
+use crate::execute::{execute, Job, Upstream};
+use crate::fingerprint::Key;
+
+pub struct Local;
+
+impl Executor for Local {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn run(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String> {
+        let instance = &ctx.plan.instances[task.index];
+        let name = instance.name.as_str();
+        let started = Instant::now();
+        let work_dir = ctx.store.new_tmp(task.key).map_err(|e| format!("cannot create a work directory: {e}"))?;
+        let upstream_dirs: Vec<Upstream> = task
+            .upstream
+            .iter()
+            .map(|(n, m)| {
+                let up = &ctx.plan.instances[*n];
+                Upstream { need: up.stage.clone(), instance: up.name.clone(), params: up.params.clone(), dir: ctx.store.output_dir(&key_of(m)) }
+            })
+            .collect();
+        ctx.reporter.line(&format!("{name}: running"));
+        let progress = ctx.reporter.stage(name);
+        let job = Job {
+            instance: name,
+            action: &instance.action,
+            params: &instance.params,
+            upstream: &upstream_dirs,
+            base_dir: &ctx.plan.base_dir,
+            work_dir: &work_dir,
+            threads: task.threads,
+            progress: &progress,
+        };
+        let outcome = execute(&job);
+        drop(progress);
+        let seconds = started.elapsed().as_secs_f64();
+        match outcome {
+            Ok(summary) => {
+                let manifest = ctx
+                    .store
+                    .publish(task.key, name, &work_dir, &summary, seconds, task.force)
+                    .map_err(|e| format!("cannot publish the output: {e}"))?;
+                Ok(Done { manifest, summary, place: String::new() })
+            }
+            Err(message) => {
+                let _ = std::fs::remove_dir_all(&work_dir);
+                Err(message)
+            }
+        }
+    }
+}
+
+pub fn key_of(manifest: &crate::store::Manifest) -> Key {
+    Key::parse(&manifest.key).expect("manifests written by the store hold valid keys")
+}

@@ -1,0 +1,73 @@
+//! Where a stale stage instance is computed: the [`Executor`] interface and its backends.
+//!
+//! The runner decides *what* to compute (keys, freshness, locks, order); an executor decides
+//! *where*. Every backend ends the same way: the result is published in the local store, so
+//! the runner and downstream instances never know where it was computed.
+//!
+//! - [`local::Local`] (the default): in this process, in a private work directory.
+//! - [`slurm::Slurm`]: one Slurm job per task. The task's spec goes to the remote cache, the
+//!   job runs `pipeline exec-task` ([`task`]), which pulls its inputs from the remote, computes
+//!   and pushes the result; the coordinator then pulls it. No shared filesystem is assumed for
+//!   artifacts, only the same `pipeline.yaml` and working directory.
+//!
+//! The runner runs each task on its own thread (up to `-j` at once) and calls [`Executor::run`],
+//! which blocks until the task ended. A batch backend keeps its own bookkeeping of submitted
+//! jobs and polls the scheduler once per interval for all of them (see [`slurm`]).
+
+pub mod local;
+pub mod slurm;
+pub mod task;
+
+use crate::config::Plan;
+use crate::fingerprint::{Fingerprint, Key};
+use crate::progress::Reporter;
+use crate::remote::Remote;
+use crate::store::{Manifest, Store};
+
+/// One stage instance to compute.
+pub struct Task<'a> {
+    /// Index into [`Plan::instances`].
+    pub index: usize,
+    pub key: &'a Key,
+    pub fingerprint: &'a Fingerprint,
+    /// Upstream instances (indices) with their manifests, published in the local store.
+    pub upstream: &'a [(usize, Manifest)],
+    /// Replace an existing local artifact (`--force`).
+    pub force: bool,
+    /// Threads a local in-process stage may use.
+    pub threads: usize,
+}
+
+/// What the runner lends an executor.
+pub struct Context<'a> {
+    pub plan: &'a Plan,
+    pub store: &'a Store,
+    pub remote: Option<&'a Remote>,
+    pub reporter: &'a Reporter,
+}
+
+/// A computed task, published in the local store.
+pub struct Done {
+    pub manifest: Manifest,
+    pub summary: String,
+    /// Where it ran, for the run output (`slurm job 12 (COMPLETED)`); empty for local.
+    pub place: String,
+}
+
+pub trait Executor: Send + Sync {
+    /// `local`, `slurm`.
+    fn name(&self) -> &'static str;
+
+    /// Computes `task` and publishes its result in the local store; blocks until then.
+    /// `Err` is the message shown to the user (it says where the task ran and where its log is).
+    fn run(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String>;
+
+    /// Whether results are already in the remote when `run` returns (so `--push` has nothing
+    /// left to do).
+    fn results_in_remote(&self) -> bool {
+        false
+    }
+
+    /// Stops every task submitted so far (Ctrl-C). Best effort.
+    fn cancel_all(&self) {}
+}

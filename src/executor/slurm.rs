@@ -1,0 +1,426 @@
+//! The Slurm executor: one job per task, through the Slurm commands (there is no maintained
+//! Rust client; Snakemake and Nextflow call the commands too).
+//!
+//! - submit: `sbatch --parsable --job-name RUN_ID ... --wrap "pipeline exec-task KEY"`, after the
+//!   task's spec was written to the remote;
+//! - poll: ONE `squeue --name RUN_ID` per interval for the whole run (whichever waiting thread
+//!   finds the interval over does it for all); a job that left the queue is asked about once with
+//!   `scontrol -o show job ID` for its final `JobState` and `ExitCode` (no accounting needed:
+//!   `sacct` is often disabled);
+//! - cancel: `scancel --name RUN_ID` (Ctrl-C).
+//!
+//! A task is done only when Slurm says its job ended AND its manifest is in the remote; the
+//! result is then pulled (verified) into the local store. A job that ended any other way is a
+//! failure whose message names the job, its state and exit code, and its log.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::task::TaskSpec;
+use super::{Context, Done, Executor, Task};
+use crate::config::{ExecutorConfig, Resources};
+use crate::fingerprint::Key;
+use crate::progress::Reporter;
+use crate::store::Store;
+
+/// How long the controller may be unreachable before the run's waiting tasks fail.
+const UNREACHABLE_LIMIT: Duration = Duration::from_secs(120);
+/// Lines of a failed job's log shown in the error.
+const LOG_TAIL_LINES: usize = 15;
+
+pub struct Slurm {
+    config: ExecutorConfig,
+    /// The job name of every job of this run (one `squeue --name` finds them all).
+    run_id: String,
+    /// The binary the jobs run (this one).
+    exe: PathBuf,
+    config_file: PathBuf,
+    remote_url: String,
+    log_dir: PathBuf,
+    jobs: Mutex<BTreeMap<String, JobInfo>>,
+    /// When the last poll started; held while polling so only one thread polls.
+    last_poll: Mutex<Option<Instant>>,
+    unreachable_since: Mutex<Option<Instant>>,
+}
+
+struct JobInfo {
+    instance: String,
+    state: JobState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum JobState {
+    /// In the queue, with Slurm's state (PENDING, RUNNING, COMPLETING...).
+    Queued(String),
+    /// Left the queue.
+    Ended { state: String, exit_code: String },
+}
+
+/// What the local store remembers of a submitted job (`<store>/jobs/<key>.json`), so `status`
+/// can say where a task runs.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub instance: String,
+    pub job_id: String,
+    pub run_id: String,
+    pub log: PathBuf,
+}
+
+impl Slurm {
+    /// `remote_url` must be set: workers exchange results through it.
+    pub fn new(config: ExecutorConfig, run_id: &str, remote_url: &str, config_file: &Path, store: &Store) -> std::io::Result<Self> {
+        let log_dir = config.log_dir.clone().unwrap_or_else(|| store.root().join("slurm-logs"));
+        std::fs::create_dir_all(&log_dir)?;
+        Ok(Self {
+            config,
+            run_id: run_id.to_owned(),
+            exe: std::env::current_exe()?,
+            config_file: std::fs::canonicalize(config_file)?,
+            remote_url: remote_url.to_owned(),
+            log_dir,
+            jobs: Mutex::new(BTreeMap::new()),
+            last_poll: Mutex::new(None),
+            unreachable_since: Mutex::new(None),
+        })
+    }
+
+    /// The `sbatch` arguments for a task of `stage` computing `key`.
+    fn sbatch_args(&self, stage: &str, key: &Key, base_dir: &Path) -> Vec<String> {
+        let mut args = vec![
+            "--parsable".to_owned(),
+            format!("--job-name={}", self.run_id),
+            format!("--output={}", self.log_dir.join("%j.log").display()),
+            format!("--chdir={}", base_dir.display()),
+        ];
+        if let Some(p) = &self.config.partition {
+            args.push(format!("--partition={p}"));
+        }
+        args.extend(resource_args(&self.config.resources_for(stage)));
+        args.extend(self.config.sbatch_args.iter().cloned());
+        let command = [
+            self.exe.to_string_lossy().as_ref(),
+            "--config",
+            self.config_file.to_string_lossy().as_ref(),
+            "--remote",
+            &self.remote_url,
+            "exec-task",
+            key.as_str(),
+        ]
+        .iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+        args.push(format!("--wrap=exec {command}"));
+        args
+    }
+
+    fn submit(&self, stage: &str, instance: &str, key: &Key, base_dir: &Path) -> Result<String, String> {
+        let output = Command::new("sbatch")
+            .args(self.sbatch_args(stage, key, base_dir))
+            .output()
+            .map_err(|e| format!("cannot run `sbatch` (is Slurm installed and on PATH?): {e}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            return Err(format!("sbatch refused the job: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        }
+        // `--parsable` prints `ID` or `ID;CLUSTER`.
+        let id = stdout.trim().split(';').next().unwrap_or("").to_owned();
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("sbatch printed no job id (stdout {:?})", stdout.trim()));
+        }
+        self.jobs.lock().expect("jobs lock").insert(id.clone(), JobInfo { instance: instance.to_owned(), state: JobState::Queued("PENDING".into()) });
+        Ok(id)
+    }
+
+    /// Blocks until `job` left the queue.
+    fn wait(&self, job: &str, reporter: &Reporter) -> (String, String) {
+        let nap = Duration::from_secs_f64((self.config.poll_seconds / 4.0).min(0.05));
+        loop {
+            if let Some(JobState::Ended { state, exit_code }) = self.jobs.lock().expect("jobs lock").get(job).map(|j| j.state.clone()) {
+                return (state, exit_code);
+            }
+            self.poll_if_due(reporter);
+            std::thread::sleep(nap);
+        }
+    }
+
+    fn poll_if_due(&self, reporter: &Reporter) {
+        let Ok(mut last) = self.last_poll.try_lock() else { return };
+        if last.is_some_and(|t| t.elapsed().as_secs_f64() < self.config.poll_seconds) {
+            return;
+        }
+        *last = Some(Instant::now());
+        self.poll(reporter);
+    }
+
+    /// One `squeue` for every job of the run; `scontrol` for those that left the queue.
+    fn poll(&self, reporter: &Reporter) {
+        let active: Vec<String> = self
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .iter()
+            .filter(|(_, j)| matches!(j.state, JobState::Queued(_)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if active.is_empty() {
+            return;
+        }
+        let queue = match squeue(&self.run_id) {
+            Ok(queue) => {
+                if self.unreachable_since.lock().expect("lock").take().is_some() {
+                    reporter.line("slurm: the controller answers again");
+                }
+                queue
+            }
+            Err(e) => return self.unreachable(&active, &e, reporter),
+        };
+        for id in active {
+            let next = match queue.get(&id) {
+                Some(state) => JobState::Queued(state.clone()),
+                None => match show_job(&id) {
+                    Ok(Some((state, _))) if !is_terminal(&state) => JobState::Queued(state),
+                    Ok(Some((state, exit_code))) => JobState::Ended { state, exit_code },
+                    // Purged from the controller's memory (older than MinJobAge).
+                    Ok(None) => JobState::Ended { state: "UNKNOWN (purged from the controller)".into(), exit_code: "?".into() },
+                    Err(e) => return self.unreachable(&[id], &e, reporter),
+                },
+            };
+            let mut jobs = self.jobs.lock().expect("jobs lock");
+            let info = jobs.get_mut(&id).expect("active jobs are known");
+            if info.state != next {
+                if let JobState::Queued(state) = &next {
+                    reporter.line(&format!("{}: slurm job {id} {state}", info.instance));
+                }
+                info.state = next;
+            }
+        }
+    }
+
+    /// The controller did not answer: keep waiting up to [`UNREACHABLE_LIMIT`], then fail `active`.
+    fn unreachable(&self, active: &[String], error: &str, reporter: &Reporter) {
+        let mut since = self.unreachable_since.lock().expect("lock");
+        let first = match *since {
+            Some(first) => first,
+            None => {
+                reporter.line(&format!("slurm: the controller does not answer ({error}); trying again for {} s", UNREACHABLE_LIMIT.as_secs()));
+                *since.insert(Instant::now())
+            }
+        };
+        if first.elapsed() < UNREACHABLE_LIMIT {
+            return;
+        }
+        let mut jobs = self.jobs.lock().expect("jobs lock");
+        for id in active {
+            if let Some(info) = jobs.get_mut(id) {
+                info.state = JobState::Ended { state: format!("UNKNOWN (controller unreachable for {} s: {error})", UNREACHABLE_LIMIT.as_secs()), exit_code: "?".into() };
+            }
+        }
+    }
+
+    fn job_log(&self, job: &str) -> PathBuf {
+        self.log_dir.join(format!("{job}.log"))
+    }
+}
+
+impl Executor for Slurm {
+    fn name(&self) -> &'static str {
+        "slurm"
+    }
+
+    fn run(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String> {
+        let remote = ctx.remote.ok_or("the slurm executor needs a remote (`remote:` or --remote)")?;
+        let instance = &ctx.plan.instances[task.index];
+        let name = instance.name.as_str();
+        let spec = serde_json::to_vec_pretty(&TaskSpec::new(ctx.plan, task)).map_err(|e| e.to_string())?;
+        remote.put_task(task.key, spec).map_err(|e| format!("cannot write the task spec to the remote: {e}"))?;
+
+        let job = self.submit(&instance.stage, name, task.key, &ctx.plan.base_dir)?;
+        let log = self.job_log(&job);
+        let record = JobRecord { instance: name.to_owned(), job_id: job.clone(), run_id: self.run_id.clone(), log: log.clone() };
+        let _ = save_record(ctx.store, task.key, &record);
+        let wants = describe(&self.config.resources_for(&instance.stage));
+        ctx.reporter.line(&format!("{name}: submitted as slurm job {job}{wants}"));
+
+        let (state, exit_code) = self.wait(&job, ctx.reporter);
+        let place = format!("slurm job {job} ({state})");
+        if !remote.has(task.key) {
+            return Err(format!(
+                "slurm job {job} ended {state} (exit code {exit_code}) without publishing a result; job log: {}{}",
+                log.display(),
+                log_tail(&log)
+            ));
+        }
+        if task.force {
+            // The fresh result replaces the local one (we hold the key's lock).
+            ctx.store.remove(task.key).map_err(|e| format!("cannot replace the local artifact: {e}"))?;
+        }
+        let manifest = remote
+            .pull(ctx.store, task.key, name)
+            .map_err(|e| format!("{place} published a result that cannot be pulled: {e}; job log: {}", log.display()))?;
+        Ok(Done { summary: manifest.summary.clone(), manifest, place })
+    }
+
+    fn results_in_remote(&self) -> bool {
+        true
+    }
+
+    fn cancel_all(&self) {
+        let _ = Command::new("scancel").arg(format!("--name={}", self.run_id)).status();
+    }
+}
+
+/// `sbatch` flags for `resources`.
+fn resource_args(r: &Resources) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(cpus) = r.cpus {
+        args.push(format!("--cpus-per-task={cpus}"));
+    }
+    if let Some(mb) = r.mem_mb {
+        args.push(format!("--mem={mb}M"));
+    }
+    if let Some(time) = &r.time {
+        args.push(format!("--time={time}"));
+    }
+    if let Some(gpus) = r.gpus {
+        args.push(format!("--gres=gpu:{gpus}"));
+    }
+    args
+}
+
+/// ` (cpus 2, mem 100M, gpus 1)`, or nothing.
+fn describe(r: &Resources) -> String {
+    let mut parts = Vec::new();
+    if let Some(c) = r.cpus {
+        parts.push(format!("cpus {c}"));
+    }
+    if let Some(m) = r.mem_mb {
+        parts.push(format!("mem {m}M"));
+    }
+    if let Some(t) = &r.time {
+        parts.push(format!("time {t}"));
+    }
+    if let Some(g) = r.gpus {
+        parts.push(format!("gpus {g}"));
+    }
+    if parts.is_empty() { String::new() } else { format!(" ({})", parts.join(", ")) }
+}
+
+/// Job id -> state of every job named `run_id` still in the queue.
+fn squeue(run_id: &str) -> Result<BTreeMap<String, String>, String> {
+    let output = Command::new("squeue")
+        .args(["--noheader", &format!("--name={run_id}"), "--format=%i %T"])
+        .output()
+        .map_err(|e| format!("cannot run `squeue`: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("squeue failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(id, state)| (id.trim().to_owned(), state.trim().to_owned()))
+        .collect())
+}
+
+/// `(JobState, ExitCode)` of a job; `None` when the controller no longer knows it.
+fn show_job(id: &str) -> Result<Option<(String, String)>, String> {
+    let output = Command::new("scontrol").args(["-o", "show", "job", id]).output().map_err(|e| format!("cannot run `scontrol`: {e}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        if stderr.contains("Invalid job id") {
+            return Ok(None);
+        }
+        return Err(format!("scontrol failed: {}", stderr.trim()));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    Ok(parse_show_job(&text))
+}
+
+fn parse_show_job(text: &str) -> Option<(String, String)> {
+    let field = |name: &str| {
+        text.split_whitespace().find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('='))).map(str::to_owned)
+    };
+    Some((field("JobState")?, field("ExitCode").unwrap_or_else(|| "?".into())))
+}
+
+/// Whether a Slurm job state is final.
+fn is_terminal(state: &str) -> bool {
+    !matches!(
+        state,
+        "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "SUSPENDED" | "REQUEUED" | "REQUEUE_FED" | "REQUEUE_HOLD" | "RESIZING" | "SIGNALING" | "STAGE_OUT" | "STOPPED"
+    )
+}
+
+fn log_tail(log: &Path) -> String {
+    let Ok(text) = std::fs::read_to_string(log) else { return String::new() };
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+    if tail.is_empty() { String::new() } else { format!("\n  end of the job log:\n    {}", tail.join("\n    ")) }
+}
+
+fn shell_quote(text: &str) -> String {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-=:,+@".contains(&b)) {
+        return text.to_owned();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+fn record_path(store: &Store, key: &Key) -> PathBuf {
+    store.root().join("jobs").join(format!("{}.json", key.as_str()))
+}
+
+fn save_record(store: &Store, key: &Key, record: &JobRecord) -> std::io::Result<()> {
+    let path = record_path(store, key);
+    std::fs::create_dir_all(path.parent().expect("jobs dir"))?;
+    crate::store::write_atomically(&path, &serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?)
+}
+
+/// For `pipeline status`: the last job submitted for `key` and what Slurm says of it now,
+/// e.g. `slurm job 12: RUNNING`. `None` when no job was submitted for this key.
+pub fn job_note(store: &Store, key: &Key) -> Option<String> {
+    let record: JobRecord = serde_json::from_slice(&std::fs::read(record_path(store, key)).ok()?).ok()?;
+    let state = match show_job(&record.job_id) {
+        Ok(Some((state, exit))) if is_terminal(&state) => format!("{state} (exit code {exit})"),
+        Ok(Some((state, _))) => state,
+        Ok(None) => "no longer known to Slurm".into(),
+        Err(e) => format!("state unknown ({e})"),
+    };
+    Some(format!("slurm job {}: {state}, log {}", record.job_id, record.log.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_scontrol_one_liners() {
+        let line = "JobId=7 JobName=pl-1 UserId=root(0) JobState=CANCELLED Reason=None Dependency=(null) ExitCode=0:15 RunTime=00:00:01";
+        assert_eq!(parse_show_job(line), Some(("CANCELLED".into(), "0:15".into())));
+        assert_eq!(parse_show_job("garbage"), None);
+    }
+
+    #[test]
+    fn resources_become_sbatch_flags() {
+        let r = Resources { cpus: Some(2), mem_mb: Some(4096), time: Some("01:00:00".into()), gpus: Some(1) };
+        assert_eq!(resource_args(&r), ["--cpus-per-task=2", "--mem=4096M", "--time=01:00:00", "--gres=gpu:1"]);
+        assert!(resource_args(&Resources::default()).is_empty());
+    }
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(shell_quote("/usr/bin/pipeline"), "/usr/bin/pipeline");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn terminal_states() {
+        assert!(is_terminal("COMPLETED") && is_terminal("CANCELLED") && is_terminal("NODE_FAIL"));
+        assert!(!is_terminal("RUNNING") && !is_terminal("COMPLETING"));
+    }
+}

@@ -1,0 +1,126 @@
+//! A task handed to a cluster job, and what the job does with it (`pipeline exec-task`).
+//!
+//! The coordinator writes a [`TaskSpec`] to the remote under `tasks/<key>.json`: the instance,
+//! its full fingerprint (action, params, upstream content hashes, deps, raw inputs) and the keys
+//! of its upstream artifacts. The worker, in the same working directory with the same
+//! `pipeline.yaml` but its own private store:
+//!
+//! 1. reads the spec and checks it hashes to the key it was asked for;
+//! 2. stops at once if the remote already has the result (a duplicated or retried task),
+//!    unless the task was forced;
+//! 3. pulls the upstream artifacts from the remote (verified, see [`crate::remote`]);
+//! 4. recomputes the fingerprint from its own checkout and refuses to run when the key differs
+//!    (a worker with other code or data must not publish under the coordinator's key);
+//! 5. computes the instance like the local executor does, and pushes the result: blobs first,
+//!    the manifest last, so the coordinator never sees a partial result.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::local::Local;
+use super::{Context, Executor, Task};
+use crate::config::Plan;
+use crate::dirty::explain;
+use crate::filehash::HashMemo;
+use crate::fingerprint::{compute, Fingerprint, Key};
+use crate::progress::Reporter;
+use crate::remote::Remote;
+use crate::store::{Manifest, Store};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub key: String,
+    pub instance: String,
+    pub fingerprint: Fingerprint,
+    /// In the order of `fingerprint.upstream`.
+    pub upstream: Vec<TaskInput>,
+    /// `--force`: compute even when the remote has the result (and replace it there).
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskInput {
+    pub instance: String,
+    pub key: String,
+}
+
+impl TaskSpec {
+    pub fn new(plan: &Plan, task: &Task<'_>) -> Self {
+        TaskSpec {
+            key: task.key.as_str().to_owned(),
+            instance: plan.instances[task.index].name.clone(),
+            fingerprint: task.fingerprint.clone(),
+            upstream: task
+                .upstream
+                .iter()
+                .map(|(n, m)| TaskInput { instance: plan.instances[*n].name.clone(), key: m.key.clone() })
+                .collect(),
+            force: task.force,
+        }
+    }
+}
+
+/// `pipeline exec-task KEY`: computes the task in the private store `store_dir` and pushes the
+/// result. Returns the line to print.
+pub fn exec_task(plan: &Plan, remote: &Remote, key: &Key, store_dir: &Path, reporter: &Reporter) -> Result<String, String> {
+    let bytes = remote.get_task(key).map_err(|e| e.to_string())?;
+    let spec: TaskSpec = serde_json::from_slice(&bytes).map_err(|e| format!("task spec for key {key} is invalid: {e}"))?;
+    if spec.key != key.as_str() || spec.fingerprint.key() != *key {
+        return Err(format!("task spec for key {key} does not hash to that key (damaged or tampered with)"));
+    }
+    let name = spec.instance.as_str();
+    if !spec.force && remote.has(key) {
+        return Ok(format!("{name}: already in the remote (a duplicated task), nothing to do"));
+    }
+    let index = find(plan, name)?;
+
+    let store = Store::open(store_dir).map_err(|e| format!("cannot open the worker store {}: {e}", store_dir.display()))?;
+
+    if spec.upstream.len() != spec.fingerprint.upstream.len() {
+        return Err(format!("task spec for key {key} lists {} upstream keys for {} upstream inputs", spec.upstream.len(), spec.fingerprint.upstream.len()));
+    }
+    let mut upstream: Vec<(usize, Manifest)> = Vec::new();
+    for (input, expected) in spec.upstream.iter().zip(&spec.fingerprint.upstream) {
+        let up_key = Key::parse(&input.key).ok_or_else(|| format!("task spec names a bad upstream key `{}`", input.key))?;
+        let manifest = match store.lookup(&up_key) {
+            Some(m) => m,
+            None => remote.pull(&store, &up_key, &input.instance).map_err(|e| format!("cannot pull input {}: {e}", input.instance))?,
+        };
+        if manifest.content_hash != expected.content_hash {
+            return Err(format!("input {} pulled from the remote is not the one the task was planned with", input.instance));
+        }
+        upstream.push((find(plan, &input.instance)?, manifest));
+    }
+
+    let memo = HashMemo::open(store.memo_file());
+    let instance = &plan.instances[index];
+    let here = compute(instance, spec.fingerprint.upstream.clone(), &plan.base_dir, &memo).map_err(|e| format!("{name}: {e}"))?;
+    if here.key() != *key {
+        let why: Vec<String> = explain(Some(&spec.fingerprint), &here).iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "{name}: this worker's checkout gives another key than the coordinator's ({}); refusing to compute it here",
+            why.join("; ")
+        ));
+    }
+
+    // What the job was given, not the whole node.
+    let threads = ["SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let ctx = Context { plan, store: &store, remote: None, reporter };
+    let task = Task { index, key, fingerprint: &here, upstream: &upstream, force: false, threads };
+    let done = Local.run(&ctx, &task).map_err(|e| format!("{name}: FAILED: {e}"))?;
+    let bytes = remote.push(&store, key).map_err(|e| format!("{name}: computed, but the push failed: {e}"))?;
+    let summary = if done.summary.is_empty() { String::new() } else { format!(": {}", done.summary) };
+    Ok(format!("{name}: computed and pushed ({} files, {bytes} bytes uploaded){summary}", done.manifest.files.len()))
+}
+
+fn find(plan: &Plan, instance: &str) -> Result<usize, String> {
+    plan.instances
+        .iter()
+        .position(|i| i.name == instance)
+        .ok_or_else(|| format!("{}: has no instance `{instance}` (the worker must see the coordinator's pipeline file)", plan.config_file.display()))
+}
