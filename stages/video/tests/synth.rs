@@ -71,6 +71,9 @@ fn writes_a_ravdess_tree_of_h264_clips_and_regenerates_it_byte_for_byte() {
     assert_eq!(meta["clips"], 2);
     assert_eq!(meta["files"], 4);
     assert_eq!(meta["params"]["emotions"], serde_json::json!(["happy"]));
+    // Every output file, synth.json included, is the same bytes on every run (keys downstream).
+    let (x, y) = (std::fs::read(a.path().join("synth.json")).unwrap(), std::fs::read(b.path().join("synth.json")).unwrap());
+    assert!(x == y, "synth.json differs between two generations");
 }
 
 #[test]

@@ -247,9 +247,9 @@ impl Stage for SynthStage {
             "files": files,
             "frames_per_clip": p.frames(),
             "actors": p.actors,
-            "seconds": seconds,
-            "cpu_threads": ctx.threads.max(1),
         });
+        // No timing or thread count in the file: the output must be the same bytes on every run
+        // and machine, or every key downstream would differ (the run log has the time).
         let path = ctx.out_dir.join("synth.json");
         let text = serde_json::to_string_pretty(&summary).map_err(|e| StageError::with_source("serialising synth.json", e))?;
         std::fs::write(&path, text + "\n").map_err(|e| StageError::with_source(format!("writing {}", path.display()), e))?;
