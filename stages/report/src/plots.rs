@@ -313,12 +313,13 @@ pub fn model_comparison(rows: &[ComparisonRow], references: bool, path: &Path) -
             .margin(20)
             .x_label_area_size(60)
             .y_label_area_size(70)
-            .build_cartesian_2d((0..n as i32 - 1).into_segmented(), 0.0..100.0)?;
+            // Headroom above 100 % holds the legend, clear of bars and whiskers.
+            .build_cartesian_2d((0..n as i32 - 1).into_segmented(), 0.0..120.0)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .light_line_style(WHITE)
-            .y_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| if *v <= 100.0 { format!("{v:.0}") } else { String::new() })
             .x_labels(n)
             .x_desc("model")
             .y_desc("test accuracy, %")
@@ -371,7 +372,7 @@ pub fn model_comparison(rows: &[ComparisonRow], references: bool, path: &Path) -
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font((FONT, 14))

@@ -10,7 +10,8 @@
 //!    JPEGs per clip and resizes them (here: `image` decode + resize), against our one-time
 //!    extract and our per-epoch read of the tensor from its shard.
 //!
-//! Environment: BENCH_CLIPS (default 8) clips for the timing runs.
+//! Environment: BENCH_CLIPS (default 8) clips for the timing runs; BENCH_PARAMS extract parameters
+//! as JSON (default: the stage's defaults).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,7 +85,9 @@ fn extract(tmp: &Path, clips: &[ClipRecord], threads: usize) -> PathBuf {
     std::fs::create_dir_all(&out).unwrap();
     write_clips_table(&scan.join("clips.parquet"), clips).unwrap();
     let stage = ExtractStage::new();
-    let params = stage.resolve_params(&Params::new()).unwrap();
+    // BENCH_PARAMS: extract parameters as JSON (e.g. '{"detect_frames": 2}'), defaults otherwise.
+    let raw: Params = std::env::var("BENCH_PARAMS").ok().map(|j| serde_json::from_str(&j).expect("BENCH_PARAMS: a JSON object")).unwrap_or_default();
+    let params = stage.resolve_params(&raw).unwrap();
     let inputs = [StageInput { need: "scan".into(), instance: "scan".into(), params: Params::new(), dir: scan }];
     let ctx = StageContext { params: &params, inputs: &inputs, out_dir: &out, base_dir: tmp, progress: &NoProgress, threads };
     stage.run(&ctx).unwrap();
