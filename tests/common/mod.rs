@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod remote;
+pub mod service;
 pub mod slurm;
 
 pub struct Workspace {
