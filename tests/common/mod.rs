@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod azurite;
 pub mod http_remote;
 pub mod remote;
 pub mod service;
