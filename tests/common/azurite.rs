@@ -47,7 +47,9 @@ impl Azurite {
         let dir = tempfile::tempdir().unwrap();
         let server = spawn_listening("azurite-blob", &dir.path().join("azurite.log"), |port| {
             let mut cmd = Command::new(&exe);
-            cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--silent", "--skipApiVersionCheck", "--location"])
+            // No telemetry: tests make no requests beyond loopback.
+            cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--silent", "--disableTelemetry"])
+                .args(["--skipApiVersionCheck", "--location"])
                 .arg(dir.path());
             cmd
         });
