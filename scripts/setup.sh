@@ -12,6 +12,9 @@
 #   python test clients   safetensors, pyarrow, numpy in the same venv.
 #   s3s-fs                the S3-compatible server the remote-cache tests start on loopback
 #                         (tests/remote_s3.rs), `cargo install`ed into ~/.cargo/bin when missing.
+#   azurite               Microsoft's Azure Blob Storage emulator for tests/remote_azure.rs,
+#                         `npm install`ed into ~/.cache/pipeline/azurite when missing (needs
+#                         node and npm; as root on Debian they come from apt).
 set -euo pipefail
 
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
@@ -72,10 +75,29 @@ install_s3s_fs() {
         || cargo install -q s3s-fs@0.14.1 --features binary
 }
 
+# Azurite 3 (Azure Blob Storage emulator): about 15 s and 190 MB, once.
+install_azurite() {
+    local dir="$CACHE_ROOT/azurite"
+    if command -v azurite-blob >/dev/null || [ -x "$dir/node_modules/.bin/azurite-blob" ]; then return; fi
+    if ! command -v npm >/dev/null; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            log "installing Debian packages: nodejs npm"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+        else
+            log "missing (install them with your package manager): nodejs npm"
+            return
+        fi
+    fi
+    log "installing azurite@3 into $dir (Azure emulator for the remote-cache tests)"
+    mkdir -p "$dir"
+    npm install -q --prefix "$dir" --no-audit --no-fund azurite@3 >/dev/null
+}
+
 install_debian_packages
 install_venv
 link_static_ffmpeg
 install_s3s_fs
+install_azurite
 
 export PIPELINE_TORCH_VENV="$VENV"
 export VIRTUAL_ENV="$VENV"

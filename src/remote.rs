@@ -80,7 +80,12 @@ impl Remote {
             Some("az") | Some("abfs") | Some("abfss") => {
                 (with_prefix(object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url).build().map_err(config)?, url), false)
             }
-            Some("http") | Some("https") => (Arc::new(object_store::http::HttpBuilder::new().with_url(url).build().map_err(config)?), true),
+            Some(scheme @ ("http" | "https")) => {
+                // object_store refuses plain HTTP unless told: the URL says it explicitly.
+                let options = object_store::ClientOptions::new().with_allow_http(scheme == "http");
+                let store = object_store::http::HttpBuilder::new().with_url(url).with_client_options(options);
+                (Arc::new(store.build().map_err(config)?), true)
+            }
             Some("file") | None => {
                 let path = base_dir.join(url.strip_prefix("file://").unwrap_or(url));
                 std::fs::create_dir_all(&path)?;
@@ -133,7 +138,8 @@ impl Remote {
         })
     }
 
-    /// Whether the remote has an artifact for `key`.
+    /// Whether the remote has an artifact for `key` (a HEAD request; [`Remote::pull`] needs none
+    /// first: it answers [`RemoteError::Missing`] on a miss).
     pub fn has(&self, key: &Key) -> bool {
         self.runtime.block_on(self.store.head(&Self::manifest_path(key))).is_ok()
     }
@@ -174,7 +180,7 @@ impl Remote {
     }
 
     /// Downloads, verifies and publishes the artifact `key` into the local store. Returns its
-    /// manifest as published locally.
+    /// manifest as published locally, or [`RemoteError::Missing`] when the remote lacks it.
     pub fn pull(&self, local: &Store, key: &Key, instance: &str) -> Result<Manifest, RemoteError> {
         let manifest = self.fetch_manifest(key)?;
         let work = local.new_tmp(key)?;

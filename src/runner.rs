@@ -25,7 +25,7 @@ use crate::filehash::HashMemo;
 use crate::fingerprint::{compute, Fingerprint, Key, UpstreamInput};
 use crate::lock::KeyLock;
 use crate::progress::Reporter;
-use crate::remote::Remote;
+use crate::remote::{Remote, RemoteError};
 use crate::runlog::{RunRecord, StageRecord};
 use crate::store::{InstanceState, Manifest, Store};
 
@@ -355,10 +355,9 @@ impl Engine {
     /// Downloads `key` from the remote if it has it; `None` (after saying why) otherwise.
     fn try_pull(&self, name: &str, key: &Key) -> Option<Manifest> {
         let remote = self.remote.as_ref()?;
-        if !remote.has(key) {
-            return None;
-        }
+        // One GET of the manifest: a miss is a NotFound, no HEAD needed first.
         match remote.pull(&self.store, key, name) {
+            Err(RemoteError::Missing(_)) => None,
             Ok(manifest) => {
                 self.reporter.line(&format!("{name}: pulled from the remote ({} files, {} bytes)", manifest.files.len(), manifest.total_size()));
                 Some(manifest)

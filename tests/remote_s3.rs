@@ -42,7 +42,7 @@ fn objects_land_under_the_url_prefix() {
     let server = S3Server::start();
     let a = scenario::machine(&server);
     assert_eq!(a.pipeline(&["run", "--push"]).code, 0);
-    let root = scenario::Backend::root(&server);
+    let root = server.root();
     assert!(root.join("manifests").is_dir() && root.join("blobs").is_dir(), "{}", root.display());
     let bucket = root.parent().unwrap().parent().unwrap();
     let top: Vec<_> = std::fs::read_dir(bucket).unwrap().map(|e| e.unwrap().file_name()).collect();

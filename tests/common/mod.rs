@@ -5,7 +5,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod azurite;
+pub mod http_remote;
 pub mod remote;
+pub mod service;
 pub mod slurm;
 
 pub struct Workspace {

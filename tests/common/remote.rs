@@ -1,23 +1,52 @@
-//! Remote-cache scenarios shared by the directory-remote tests (`tests/remote.rs`) and the S3
-//! tests (`tests/remote_s3.rs`, against a real `s3s-fs` server on loopback). Two workspaces in
-//! separate directories stand for two machines with the same pipeline.yaml and raw data.
+//! Remote-cache scenarios shared by the tests of every backend: a directory (`tests/remote.rs`),
+//! S3 (`tests/remote_s3.rs`, a real `s3s-fs` server on loopback), Azure (`tests/remote_azure.rs`,
+//! Azurite) and read-only HTTP (`tests/remote_http.rs`). Two workspaces in separate directories
+//! stand for two machines with the same pipeline.yaml and raw data.
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
+use super::service::{find_exe, spawn_listening, Service};
 use super::{counting, RunOutput, Workspace};
 
-/// A remote the tests can reach, and see on disk (to damage what was pushed).
+/// A remote the tests can reach, and whose objects they can read and damage behind the engine's
+/// back. Object paths are relative to the remote's root (`blobs/..`, `manifests/<key>.json`).
 pub trait Backend {
     /// What `remote:` in pipeline.yaml says.
     fn url(&self) -> String;
+    /// Where a machine that pushes points (differs only for a read-only remote, which is
+    /// filled through another URL).
+    fn push_url(&self) -> String {
+        self.url()
+    }
     /// Environment every `pipeline` process needs to reach it.
     fn env(&self) -> Vec<(String, String)>;
-    /// The directory that holds the remote's `blobs/` and `manifests/`.
-    fn root(&self) -> PathBuf;
+    /// Paths of the objects whose path starts with `prefix`.
+    fn list(&self, prefix: &str) -> Vec<String>;
+    fn read(&self, path: &str) -> Vec<u8>;
+    fn write(&self, path: &str, bytes: &[u8]);
+}
+
+/// The objects of a remote kept as files under `root` (a directory remote, s3s-fs's bucket).
+pub struct FileObjects<'a>(pub &'a Path);
+
+impl FileObjects<'_> {
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        let mut paths: Vec<String> = files_under(self.0)
+            .into_iter()
+            .map(|p| p.strip_prefix(self.0).unwrap().to_str().unwrap().to_owned())
+            .filter(|p| p.starts_with(prefix))
+            .collect();
+        paths.sort();
+        paths
+    }
+    pub fn read(&self, path: &str) -> Vec<u8> {
+        fs::read(self.0.join(path)).unwrap()
+    }
+    pub fn write(&self, path: &str, bytes: &[u8]) {
+        fs::write(self.0.join(path), bytes).unwrap()
+    }
 }
 
 /// A directory remote.
@@ -36,17 +65,22 @@ impl Backend for DirRemote {
     fn env(&self) -> Vec<(String, String)> {
         Vec::new()
     }
-    fn root(&self) -> PathBuf {
-        self.0.path().to_owned()
+    fn list(&self, prefix: &str) -> Vec<String> {
+        FileObjects(self.0.path()).list(prefix)
+    }
+    fn read(&self, path: &str) -> Vec<u8> {
+        FileObjects(self.0.path()).read(path)
+    }
+    fn write(&self, path: &str, bytes: &[u8]) {
+        FileObjects(self.0.path()).write(path, bytes)
     }
 }
 
 /// A real S3-compatible server (`s3s-fs`) on a free loopback port, serving a temporary
 /// directory; the remote is `s3://BUCKET/team/cache`. The server is killed on drop.
 pub struct S3Server {
-    child: Child,
+    server: Service,
     dir: tempfile::TempDir,
-    port: u16,
 }
 
 const BUCKET: &str = "shared";
@@ -57,59 +91,24 @@ const SECRET_KEY: &str = "pipeline-test-secret";
 impl S3Server {
     /// Starts `s3s-fs`; fails the test (it does not skip) when the binary is missing.
     pub fn start() -> Self {
-        let exe = find_s3s_fs().unwrap_or_else(|| {
+        let exe = find_exe("s3s-fs", &[]).unwrap_or_else(|| {
             panic!("`s3s-fs` (the S3 server these tests start on loopback) is not installed: run scripts/setup.sh (it runs `cargo install s3s-fs@0.14.1 --features binary --locked`)")
         });
         let dir = tempfile::tempdir().unwrap();
         // s3s-fs maps a bucket to a directory under its root.
         fs::create_dir_all(dir.path().join(BUCKET)).unwrap();
-        // The server's log goes to a file: a pipe nobody reads could fill up and stall it.
-        let log = dir.path().join("s3s-fs.log");
-        for _attempt in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let mut child = Command::new(&exe)
-                .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-                .arg(dir.path())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
-            let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(20) {
-                if let Some(status) = child.try_wait().unwrap() {
-                    let err = fs::read_to_string(&log).unwrap_or_default();
-                    eprintln!("s3s-fs on port {port} exited ({status}): {err}");
-                    break; // port taken meanwhile: try another
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Self { child, dir, port };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("s3s-fs did not start listening on 127.0.0.1");
+        let server = spawn_listening("s3s-fs", &dir.path().join("s3s-fs.log"), |port| {
+            let mut cmd = Command::new(&exe);
+            cmd.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+                .arg(dir.path());
+            cmd
+        });
+        Self { server, dir }
     }
-}
 
-fn find_s3s_fs() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("s3s-fs"));
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .map(|c| c.join("bin").join("s3s-fs"));
-    on_path.chain(cargo_home).find(|p| p.is_file())
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// The directory that holds the remote's `blobs/` and `manifests/`.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join(BUCKET).join(PREFIX)
     }
 }
 
@@ -119,7 +118,7 @@ impl Backend for S3Server {
     }
     fn env(&self) -> Vec<(String, String)> {
         [
-            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
+            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.server.port)),
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
             ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
             ("AWS_REGION", "us-east-1".to_owned()),
@@ -129,8 +128,14 @@ impl Backend for S3Server {
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
     }
-    fn root(&self) -> PathBuf {
-        self.dir.path().join(BUCKET).join(PREFIX)
+    fn list(&self, prefix: &str) -> Vec<String> {
+        FileObjects(&self.root()).list(prefix)
+    }
+    fn read(&self, path: &str) -> Vec<u8> {
+        FileObjects(&self.root()).read(path)
+    }
+    fn write(&self, path: &str, bytes: &[u8]) {
+        FileObjects(&self.root()).write(path, bytes)
     }
 }
 
@@ -142,9 +147,18 @@ fn yaml(remote: &str) -> String {
     )
 }
 
-/// A workspace with the shared pipeline.yaml and raw data (alpha, beta).
+/// A workspace with the shared pipeline.yaml and raw data (alpha, beta), reading `remote`.
 pub fn machine(remote: &dyn Backend) -> Workspace {
-    let ws = Workspace::with_env(&yaml(&remote.url()), remote.env());
+    machine_at(&remote.url(), remote)
+}
+
+/// Like [`machine`], for a machine that pushes to `remote`.
+pub fn pushing_machine(remote: &dyn Backend) -> Workspace {
+    machine_at(&remote.push_url(), remote)
+}
+
+fn machine_at(url: &str, remote: &dyn Backend) -> Workspace {
+    let ws = Workspace::with_env(&yaml(url), remote.env());
     ws.write("raw/a.txt", "alpha\n");
     ws.write("raw/b.txt", "beta\n");
     ws
@@ -175,7 +189,7 @@ pub fn assert_same_outputs(a: &Workspace, b: &Workspace) {
 
 /// A runs with `--push`; B runs and pulls everything, computes nothing, gets identical bytes.
 pub fn second_machine_pulls_instead_of_computing(remote: &dyn Backend) {
-    let a = machine(remote);
+    let a = pushing_machine(remote);
     let out = a.pipeline(&["run", "--push"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("prep: pushed to the remote"), "{}", out.stderr);
@@ -197,7 +211,7 @@ pub fn second_machine_pulls_instead_of_computing(remote: &dyn Backend) {
 
 /// `pipeline pull` fetches prep first, then train (whose key needs prep's output).
 pub fn pull_command_fetches_upstream_first(remote: &dyn Backend) {
-    let a = machine(remote);
+    let a = pushing_machine(remote);
     assert_eq!(a.pipeline(&["run"]).code, 0);
     let push = a.pipeline(&["push"]);
     assert!(push.stdout.contains("pushed 2 artifacts"), "{}\n{}", push.stdout, push.stderr);
@@ -210,11 +224,11 @@ pub fn pull_command_fetches_upstream_first(remote: &dyn Backend) {
 }
 
 /// A pushes; `damage` corrupts the remote; B must refuse the copy and compute prep locally.
-pub fn refused_after(remote: &dyn Backend, damage: impl Fn(&Path)) -> (Workspace, RunOutput) {
-    let a = machine(remote);
+pub fn refused_after(remote: &dyn Backend, damage: impl Fn(&dyn Backend)) -> (Workspace, RunOutput) {
+    let a = pushing_machine(remote);
     let out = a.pipeline(&["run", "--push"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    damage(&remote.root());
+    damage(remote);
     let b = machine(remote);
     let out = b.pipeline(&["run"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -227,25 +241,25 @@ pub fn refused_after(remote: &dyn Backend, damage: impl Fn(&Path)) -> (Workspace
 }
 
 /// The largest blob is prep's shard (alpha + beta).
-fn prep_blob(root: &Path) -> PathBuf {
-    files_under(&root.join("blobs")).into_iter().max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap()
+fn prep_blob(remote: &dyn Backend) -> String {
+    remote.list("blobs/").into_iter().max_by_key(|p| remote.read(p).len()).unwrap()
 }
 
 pub fn corrupted_blob_is_refused(remote: &dyn Backend) {
-    let (_, out) = refused_after(remote, |root| fs::write(prep_blob(root), "alphX\nbeta\n").unwrap());
+    let (_, out) = refused_after(remote, |r| r.write(&prep_blob(r), b"alphX\nbeta\n"));
     assert!(out.stderr.contains("is corrupt: blake3"), "{}", out.stderr);
 }
 
 pub fn truncated_blob_is_refused(remote: &dyn Backend) {
-    let (_, out) = refused_after(remote, |root| fs::write(prep_blob(root), "alpha\n").unwrap());
+    let (_, out) = refused_after(remote, |r| r.write(&prep_blob(r), b"alpha\n"));
     assert!(out.stderr.contains("is corrupt"), "{}", out.stderr);
 }
 
 pub fn manifest_with_parent_paths_is_refused_and_nothing_escapes(remote: &dyn Backend) {
-    let (b, out) = refused_after(remote, |root| {
-        for manifest in files_under(&root.join("manifests")) {
-            let text = fs::read_to_string(&manifest).unwrap();
-            fs::write(&manifest, text.replace("\"shards/all.bin\"", "\"../../../../escape.bin\"")).unwrap();
+    let (b, out) = refused_after(remote, |r| {
+        for manifest in r.list("manifests/") {
+            let text = String::from_utf8(r.read(&manifest)).unwrap();
+            r.write(&manifest, text.replace("\"shards/all.bin\"", "\"../../../../escape.bin\"").as_bytes());
         }
     });
     assert!(out.stderr.contains("unsafe path `../../../../escape.bin`"), "{}", out.stderr);
@@ -268,7 +282,7 @@ fn more_raw(ws: &Workspace) {
 pub fn concurrent_pushes_of_the_same_key(remote: &dyn Backend) {
     let machines: Vec<Workspace> = (0..2)
         .map(|_| {
-            let ws = machine(remote);
+            let ws = pushing_machine(remote);
             more_raw(&ws);
             let out = ws.pipeline(&["run"]);
             assert_eq!(out.code, 0, "{}", out.stderr);
