@@ -263,6 +263,25 @@ fn read_until(rx: &mpsc::Receiver<String>, needle: &str, all: &mut Vec<String>) 
     panic!("no line with {needle:?} in:\n{}", all.join("\n"));
 }
 
+/// Starts `pipeline run` on [`slow_yaml`] and reads its stderr until `slow` is submitted;
+/// returns the run, its stderr channel, the lines read so far and the job id.
+fn run_until_slow_is_submitted(ws: &Workspace) -> (std::process::Child, mpsc::Receiver<String>, Vec<String>, String) {
+    let (child, rx) = spawn_run(ws, &["run"]);
+    let mut lines = Vec::new();
+    let line = read_until(&rx, "slow: submitted as slurm job", &mut lines);
+    let job = line.rsplit(' ').next().unwrap().to_owned();
+    (child, rx, lines, job)
+}
+
+/// Waits until `slow`'s job really runs (its command has written `started.txt`).
+fn wait_until_slow_started(ws: &Workspace, job: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ws.path().join("started.txt").exists() {
+        assert!(Instant::now() < deadline, "job {job} never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn slow_yaml(remote: &Path) -> String {
     format!(
         r#"remote: {remote}
@@ -290,16 +309,9 @@ fn a_job_cancelled_from_outside_fails_its_task_and_a_rerun_finishes() {
     let mut env = cluster.env();
     env.push(("TMPDIR".into(), scratch.path().display().to_string()));
     let ws = Workspace::with_env(&slow_yaml(remote.path()), env);
-    let (mut child, rx) = spawn_run(&ws, &["run"]);
-    let mut lines = Vec::new();
-    let line = read_until(&rx, "slow: submitted as slurm job", &mut lines);
-    let job = line.rsplit(' ').next().unwrap().to_owned();
+    let (mut child, rx, mut lines, job) = run_until_slow_is_submitted(&ws);
     // Cancel it once it really runs.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ws.path().join("started.txt").exists() {
-        assert!(Instant::now() < deadline, "job {job} never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_slow_started(&ws, &job);
     let status = cluster.command("scancel").arg(&job).status().unwrap();
     assert!(status.success());
     let code = child.wait().unwrap().code();
@@ -339,15 +351,8 @@ fn slurmd_killed_mid_run_then_restarted_and_the_run_finishes() {
     let mut cluster = SlurmCluster::start();
     let remote = tempfile::tempdir().unwrap();
     let ws = Workspace::with_env(&slow_yaml(remote.path()), cluster.env());
-    let (mut child, rx) = spawn_run(&ws, &["run"]);
-    let mut lines = Vec::new();
-    let line = read_until(&rx, "slow: submitted as slurm job", &mut lines);
-    let job = line.rsplit(' ').next().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ws.path().join("started.txt").exists() {
-        assert!(Instant::now() < deadline, "job {job} never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut child, rx, mut lines, job) = run_until_slow_is_submitted(&ws);
+    wait_until_slow_started(&ws, &job);
     cluster.kill_slurmd();
     // The job's step still finishes and pushes (first + slow in the remote).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -377,10 +382,7 @@ fn controller_restart_mid_run_and_the_run_finishes() {
     let mut cluster = SlurmCluster::start();
     let remote = tempfile::tempdir().unwrap();
     let ws = Workspace::with_env(&slow_yaml(remote.path()), cluster.env());
-    let (mut child, rx) = spawn_run(&ws, &["run"]);
-    let mut lines = Vec::new();
-    let line = read_until(&rx, "slow: submitted as slurm job", &mut lines);
-    let job = line.rsplit(' ').next().unwrap().to_owned();
+    let (mut child, rx, mut lines, job) = run_until_slow_is_submitted(&ws);
     read_until(&rx, &format!("slow: slurm job {job} RUNNING"), &mut lines);
     cluster.stop_slurmctld();
     read_until(&rx, "slurm: the controller does not answer", &mut lines);
@@ -400,10 +402,7 @@ fn ctrl_c_cancels_the_runs_jobs() {
     let cluster = SlurmCluster::start();
     let remote = tempfile::tempdir().unwrap();
     let ws = Workspace::with_env(&slow_yaml(remote.path()), cluster.env());
-    let (mut child, rx) = spawn_run(&ws, &["run"]);
-    let mut lines = Vec::new();
-    let line = read_until(&rx, "slow: submitted as slurm job", &mut lines);
-    let job = line.rsplit(' ').next().unwrap().to_owned();
+    let (mut child, rx, mut lines, job) = run_until_slow_is_submitted(&ws);
     let killed = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let code = child.wait().unwrap().code();
