@@ -3,40 +3,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 
-use common::{input, params, run_stage, toy_cache};
+use common::{history, input, params, run_stage, toy_cache, train_in};
 use serde_json::json;
 use stages_learn::split::SplitStage;
-use stages_learn::table::Table;
-use stages_learn::train::TrainStage;
-
-fn train(root: &Path, name: &str, with: serde_json::Value) -> PathBuf {
-    let (cache, split) = (root.join("extract"), root.join("split"));
-    let out = root.join(name);
-    run_stage(
-        &TrainStage,
-        params(with),
-        &[input("extract", &cache), input("split", &split)],
-        &out,
-    )
-    .unwrap();
-    out
-}
-
-fn history(dir: &Path) -> Vec<Vec<f64>> {
-    let t = Table::read(&dir.join("history.parquet")).unwrap();
-    [
-        "train_loss",
-        "train_accuracy",
-        "val_loss",
-        "val_accuracy",
-        "lr",
-    ]
-    .iter()
-    .map(|c| t.floats(c).unwrap())
-    .collect()
-}
 
 #[test]
 fn same_seed_same_history_other_seed_other_history() {
@@ -59,9 +29,9 @@ fn same_seed_same_history_other_seed_other_history() {
         json!({"arch": "early_fusion_cnn", "epochs": 2, "batch_size": 8, "lr": 1e-3, "seed": seed, "device": "cpu",
                "threads": 1, "class_weights": true})
     };
-    let a = train(root.path(), "a", with(3));
-    let b = train(root.path(), "b", with(3));
-    let c = train(root.path(), "c", with(4));
+    let a = train_in(root.path(), "a", with(3)).unwrap();
+    let b = train_in(root.path(), "b", with(3)).unwrap();
+    let c = train_in(root.path(), "c", with(4)).unwrap();
     assert_eq!(history(&a), history(&b));
     assert_ne!(history(&a), history(&c));
     let (wa, wb) = (

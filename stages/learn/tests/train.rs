@@ -5,12 +5,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{input, params, run_stage, toy_cache, toy_cache_with};
+use common::{history, input, params, run_stage, toy_cache, toy_cache_with, train_in};
 use serde_json::json;
 use stages_learn::cache::{read_cache_index, ClipLoader};
 use stages_learn::inference::Predictor;
 use stages_learn::split::{read_assignment, Split, SplitStage};
-use stages_learn::table::Table;
 use stages_learn::train::schedule::{EarlyStopping, ReduceOnPlateau};
 use stages_learn::train::{ModelCard, TrainStage};
 
@@ -28,41 +27,11 @@ fn prepared(root: &Path) -> (PathBuf, PathBuf) {
     (cache, split)
 }
 
-fn train(
-    root: &Path,
-    name: &str,
-    with: serde_json::Value,
-) -> Result<PathBuf, stage_api::StageError> {
-    let (cache, split) = (root.join("extract"), root.join("split"));
-    let out = root.join(name);
-    run_stage(
-        &TrainStage,
-        params(with),
-        &[input("extract", &cache), input("split", &split)],
-        &out,
-    )?;
-    Ok(out)
-}
-
-fn history(dir: &Path) -> Vec<Vec<f64>> {
-    let t = Table::read(&dir.join("history.parquet")).unwrap();
-    [
-        "train_loss",
-        "train_accuracy",
-        "val_loss",
-        "val_accuracy",
-        "lr",
-    ]
-    .iter()
-    .map(|c| t.floats(c).unwrap())
-    .collect()
-}
-
 #[test]
 fn learns_the_toy_set_and_the_checkpoint_predicts_like_training() {
     let root = tempfile::tempdir().unwrap();
     prepared(root.path());
-    let out = train(
+    let out = train_in(
         root.path(),
         "train",
         json!({"arch": "early_fusion_cnn", "epochs": 6, "lr": 1e-3, "augment": false, "device": "cpu", "threads": 1}),
@@ -205,14 +174,14 @@ fn bad_input_is_named() {
     );
 
     // A pretrained model trained on another frame count.
-    let first = train(root.path(), "first", base.clone()).unwrap();
+    let first = train_in(root.path(), "first", base.clone()).unwrap();
     let mut card: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(first.join("model.json")).unwrap()).unwrap();
     card["frames"] = json!(8);
     std::fs::write(first.join("model.json"), card.to_string()).unwrap();
     let mut with = base.clone();
     with["pretrained"] = json!(first.to_str().unwrap());
-    let err = train(root.path(), "second", with).unwrap_err();
+    let err = train_in(root.path(), "second", with).unwrap_err();
     assert!(
         err.message.contains("T=8 S=32") && err.message.contains("T=4 S=32"),
         "{}",
@@ -278,7 +247,7 @@ fn every_architecture_trains_through_the_stage() {
         ("resnet18_lstm", "mean"),
     ];
     for (arch, pool) in runs {
-        let out = train(
+        let out = train_in(
             root.path(),
             arch,
             json!({"arch": arch, "temporal_pool": pool, "epochs": 1, "batch_size": 4, "device": "cpu", "threads": 1}),
@@ -289,7 +258,7 @@ fn every_architecture_trains_through_the_stage() {
         let predictor = Predictor::load(&out, tch::Device::Cpu).unwrap();
         assert_eq!(predictor.spec(), card.spec());
     }
-    let err = train(
+    let err = train_in(
         root.path(),
         "nofile",
         json!({"arch": "r3d18", "epochs": 1, "device": "cpu", "pretrained": "missing.pth"}),

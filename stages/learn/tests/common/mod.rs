@@ -157,3 +157,18 @@ pub fn run_stage_with(
     };
     stage.run(&ctx)
 }
+
+/// Runs `train` with `with` on the cache in `root/extract` and the split in `root/split`,
+/// into `root/name`.
+pub fn train_in(root: &Path, name: &str, with: serde_json::Value) -> Result<PathBuf, StageError> {
+    let (cache, split) = (root.join("extract"), root.join("split"));
+    let out = root.join(name);
+    run_stage(&stages_learn::train::TrainStage, params(with), &[input("extract", &cache), input("split", &split)], &out)?;
+    Ok(out)
+}
+
+/// The per-epoch curves of a trained model: train loss and accuracy, val loss and accuracy, lr.
+pub fn history(dir: &Path) -> Vec<Vec<f64>> {
+    let t = stages_learn::table::Table::read(&dir.join("history.parquet")).unwrap();
+    ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"].iter().map(|c| t.floats(c).unwrap()).collect()
+}
