@@ -15,7 +15,14 @@ use stages_learn::train::{ModelCard, TrainStage};
 
 /// A cache of 4 classes x 2 clips for actors 1-6, split 1-4 / 5 / 6.
 fn prepared(root: &Path) -> (PathBuf, PathBuf) {
-    let cache = toy_cache(&root.join("extract"), &[1, 2, 3, 4, 5, 6], &[0, 1, 2, 3], 2);
+    prepared_sized(root, 2, common::FRAMES, common::SIZE)
+}
+
+/// [`prepared`] with `per_class` clips of T = `frames`, S = `size`.
+fn prepared_sized(root: &Path, per_class: usize, frames: i64, size: i64) -> (PathBuf, PathBuf) {
+    let classes: &[i64] = &[0, 1, 2, 3];
+    let groups: Vec<(i64, &[i64])> = (1..=6).map(|a| (a, classes)).collect();
+    let cache = common::toy_cache_sized(&root.join("extract"), &groups, per_class, frames, size);
     let split = root.join("split");
     run_stage(
         &SplitStage,
@@ -206,17 +213,7 @@ fn bad_input_is_named() {
 #[ignore]
 fn measure_data_feeding_at_study_size() {
     let root = tempfile::tempdir().unwrap();
-    let classes: &[i64] = &[0, 1, 2, 3];
-    let groups: Vec<(i64, &[i64])> = (1..=6).map(|a| (a, classes)).collect();
-    let cache = common::toy_cache_sized(&root.path().join("extract"), &groups, 4, 10, 112);
-    let split = root.path().join("split");
-    run_stage(
-        &SplitStage,
-        params(json!({"val_actors": [5], "test_actors": [6]})),
-        &[input("extract", &cache)],
-        &split,
-    )
-    .unwrap();
+    let (cache, split) = prepared_sized(root.path(), 4, 10, 112);
     let notes = common::Notes::default();
     common::run_stage_with(
         &TrainStage,
@@ -277,17 +274,7 @@ fn every_architecture_trains_through_the_stage() {
 #[ignore]
 fn measure_epoch_time_per_architecture() {
     let root = tempfile::tempdir().unwrap();
-    let classes: &[i64] = &[0, 1, 2, 3];
-    let groups: Vec<(i64, &[i64])> = (1..=6).map(|a| (a, classes)).collect();
-    let cache = common::toy_cache_sized(&root.path().join("extract"), &groups, 4, 8, 64);
-    let split = root.path().join("split");
-    run_stage(
-        &SplitStage,
-        params(json!({"val_actors": [5], "test_actors": [6]})),
-        &[input("extract", &cache)],
-        &split,
-    )
-    .unwrap();
+    let (cache, split) = prepared_sized(root.path(), 4, 8, 64);
     for arch in [
         "early_fusion_cnn",
         "early_fusion_resnet18",
