@@ -265,8 +265,7 @@ fn map_file(path: &Path) -> Result<Mmap, StageError> {
 pub mod testing {
     use std::sync::Arc;
 
-    use arrow_array::{ArrayRef, BooleanArray, Float32Array, Int32Array, RecordBatch, StringArray};
-    use arrow_schema::{Field, Schema};
+    use arrow_array::{ArrayRef, BooleanArray, Float32Array, Int32Array, StringArray};
 
     use super::*;
 
@@ -349,13 +348,7 @@ pub mod testing {
                 Arc::new(BooleanArray::from(vec![false; n])) as ArrayRef,
             ),
         ];
-        let fields: Vec<Field> = columns
-            .iter()
-            .map(|(name, a)| Field::new(*name, a.data_type().clone(), false))
-            .collect();
-        let schema = Arc::new(Schema::new(fields));
-        let batch = RecordBatch::try_new(schema, columns.into_iter().map(|(_, a)| a).collect())
-            .map_err(|e| StageError::msg(format!("index batch: {e}")))?;
+        let batch = crate::table::batch(columns)?;
         crate::table::write_parquet(&dir.join(INDEX_FILE), &batch)?;
         crate::table::write_json(
             &dir.join("extract.json"),

@@ -136,6 +136,14 @@ impl Table {
 }
 
 /// Writes `batch` to `path` as snappy-compressed Parquet.
+/// A record batch of named, non-nullable columns.
+pub fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, StageError> {
+    let fields: Vec<arrow_schema::Field> =
+        columns.iter().map(|(n, a)| arrow_schema::Field::new(*n, a.data_type().clone(), false)).collect();
+    RecordBatch::try_new(std::sync::Arc::new(arrow_schema::Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect())
+        .map_err(|e| StageError::msg(format!("building a table: {e}")))
+}
+
 pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), StageError> {
     let fail = |e: &dyn std::fmt::Display| {
         StageError::msg(format!("{}: cannot write Parquet: {e}", path.display()))

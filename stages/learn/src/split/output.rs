@@ -5,14 +5,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{Field, Schema};
+use arrow_array::{ArrayRef, Int32Array, Int64Array, StringArray};
 use stage_api::StageError;
 
 use super::assign::{join, ActorSplit, SplitRule};
 use super::{Split, ASSIGNMENT_FILE};
 use crate::cache::CacheClip;
-use crate::table::{write_json, write_parquet};
+use crate::table::{batch, write_json, write_parquet};
 
 /// What the stage reports.
 pub struct Summary {
@@ -123,18 +122,6 @@ pub fn write_all(
         join(&actors.test)
     );
     Ok(Summary { line, warnings })
-}
-
-fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, StageError> {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|(n, a)| Field::new(*n, a.data_type().clone(), false))
-        .collect();
-    RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns.into_iter().map(|(_, a)| a).collect(),
-    )
-    .map_err(|e| StageError::msg(format!("building a table: {e}")))
 }
 
 fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {

@@ -194,8 +194,7 @@ mod tests {
     fn write_assignment(dir: &Path, clips: &[CacheClip], split_of: impl Fn(i64) -> &'static str) {
         use std::sync::Arc;
 
-        use arrow_array::{ArrayRef, Int32Array, RecordBatch, StringArray};
-        use arrow_schema::{Field, Schema};
+        use arrow_array::{ArrayRef, Int32Array, StringArray};
         let columns: Vec<(&str, ArrayRef)> = vec![
             (
                 "clip_id",
@@ -222,15 +221,7 @@ mod tests {
                 )),
             ),
         ];
-        let fields: Vec<Field> = columns
-            .iter()
-            .map(|(n, a)| Field::new(*n, a.data_type().clone(), false))
-            .collect();
-        let batch = RecordBatch::try_new(
-            Arc::new(Schema::new(fields)),
-            columns.into_iter().map(|(_, a)| a).collect(),
-        )
-        .unwrap();
+        let batch = crate::table::batch(columns).unwrap();
         crate::table::write_parquet(&dir.join(crate::split::ASSIGNMENT_FILE), &batch).unwrap();
     }
 }

@@ -6,8 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, Int32Array, RecordBatch};
-use arrow_schema::{Field, Schema};
+use arrow_array::{ArrayRef, Float64Array, Int32Array};
 use stage_api::StageError;
 
 use crate::table::{write_parquet, write_text};
@@ -61,15 +60,7 @@ pub fn write_history(dir: &Path, records: &[EpochRecord]) -> Result<(), StageErr
         ("lr", float(|r| r.lr)),
         ("seconds", float(|r| r.seconds)),
     ];
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|(n, a)| Field::new(*n, a.data_type().clone(), false))
-        .collect();
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns.into_iter().map(|(_, a)| a).collect(),
-    )
-    .map_err(|e| StageError::msg(format!("history table: {e}")))?;
+    let batch = crate::table::batch(columns)?;
     write_parquet(&dir.join("history.parquet"), &batch)?;
 
     let mut csv =
