@@ -61,12 +61,12 @@ impl Predictor {
 
     /// Frames per clip the model expects (T).
     pub fn frames(&self) -> i64 {
-        self.card.frames
+        self.card.spec.frames
     }
 
     /// Frame side the model expects (S).
     pub fn size(&self) -> i64 {
-        self.card.size
+        self.card.spec.size
     }
 
     /// Class names by output index.

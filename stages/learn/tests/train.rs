@@ -71,9 +71,9 @@ fn learns_the_toy_set_and_the_checkpoint_predicts_like_training() {
     );
     assert_eq!(
         (
-            card.frames,
-            card.size,
-            card.num_classes,
+            card.spec.frames,
+            card.spec.size,
+            card.spec.num_classes,
             card.device.as_str()
         ),
         (4, 32, 8, "cpu")
@@ -251,7 +251,7 @@ fn every_architecture_trains_through_the_stage() {
         )
         .unwrap();
         let card = ModelCard::read(&out).unwrap();
-        assert_eq!((card.epochs_run, card.arch.name()), (1, arch));
+        assert_eq!((card.epochs_run, card.spec.arch.name()), (1, arch));
         let predictor = Predictor::load(&out, tch::Device::Cpu).unwrap();
         assert_eq!(predictor.spec(), card.spec());
     }

@@ -14,7 +14,7 @@ use stage_api::StageError;
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use crate::models::{Arch, ModelSpec, TemporalPool};
+use crate::models::ModelSpec;
 use crate::preprocess::{IMAGENET_MEAN, IMAGENET_STD};
 
 /// Weights file name in a model directory.
@@ -28,14 +28,10 @@ pub const CARD_FORMAT: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
     pub format: u32,
-    pub arch: Arch,
-    /// Frames per clip (T) the model was trained on.
-    pub frames: i64,
-    /// Frame side (S).
-    pub size: i64,
-    pub num_classes: i64,
-    #[serde(default)]
-    pub temporal_pool: TemporalPool,
+    /// What was built (arch, T, S, classes, temporal pool); its fields sit at the top level
+    /// of `model.json`.
+    #[serde(flatten)]
+    pub spec: ModelSpec,
     /// Class names by output index.
     pub class_names: Vec<String>,
     /// Normalisation of the [0, 1] RGB input.
@@ -67,11 +63,7 @@ impl ModelCard {
     pub fn for_spec(spec: &ModelSpec, class_names: Vec<String>) -> Self {
         ModelCard {
             format: CARD_FORMAT,
-            arch: spec.arch,
-            frames: spec.frames,
-            size: spec.size,
-            num_classes: spec.num_classes,
-            temporal_pool: spec.temporal_pool,
+            spec: spec.clone(),
             class_names,
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
@@ -90,13 +82,7 @@ impl ModelCard {
 
     /// What to build to load these weights.
     pub fn spec(&self) -> ModelSpec {
-        ModelSpec {
-            arch: self.arch,
-            frames: self.frames,
-            size: self.size,
-            num_classes: self.num_classes,
-            temporal_pool: self.temporal_pool,
-        }
+        self.spec.clone()
     }
 
     /// Reads `<dir>/model.json`.
@@ -121,12 +107,12 @@ impl ModelCard {
                 card.format
             )));
         }
-        if card.class_names.len() as i64 != card.num_classes {
+        if card.class_names.len() as i64 != card.spec.num_classes {
             return Err(StageError::msg(format!(
                 "{}: {} class names for {} classes",
                 path.display(),
                 card.class_names.len(),
-                card.num_classes
+                card.spec.num_classes
             )));
         }
         Ok(card)

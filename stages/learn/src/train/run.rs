@@ -194,7 +194,7 @@ pub fn run(
     card.write(ctx.out_dir)?;
     Ok(StageOutcome::new(format!(
         "{}: best val accuracy {:.3} at epoch {} of {} ({:.0}s, {})",
-        card.arch,
+        card.spec.arch,
         card.best_val_accuracy,
         card.best_epoch,
         card.epochs_run,
