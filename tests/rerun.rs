@@ -54,6 +54,27 @@ fn param_change_reruns_the_stage_and_says_why() {
 }
 
 #[test]
+fn a_matrix_include_reruns_only_the_instance_it_selects() {
+    let ws = workspace();
+    let yaml = pipeline_yaml("3", "").replace(
+        "matrix: {arch: [a, b]}",
+        "matrix: {arch: [a, b], include: [{arch: b, epochs: 20}]}",
+    );
+    ws.write("pipeline.yaml", &yaml);
+    ws.write("scripts/train.sh", "cat $PIPELINE_IN_GEN/n.txt; echo $PIPELINE_PARAM_ARCH ${PIPELINE_PARAM_EPOCHS:-}\n");
+    let out = ws.pipeline(&["run", "train[arch=b]"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("train[arch=b]: stale"), "{}", out.stderr);
+    assert_eq!(ws.count("train"), 3, "only train[arch=b] reran:\n{}", out.stderr);
+    let status = ws.pipeline(&["status"]);
+    assert!(status.stdout.contains("train[arch=b]"), "{}", status.stdout);
+    // The instance saw the included parameter; its name did not change.
+    let show = ws.pipeline(&["show", "train[arch=b]"]);
+    let dir = show.stdout.lines().next().and_then(|l| l.split_once(": ")).map(|(_, d)| d.trim().to_owned()).unwrap();
+    assert_eq!(std::fs::read_to_string(std::path::Path::new(&dir).join("model.txt")).unwrap(), "3\nb 20\n");
+}
+
+#[test]
 fn equal_spellings_and_key_order_do_not_rerun() {
     let ws = workspace();
     // `3.0` is `3`; a reordered mapping is the same mapping.

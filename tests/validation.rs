@@ -70,6 +70,22 @@ fn empty_matrix() {
 }
 
 #[test]
+fn matrix_include_that_selects_nothing() {
+    let yaml = "stages:\n  a:\n    run: echo\n    matrix:\n      arch: [x, y]\n      include:\n        - {arch: z, epochs: 2}\n";
+    let err = error_for(yaml);
+    assert!(err.contains("pipeline.yaml:7:12: `a`: `include` entry 1 selects arch=z, which matches no combination"), "{err}");
+    assert!(err.contains("hint: `arch` lists: x, y"), "{err}");
+}
+
+#[test]
+fn matrix_include_with_a_bad_parameter_points_at_the_include() {
+    let yaml = "stages:\n  s:\n    uses: synth\n    matrix:\n      actors: [2]\n      include:\n        - {actors: 2, actorz: 3}\n";
+    let err = error_for(yaml);
+    assert!(err.contains("pipeline.yaml:6:7: parameter of `s[actors=2]` (synth)"), "{err}");
+    assert!(err.contains("actorz"), "{err}");
+}
+
+#[test]
 fn deps_matching_nothing() {
     let err = error_for("stages:\n  a:\n    run: echo\n    deps: [scripts/missing.py]\n");
     assert!(err.contains("pipeline.yaml:4:12: `deps` pattern `scripts/missing.py` of `a` matches no file"), "{err}");

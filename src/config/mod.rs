@@ -4,6 +4,7 @@
 pub mod canonical;
 pub mod error;
 pub mod executor;
+pub mod matrix;
 pub mod plan;
 pub mod raw;
 pub mod spans;

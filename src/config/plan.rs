@@ -15,6 +15,7 @@ use stage_api::{Params, Stage};
 use super::canonical::{canonical, display_value};
 use super::error::{did_you_mean, ConfigError};
 use super::executor::{self, ExecutorConfig};
+use super::matrix;
 use super::raw::{RawConfig, RawStage};
 use super::spans::{Position, SpanIndex};
 use crate::registry::Registry;
@@ -218,6 +219,9 @@ impl Validator<'_> {
             }
         }
         for (key, values) in &stage.matrix {
+            if key == matrix::INCLUDE {
+                continue;
+            }
             if values.is_empty() {
                 return Err(self.error(&["stages", name, "matrix", key], format!("matrix `{key}` of `{name}` lists no values")));
             }
@@ -293,14 +297,27 @@ impl Validator<'_> {
         done: &[Instance],
         by_stage: &BTreeMap<&str, Vec<usize>>,
     ) -> Result<Vec<Instance>, ConfigError> {
+        let expanded = matrix::expand(&stage.matrix).map_err(|e| {
+            let index = e.index.to_string();
+            let mut at = vec!["stages", name, "matrix", matrix::INCLUDE, &index];
+            at.extend(e.key.as_deref());
+            let err = self.error(&at, format!("`{name}`: {}", e.message));
+            match e.hint {
+                Some(hint) => err.with_hint(hint),
+                None => err,
+            }
+        })?;
         let mut instances = Vec::new();
-        for combination in combinations(&stage.matrix) {
+        for (combination, included) in expanded {
             let mut params = stage.with.clone();
             for (key, value) in &combination {
                 params.insert(key.clone(), value.clone());
             }
+            // `include:` parameters win over `with:` for the combinations they select.
+            let included_keys: Vec<String> = included.keys().cloned().collect();
+            params.extend(included);
             let instance_name = instance_name(name, &combination);
-            let (action, params, raw_inputs) = self.resolve(name, &instance_name, stage, params, &combination)?;
+            let (action, params, raw_inputs) = self.resolve(name, &instance_name, stage, params, &combination, &included_keys)?;
             let needs = stage
                 .needs
                 .iter()
@@ -327,6 +344,7 @@ impl Validator<'_> {
         stage: &RawStage,
         params: Params,
         combination: &[(String, Value)],
+        included: &[String],
     ) -> Result<(Action, Params, Vec<PathBuf>), ConfigError> {
         let canonical_params = |p: Params| match canonical(Value::Object(p)) {
             Value::Object(map) => map,
@@ -338,6 +356,7 @@ impl Validator<'_> {
                 let resolved = builtin.resolve_params(&params).map_err(|e| {
                     let at: Vec<&str> = match e.param.as_deref() {
                         Some(p) if combination.iter().any(|(k, _)| k == p) => vec!["stages", name, "matrix", p],
+                        Some(p) if included.iter().any(|k| k == p) => vec!["stages", name, "matrix", matrix::INCLUDE],
                         Some(p) if stage.with.contains_key(p) => vec!["stages", name, "with", p],
                         _ => vec!["stages", name, "with"],
                     };
@@ -352,24 +371,6 @@ impl Validator<'_> {
             (None, None) => unreachable!("checked in check_stage"),
         }
     }
-}
-
-/// Every combination of the matrix values (one empty combination without a matrix).
-fn combinations(matrix: &indexmap::IndexMap<String, Vec<Value>>) -> Vec<Vec<(String, Value)>> {
-    let mut result = vec![Vec::new()];
-    for (key, values) in matrix {
-        result = result
-            .into_iter()
-            .flat_map(|prefix| {
-                values.iter().map(move |v| {
-                    let mut next = prefix.clone();
-                    next.push((key.clone(), canonical(v.clone())));
-                    next
-                })
-            })
-            .collect();
-    }
-    result
 }
 
 fn instance_name(stage: &str, combination: &[(String, Value)]) -> String {
