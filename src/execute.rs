@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use stage_api::{Params, Progress, StageContext, StageInput};
+use stage_api::{ArtifactPaths, Params, Progress, StageContext, StageInput};
 
 use crate::config::canonical::display_value;
 use crate::config::Action;
@@ -36,6 +36,7 @@ pub struct Job<'a> {
     pub work_dir: &'a Path,
     pub threads: usize,
     pub progress: &'a dyn Progress,
+    pub artifacts: &'a dyn ArtifactPaths,
 }
 
 /// Runs the job; `Ok(summary)` or `Err(message)`.
@@ -55,6 +56,7 @@ pub fn execute(job: &Job<'_>) -> Result<String, String> {
                 base_dir: job.base_dir,
                 progress: job.progress,
                 threads: job.threads,
+                artifacts: job.artifacts,
             };
             match catch_unwind(AssertUnwindSafe(|| stage.run(&ctx))) {
                 Ok(Ok(outcome)) => Ok(outcome.summary),

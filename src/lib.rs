@@ -11,6 +11,7 @@
 //! [`fingerprint::Fingerprint`] (everything a key depends on), [`dirty::DirtyReason`] (why an
 //! instance is stale), [`store::Store`] (published artifacts, locks, state).
 
+pub mod artifact_paths;
 pub mod cli;
 pub mod config;
 pub mod dag;

@@ -133,16 +133,17 @@ fn slurm_run_gives_the_same_bytes_as_a_local_run() {
     assert!(again.stderr.contains("0 ran, 5 fresh") && !again.stderr.contains("submitted"), "{}", again.stderr);
 }
 
-/// A built-in stage (`synth`: ffmpeg-encoded videos) through `exec-task`: the worker finds the
-/// kind in its registry and writes the same videos as a local run. `synth.json` is left out of
-/// the comparison: it records wall-clock seconds and the thread count, so it differs between
-/// any two runs, local ones included.
+/// Built-in stages through `exec-task`: each worker finds the kind in its registry. `synth` writes
+/// the same videos as a local run; `scan` (in a job with a private store) still records the
+/// videos' paths as the workspace's store has them, so its table is byte-identical; `extract` reads
+/// those paths, finds that the videos lie in an artifact its private store lacks (synth, two stages
+/// up), pulls it from the remote, and writes the same tensor cache.
 #[test]
-fn a_builtin_stage_through_slurm_writes_the_same_videos() {
+fn builtin_stages_through_slurm_write_the_same_videos_tables_and_tensors() {
     let cluster = SlurmCluster::start();
     let yaml = |remote: &Path| {
         format!(
-            "remote: {}\nexecutor: {{kind: slurm, poll_seconds: 0.2}}\nstages:\n  synth:\n    uses: synth\n    with: {{actors: 2, emotions: [neutral, happy], intensities: [1], duration_s: 0.5, width: 320, height: 180}}\n",
+            "remote: {}\nexecutor: {{kind: slurm, poll_seconds: 0.2}}\nstages:\n  synth:\n    uses: synth\n    with: {{actors: 2, emotions: [neutral, happy], intensities: [1], duration_s: 0.5, width: 320, height: 180}}\n  scan:\n    uses: scan\n    needs: [synth]\n  extract:\n    uses: extract\n    needs: [scan]\n    with: {{frames: 2, size: 32}}\n",
             remote.display()
         )
     };
@@ -153,15 +154,36 @@ fn a_builtin_stage_through_slurm_writes_the_same_videos() {
     let ws = Workspace::with_env(&yaml(remote.path()), cluster.env());
     let out = ws.pipeline(&["run"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stderr.contains("synth: done in slurm job"), "{}", out.stderr);
-    let without_timings = |ws: &Workspace| {
-        let mut files = artifacts(ws).remove("synth").unwrap();
-        assert!(files.remove("synth.json").is_some());
-        files
-    };
-    let videos = without_timings(&ws);
-    assert_eq!(videos.keys().filter(|p| p.ends_with(".mp4")).count(), 4, "{:?}", videos.keys());
-    assert!(videos == without_timings(&local), "the videos differ from a local run");
+    for stage in ["synth", "scan", "extract"] {
+        assert!(out.stderr.contains(&format!("{stage}: done in slurm job")), "{}", out.stderr);
+    }
+    let (here, there) = (artifacts(&ws), artifacts(&local));
+    assert_eq!(here["synth"].keys().filter(|p| p.ends_with(".mp4")).count(), 4, "{:?}", here["synth"].keys());
+    assert!(here["extract"].keys().any(|p| p.ends_with(".safetensors")), "{:?}", here["extract"].keys());
+    for stage in ["synth", "scan", "extract"] {
+        assert_eq!(here[stage].keys().collect::<Vec<_>>(), there[stage].keys().collect::<Vec<_>>(), "{stage}: the files differ");
+        for (path, bytes) in &here[stage] {
+            assert!(*bytes == there[stage][path], "{stage}/{path} differs from a local run");
+        }
+    }
+
+    // A worker with no store at all (another checkout, as on a node without a shared
+    // filesystem) recomputes extract: it pulls scan, then the synth videos scan's table points
+    // into, and pushes the same result.
+    let extract_key = remote_keys(remote.path(), "tasks")
+        .into_iter()
+        .find(|k| std::fs::read_to_string(remote.path().join("tasks").join(format!("{k}.json"))).unwrap().contains("\"instance\": \"extract\""))
+        .unwrap();
+    let manifest = remote.path().join("manifests").join(format!("{extract_key}.json"));
+    let pushed = std::fs::read(&manifest).unwrap();
+    std::fs::remove_file(&manifest).unwrap();
+    let elsewhere = Workspace::new(&yaml(remote.path()));
+    let done = elsewhere.pipeline(&["exec-task", &extract_key]);
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    assert!(done.stderr.contains("extract: computed and pushed"), "{}", done.stderr);
+    assert!(!elsewhere.store().exists(), "exec-task must not touch the workspace's store");
+    let content_hash = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap()["content_hash"].clone();
+    assert_eq!(content_hash(&std::fs::read(&manifest).unwrap()), content_hash(&pushed));
 }
 
 /// The keys under `manifests/` or `tasks/` of a directory remote.

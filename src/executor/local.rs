@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use super::{Context, Done, Executor, Task};
+use crate::artifact_paths::StorePaths;
 use crate::execute::{execute, Job, Upstream};
 use crate::fingerprint::Key;
 
@@ -38,6 +39,7 @@ impl Executor for Local {
             work_dir: &work_dir,
             threads: task.threads,
             progress: &progress,
+            artifacts: &StorePaths::new(&ctx.plan.store_dir, ctx.store, ctx.remote),
         };
         let outcome = execute(&job);
         drop(progress);

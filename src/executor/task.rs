@@ -110,7 +110,8 @@ pub fn exec_task(plan: &Plan, remote: &Remote, key: &Key, store_dir: &Path, repo
         .iter()
         .find_map(|v| std::env::var(v).ok()?.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let ctx = Context { plan, store: &store, remote: None, reporter };
+    // The remote is lent for the artifacts an upstream table points into (see `artifact_paths`).
+    let ctx = Context { plan, store: &store, remote: Some(remote), reporter };
     let task = Task { index, key, fingerprint: &here, upstream: &upstream, force: false, threads };
     let done = Local.run(&ctx, &task).map_err(|e| format!("{name}: FAILED: {e}"))?;
     let bytes = remote.push(&store, key).map_err(|e| format!("{name}: computed, but the push failed: {e}"))?;

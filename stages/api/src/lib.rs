@@ -63,6 +63,36 @@ impl Progress for NoProgress {
     fn note(&self, _message: &str) {}
 }
 
+/// Maps paths that point into the engine's artifact store between "as written in a table" and
+/// "where the file is on this machine".
+///
+/// A stage that records paths into upstream outputs in its own output (scan: the `source` of each
+/// synthetic video) writes them through [`ArtifactPaths::portable`], and a stage that reads such a
+/// table opens the files through [`ArtifactPaths::locate`]. On one machine both are the identity;
+/// on a cluster worker, whose store is private and lies elsewhere, `portable` gives the path the
+/// coordinator's store would have (so the table is byte-identical to a local run) and `locate`
+/// maps it back into the worker's store, fetching the artifact from the remote cache first when
+/// the worker does not have it (extract reads the videos of `synth`, two stages up).
+pub trait ArtifactPaths: Send + Sync {
+    /// `path` (absolute) as it would be in the pipeline's configured store.
+    fn portable(&self, path: &Path) -> PathBuf;
+    /// `path` (absolute) as a file on this machine; `Err` says why it cannot be had.
+    fn locate(&self, path: &Path) -> Result<PathBuf, String>;
+}
+
+/// The store is where the pipeline file says: paths need no mapping (tests, library use).
+pub struct SameStore;
+
+impl ArtifactPaths for SameStore {
+    fn portable(&self, path: &Path) -> PathBuf {
+        path.to_path_buf()
+    }
+
+    fn locate(&self, path: &Path) -> Result<PathBuf, String> {
+        Ok(path.to_path_buf())
+    }
+}
+
 /// Everything a stage run may look at.
 pub struct StageContext<'a> {
     /// Resolved parameters (output of [`Stage::resolve_params`]).
@@ -77,12 +107,21 @@ pub struct StageContext<'a> {
     pub progress: &'a dyn Progress,
     /// How many CPU threads this stage may use.
     pub threads: usize,
+    /// Maps recorded paths into upstream artifacts to this machine (see [`ArtifactPaths`]).
+    pub artifacts: &'a dyn ArtifactPaths,
 }
 
 impl StageContext<'_> {
     /// Resolves a path parameter against the directory of `pipeline.yaml`.
     pub fn resolve_path(&self, path: impl AsRef<Path>) -> PathBuf {
         self.base_dir.join(path)
+    }
+
+    /// Opens a path recorded in an upstream table (relative to the directory of `pipeline.yaml`,
+    /// or absolute): where that file is on this machine, fetched first if need be.
+    pub fn locate_recorded(&self, path: impl AsRef<Path>) -> Result<PathBuf, StageError> {
+        let full = std::path::absolute(self.base_dir.join(path.as_ref())).unwrap_or_else(|_| self.base_dir.join(path.as_ref()));
+        self.artifacts.locate(&full).map_err(StageError::msg)
     }
 
     /// The output directories of every instance of the need called `name`.

@@ -30,7 +30,7 @@ pub fn find_input<'a>(
 
 #[cfg(test)]
 mod tests {
-    use stage_api::{NoProgress, Params};
+    use stage_api::{NoProgress, Params, SameStore};
 
     use super::*;
 
@@ -54,6 +54,7 @@ mod tests {
             base_dir: b.path(),
             progress: &NoProgress,
             threads: 1,
+            artifacts: &SameStore,
         };
         assert_eq!(
             find_input(&ctx, "extract", "index.parquet").unwrap().need,

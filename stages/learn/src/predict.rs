@@ -89,6 +89,7 @@ pub fn predict_videos(
         base_dir: Path::new("."),
         progress: &NoProgress,
         threads,
+        artifacts: &stage_api::SameStore,
     };
     let decoder = stages_video::extract::decode::Decoder::default();
     // Every video may be rejected; that is reported per video below, not as a failure here.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use stage_api::{NoProgress, Params, Stage, StageContext, StageInput};
+use stage_api::{NoProgress, SameStore, Params, Stage, StageContext, StageInput};
 use stages_report::{write_evaluation, write_misclassified_examples, ReportStage};
 
 /// Two architectures (r3d18: 80/120 right, resnet18_lstm: 90/120 right), their train outputs
@@ -46,7 +46,7 @@ fn two_models(root: &Path) -> Vec<StageInput> {
 fn run_report(inputs: &[StageInput], out: &Path) -> Result<String, stage_api::StageError> {
     std::fs::create_dir_all(out).unwrap();
     let params = ReportStage.resolve_params(&Params::new()).unwrap();
-    let ctx = StageContext { params: &params, inputs, out_dir: out, base_dir: out, progress: &NoProgress, threads: 1 };
+    let ctx = StageContext { params: &params, inputs, out_dir: out, base_dir: out, progress: &NoProgress, threads: 1, artifacts: &SameStore };
     ReportStage.run(&ctx).map(|o| o.summary)
 }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use stage_api::{NoProgress, Params, Stage, StageContext, StageInput};
+use stage_api::{NoProgress, SameStore, Params, Stage, StageContext, StageInput};
 use stages_video::extract::cache::read_index;
 use stages_video::extract::sampling::sample_indices;
 use stages_video::extract::testing::{write_clips_table, ClipRecord};
@@ -89,7 +89,7 @@ fn extract(tmp: &Path, clips: &[ClipRecord], threads: usize) -> PathBuf {
     let raw: Params = std::env::var("BENCH_PARAMS").ok().map(|j| serde_json::from_str(&j).expect("BENCH_PARAMS: a JSON object")).unwrap_or_default();
     let params = stage.resolve_params(&raw).unwrap();
     let inputs = [StageInput { need: "scan".into(), instance: "scan".into(), params: Params::new(), dir: scan }];
-    let ctx = StageContext { params: &params, inputs: &inputs, out_dir: &out, base_dir: tmp, progress: &NoProgress, threads };
+    let ctx = StageContext { params: &params, inputs: &inputs, out_dir: &out, base_dir: tmp, progress: &NoProgress, threads, artifacts: &SameStore };
     stage.run(&ctx).unwrap();
     out
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use arrow_array::{Array, Float64Array, Int32Array, Int64Array, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use stage_api::{NoProgress, Params, Stage, StageContext, StageInput};
+use stage_api::{NoProgress, SameStore, Params, Stage, StageContext, StageInput};
 use stages_video::scan::probe::Prober;
 use stages_video::scan::{scan, ScanParams, ScanStage};
 use stages_video::synth::SynthStage;
@@ -23,7 +23,7 @@ fn params<T: serde::de::DeserializeOwned>(stage: &dyn Stage, json: &str) -> (T, 
 fn planted_tree(dir: &Path) -> BTreeMap<&'static str, PathBuf> {
     let (_, p): (serde_json::Value, Params) =
         params(&SynthStage, r#"{"actors": 2, "emotions": ["happy", "sad"], "intensities": [2], "duration_s": 0.4, "audio_video_copies": true}"#);
-    let ctx = StageContext { params: &p, inputs: &[], out_dir: dir, base_dir: dir, progress: &NoProgress, threads: 2 };
+    let ctx = StageContext { params: &p, inputs: &[], out_dir: dir, base_dir: dir, progress: &NoProgress, threads: 2, artifacts: &SameStore };
     SynthStage.run(&ctx).unwrap();
     let good = dir.join("Actor_01/02-01-03-02-01-01-01.mp4");
     let bytes = std::fs::read(&good).unwrap();
@@ -98,7 +98,7 @@ fn stage_writes_tables_and_strict_names_the_bad_files() {
     // Without `root`, the `synth` need is the dataset.
     let inputs = [StageInput { need: "synth".into(), instance: "synth".into(), params: Params::new(), dir: data.path().to_path_buf() }];
     let (_, p): (ScanParams, Params) = params(&ScanStage, r#"{"emotions": ["calm", "happy", "sad", "angry"]}"#);
-    let ctx = StageContext { params: &p, inputs: &inputs, out_dir: out.path(), base_dir: Path::new("/nonexistent"), progress: &NoProgress, threads: 2 };
+    let ctx = StageContext { params: &p, inputs: &inputs, out_dir: out.path(), base_dir: Path::new("/nonexistent"), progress: &NoProgress, threads: 2, artifacts: &SameStore };
     let outcome = ScanStage.run(&ctx).unwrap();
     assert_eq!(outcome.summary, "5 clips accepted, 8 rejected (4 duplicates), 3 filtered out");
     let file = std::fs::File::open(out.path().join("clips.parquet")).unwrap();
@@ -135,7 +135,7 @@ fn a_missing_dataset_folder_is_a_clear_error() {
     let base = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let (_, p): (ScanParams, Params) = params(&ScanStage, "{}");
-    let ctx = StageContext { params: &p, inputs: &[], out_dir: out.path(), base_dir: base.path(), progress: &NoProgress, threads: 1 };
+    let ctx = StageContext { params: &p, inputs: &[], out_dir: out.path(), base_dir: base.path(), progress: &NoProgress, threads: 1, artifacts: &SameStore };
     let err = ScanStage.run(&ctx).unwrap_err().to_string();
     assert!(err.contains("data/ravdess") && err.contains("does not exist"), "{err}");
 }
@@ -181,11 +181,11 @@ fn tables_do_not_depend_on_where_the_workspace_is() {
     for workspace in [a.path().to_path_buf(), b.path().join("deeper/than/a"), c.path().to_path_buf()] {
         let data = workspace.join("data/ravdess");
         std::fs::create_dir_all(&data).unwrap();
-        let ctx = StageContext { params: &synth, inputs: &[], out_dir: &data, base_dir: &data, progress: &NoProgress, threads: 2 };
+        let ctx = StageContext { params: &synth, inputs: &[], out_dir: &data, base_dir: &data, progress: &NoProgress, threads: 2, artifacts: &SameStore };
         SynthStage.run(&ctx).unwrap();
         let out = workspace.join("scan-out");
         std::fs::create_dir_all(&out).unwrap();
-        let ctx = StageContext { params: &p, inputs: &[], out_dir: &out, base_dir: &workspace, progress: &NoProgress, threads: 2 };
+        let ctx = StageContext { params: &p, inputs: &[], out_dir: &out, base_dir: &workspace, progress: &NoProgress, threads: 2, artifacts: &SameStore };
         ScanStage.run(&ctx).unwrap();
         let file = std::fs::File::open(out.join("clips.parquet")).unwrap();
         let batch = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().next().unwrap().unwrap();

@@ -154,6 +154,7 @@ pub fn run_stage_with(
         base_dir: base,
         progress,
         threads: 1,
+        artifacts: &stage_api::SameStore,
     };
     stage.run(&ctx)
 }

@@ -355,8 +355,8 @@ fn extract_clip(
     decoder: &Decoder,
     worker: &mut Worker,
 ) -> Result<Extracted, String> {
-    let source = PathBuf::from(&clip.source);
-    let path = if source.is_absolute() { source } else { ctx.resolve_path(&source) };
+    // A recorded path may point into an upstream artifact this machine has to fetch first.
+    let path = ctx.locate_recorded(PathBuf::from(&clip.source)).map_err(|e| e.chain())?;
     let name = path.display();
     match std::fs::metadata(&path) {
         Err(e) => return Err(format!("{name}: cannot read the video ({e})")),

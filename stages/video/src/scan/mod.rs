@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use stage_api::{typed_params, ParamError, Params, Progress, Stage, StageContext, StageError, StageOutcome};
+use stage_api::{typed_params, ArtifactPaths, ParamError, Params, Progress, Stage, StageContext, StageError, StageOutcome};
 
 use crate::ravdess::{emotion_list, RavdessName, EMOTIONS};
 use probe::{Prober, VideoInfo};
@@ -269,8 +269,10 @@ impl Stage for ScanStage {
         })?;
         let mut result = scan(&root, &p, &prober, ctx.threads, ctx.progress)?;
         let workspace = std::path::absolute(ctx.base_dir).unwrap_or_else(|_| ctx.base_dir.to_path_buf());
-        result.relativize(&workspace);
-        let root = workspace_relative(&root, &workspace);
+        // Paths into the store are written as the configured store has them (a cluster worker's
+        // private store lies elsewhere), then relative to the workspace when inside it.
+        result.relativize(&workspace, ctx.artifacts);
+        let root = workspace_relative(&ctx.artifacts.portable(&root), &workspace);
         let problems = result.problems();
         if p.strict && !problems.is_empty() {
             let list: Vec<String> = problems.iter().map(|r| format!("{}: {}", r.source.display(), r.reason)).collect();
@@ -311,12 +313,12 @@ pub fn workspace_relative(path: &Path, workspace: &Path) -> PathBuf {
 
 impl ScanResult {
     /// Rewrites every `source` inside `workspace` relative to it (see the module doc).
-    fn relativize(&mut self, workspace: &Path) {
+    fn relativize(&mut self, workspace: &Path, artifacts: &dyn ArtifactPaths) {
         for c in &mut self.clips {
-            c.source = workspace_relative(&c.source, workspace);
+            c.source = workspace_relative(&artifacts.portable(&c.source), workspace);
         }
         for r in &mut self.rejects {
-            r.source = workspace_relative(&r.source, workspace);
+            r.source = workspace_relative(&artifacts.portable(&r.source), workspace);
         }
     }
 }

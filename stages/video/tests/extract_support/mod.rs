@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use stage_api::{NoProgress, Params, Stage, StageContext, StageError, StageInput, StageOutcome};
+use stage_api::{NoProgress, SameStore, Params, Stage, StageContext, StageError, StageInput, StageOutcome};
 use stages_video::extract::testing::{write_clips_table, ClipRecord};
 use stages_video::extract::ExtractStage;
 
@@ -80,7 +80,7 @@ pub fn run_with(stage: &ExtractStage, clips: &[ClipRecord], params: serde_json::
     let raw: Params = serde_json::from_value(params).unwrap();
     let params = stage.resolve_params(&raw).unwrap();
     let inputs = [StageInput { need: "scan".into(), instance: "scan".into(), params: Params::new(), dir: scan }];
-    let ctx = StageContext { params: &params, inputs: &inputs, out_dir: &out, base_dir: tmp.path(), progress: &NoProgress, threads };
+    let ctx = StageContext { params: &params, inputs: &inputs, out_dir: &out, base_dir: tmp.path(), progress: &NoProgress, threads, artifacts: &SameStore };
     let result = stage.run(&ctx);
     Run { tmp, out, result }
 }
