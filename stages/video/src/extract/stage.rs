@@ -70,7 +70,7 @@ fn default_detect_width() -> u32 {
     320
 }
 fn default_detect_frames() -> u32 {
-    3
+    2
 }
 fn default_shard_mb() -> u32 {
     256
