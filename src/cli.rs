@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{ConfigError, ExecutorKind, Plan};
-use crate::executor::slurm::{job_note, Slurm};
+use crate::executor::job_note;
+use crate::executor::slurm::Slurm;
 use crate::fingerprint::Key;
 use crate::runlog::RunRecord;
 use crate::dag::{render, DagFormat};
@@ -45,7 +46,7 @@ pub enum Command {
         /// After a failure, go on with stages that do not depend on it.
         #[arg(long)]
         keep_going: bool,
-        /// Stage instances to run at once (default 1 locally; with slurm, every ready one).
+        /// Stage instances to run at once (default 1 locally; on a cluster, every ready one).
         #[arg(long, short = 'j')]
         jobs: Option<usize>,
         /// Upload what this run computes to the remote.
@@ -163,13 +164,17 @@ pub fn run(cli: Cli, argv: &[String]) -> Result<bool> {
             let kind = match executor {
                 Some(ExecutorArg::Local) => ExecutorKind::Local,
                 Some(ExecutorArg::Slurm) => ExecutorKind::Slurm,
-                Some(ExecutorArg::Kubernetes) => bail!("--executor kubernetes: not implemented yet (use local or slurm)"),
+                Some(ExecutorArg::Kubernetes) => ExecutorKind::Kubernetes,
                 None => engine.plan.executor.kind,
             };
             let jobs = match kind {
                 ExecutorKind::Local => jobs.unwrap_or(1),
                 ExecutorKind::Slurm => {
                     use_slurm(&mut engine, &run_id)?;
+                    jobs.unwrap_or(engine.plan.instances.len())
+                }
+                ExecutorKind::Kubernetes => {
+                    use_kubernetes(&mut engine, &run_id)?;
                     jobs.unwrap_or(engine.plan.instances.len())
                 }
             };
@@ -272,27 +277,56 @@ pub fn run(cli: Cli, argv: &[String]) -> Result<bool> {
 
 /// Hands the engine's stale instances to Slurm for this run; Ctrl-C cancels the run's jobs.
 fn use_slurm(engine: &mut Engine, run_id: &str) -> Result<()> {
-    let Some(remote) = engine.remote.as_ref() else {
-        return Err(ConfigError::new(&engine.plan.config_file, engine.plan.executor.position, "the slurm executor needs a remote cache")
-            .with_hint("jobs exchange inputs and results through it (no shared filesystem is assumed): set `remote:` in the pipeline file or pass --remote URL")
-            .into());
-    };
+    let remote = needs_remote(engine, "slurm")?;
     // Fail once, before anything is computed, rather than once per task.
     if let Err(e) = std::process::Command::new("sbatch").arg("--version").output() {
         bail!("the slurm executor cannot run `sbatch` ({e}): install Slurm's client commands or put them on PATH");
     }
     let slurm = Slurm::new(engine.plan.executor.clone(), run_id, remote.url(), &engine.plan.config_file, &engine.store)
         .context("cannot set up the slurm executor")?;
-    let executor: std::sync::Arc<Slurm> = std::sync::Arc::new(slurm);
+    use_cluster(engine, std::sync::Arc::new(slurm), "cancelling the slurm jobs of this run")
+}
+
+/// The remote a cluster executor exchanges tasks and results through; a configuration error
+/// without one.
+fn needs_remote<'a>(engine: &'a Engine, kind: &str) -> Result<&'a Remote> {
+    engine.remote.as_ref().ok_or_else(|| {
+        ConfigError::new(&engine.plan.config_file, engine.plan.executor.position, format!("the {kind} executor needs a remote cache"))
+            .with_hint("jobs exchange inputs and results through it (no shared filesystem is assumed): set `remote:` in the pipeline file or pass --remote URL")
+            .into()
+    })
+}
+
+/// Makes `executor` the engine's; Ctrl-C (SIGTERM, SIGHUP) cancels what it submitted.
+fn use_cluster(engine: &mut Engine, executor: std::sync::Arc<dyn crate::executor::Executor>, on_ctrl_c: &'static str) -> Result<()> {
     let on_interrupt = executor.clone();
     ctrlc::set_handler(move || {
-        eprintln!("interrupted: cancelling the slurm jobs of this run");
-        crate::executor::Executor::cancel_all(on_interrupt.as_ref());
+        eprintln!("interrupted: {on_ctrl_c}");
+        on_interrupt.cancel_all();
         std::process::exit(130);
     })
     .context("cannot install the Ctrl-C handler")?;
-    engine.executor = executor as std::sync::Arc<dyn crate::executor::Executor>;
+    engine.executor = executor;
     Ok(())
+}
+
+/// Hands the engine's stale instances to Kubernetes, one Job each; Ctrl-C deletes the run's Jobs.
+#[cfg(feature = "kubernetes")]
+fn use_kubernetes(engine: &mut Engine, run_id: &str) -> Result<()> {
+    use crate::config::executor::{KUBERNETES_IMAGE_HINT, KUBERNETES_NEEDS_IMAGE};
+    let remote = needs_remote(engine, "kubernetes")?;
+    // `image:` is checked with the file for `kind: kubernetes`; `--executor kubernetes` gets here.
+    if engine.plan.executor.image.is_none() {
+        return Err(ConfigError::new(&engine.plan.config_file, engine.plan.executor.position, KUBERNETES_NEEDS_IMAGE).with_hint(KUBERNETES_IMAGE_HINT).into());
+    }
+    let kubernetes = crate::executor::kubernetes::Kubernetes::new(engine.plan.executor.clone(), run_id, remote.url(), &engine.plan)
+        .map_err(|e| anyhow::anyhow!("the kubernetes executor: {e}"))?;
+    use_cluster(engine, std::sync::Arc::new(kubernetes), "deleting the kubernetes jobs of this run")
+}
+
+#[cfg(not(feature = "kubernetes"))]
+fn use_kubernetes(_engine: &mut Engine, _run_id: &str) -> Result<()> {
+    bail!("the kubernetes executor: {}", crate::executor::NO_KUBERNETES)
 }
 
 /// `pipeline exec-task KEY`, run by a cluster job.
@@ -348,4 +382,25 @@ fn human_bytes(bytes: u64) -> String {
         unit += 1;
     }
     if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(all(test, not(feature = "kubernetes")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_without_the_feature_says_how_to_build_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pipeline.yaml");
+        std::fs::write(&file, "executor: {kind: kubernetes, image: reg/pipeline:1}\nstages:\n  a:\n    run: \"true\"\n").unwrap();
+        let plan = Plan::load(&file, &Registry::builtin()).unwrap();
+        let mut engine = Engine::new(plan, true).unwrap();
+        let err = super::use_kubernetes(&mut engine, "1-2").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "the kubernetes executor: this binary was built without the `kubernetes` feature (cargo build --features kubernetes)"
+        );
+        // A file that asks for it is still valid (`status`, `dag` and `--executor local` work).
+        assert_eq!(engine.plan.executor.kind, crate::config::ExecutorKind::Kubernetes);
+    }
 }

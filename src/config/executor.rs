@@ -2,15 +2,21 @@
 //!
 //! ```yaml
 //! executor:
-//!   kind: slurm                 # local (default) | slurm
-//!   partition: gpu              # optional
+//!   kind: slurm                 # local (default) | slurm | kubernetes
+//!   partition: gpu              # slurm, optional
 //!   poll_seconds: 2             # one scheduler query per interval for the whole run
-//!   log_dir: logs/slurm         # job logs (default <store>/slurm-logs)
-//!   sbatch_args: [--account=lab]
+//!   log_dir: logs/slurm         # slurm: job logs (default <store>/slurm-logs)
+//!   sbatch_args: [--account=lab]  # slurm
+//!   namespace: ml               # kubernetes (default: the kubeconfig's, else `default`)
+//!   image: registry/pipeline:1  # kubernetes, required: the `pipeline` binary and the checkout
+//!   workdir: /work              # kubernetes: this working directory in the image (default: same path)
 //!   resources:
 //!     default: {cpus: 2, mem: 4G, time: "01:00:00"}
 //!     train: {gpus: 1}          # merged over `default`
 //! ```
+//!
+//! The keys of one scheduler are an error under the other's `kind`; `kind: local` accepts both
+//! (`--executor` may pick either).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,7 +31,16 @@ pub const DEFAULT_POLL_SECONDS: f64 = 2.0;
 pub enum ExecutorKind {
     Local,
     Slurm,
+    Kubernetes,
 }
+
+/// The error for the kubernetes executor without `image:`, and its hint.
+pub const KUBERNETES_NEEDS_IMAGE: &str = "the kubernetes executor needs `image:` in the `executor:` section";
+pub const KUBERNETES_IMAGE_HINT: &str =
+    "the container image the Jobs run: it holds the same `pipeline` binary (on PATH) and this checkout (at `workdir`, default the same path as here)";
+
+const SLURM_KEYS: [&str; 3] = ["partition", "log_dir", "sbatch_args"];
+const KUBERNETES_KEYS: [&str; 3] = ["namespace", "image", "workdir"];
 
 /// What one stage's instances ask the scheduler for; `None` leaves it to the cluster's defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +62,11 @@ impl Resources {
             gpus: self.gpus.or(base.gpus),
         }
     }
+
+    /// `time` in seconds (Kubernetes' `activeDeadlineSeconds`).
+    pub fn time_seconds(&self) -> Option<u64> {
+        time_seconds(self.time.as_deref()?)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +77,12 @@ pub struct ExecutorConfig {
     /// Absolute.
     pub log_dir: Option<PathBuf>,
     pub sbatch_args: Vec<String>,
+    /// Kubernetes: the Jobs' namespace (`None`: the kubeconfig's).
+    pub namespace: Option<String>,
+    /// Kubernetes: the container image (required for that kind).
+    pub image: Option<String>,
+    /// Kubernetes: the coordinator's working directory in the image (`None`: the same path).
+    pub workdir: Option<String>,
     pub default: Resources,
     pub per_stage: BTreeMap<String, Resources>,
     /// Where `executor.kind` is in the file (for errors found later, such as a missing remote).
@@ -71,6 +97,9 @@ impl Default for ExecutorConfig {
             poll_seconds: DEFAULT_POLL_SECONDS,
             log_dir: None,
             sbatch_args: Vec::new(),
+            namespace: None,
+            image: None,
+            workdir: None,
             default: Resources::default(),
             per_stage: BTreeMap::new(),
             position: None,
@@ -101,12 +130,33 @@ pub fn validate(raw: &RawExecutor, stages: &[&str], base_dir: &std::path::Path) 
     let kind = match raw.kind {
         RawExecutorKind::Local => ExecutorKind::Local,
         RawExecutorKind::Slurm => ExecutorKind::Slurm,
-        RawExecutorKind::Kubernetes => {
-            let mut e = invalid(&["executor", "kind"], "the kubernetes executor is not implemented yet");
-            e.hint = Some("use `kind: slurm` or `kind: local`".into());
+        RawExecutorKind::Kubernetes => ExecutorKind::Kubernetes,
+    };
+    other_schedulers_keys(raw, kind)?;
+    if kind == ExecutorKind::Kubernetes && raw.image.is_none() {
+        let mut e = invalid(&["executor", "kind"], KUBERNETES_NEEDS_IMAGE);
+        e.hint = Some(KUBERNETES_IMAGE_HINT.into());
+        return Err(e);
+    }
+    if let Some(ns) = &raw.namespace {
+        if !dns_label(ns) {
+            let mut e = invalid(&["executor", "namespace"], format!("bad namespace `{ns}`"));
+            e.hint = Some("a Kubernetes namespace: at most 63 lower-case letters, digits and `-`, starting and ending with a letter or digit".into());
             return Err(e);
         }
-    };
+    }
+    if let Some(image) = &raw.image {
+        if image.is_empty() || image.chars().any(char::is_whitespace) {
+            return Err(invalid(&["executor", "image"], format!("bad image name `{image}`")));
+        }
+    }
+    if let Some(dir) = &raw.workdir {
+        if !dir.starts_with('/') {
+            let mut e = invalid(&["executor", "workdir"], format!("`workdir` must be an absolute path in the image, not `{dir}`"));
+            e.hint = Some("where the working directory you run `pipeline` from lies inside the image, e.g. `/work`".into());
+            return Err(e);
+        }
+    }
     let poll_seconds = raw.poll_seconds.unwrap_or(DEFAULT_POLL_SECONDS);
     if !(poll_seconds.is_finite() && poll_seconds > 0.0) {
         return Err(invalid(&["executor", "poll_seconds"], format!("`poll_seconds` must be a positive number, not {poll_seconds}")));
@@ -137,10 +187,46 @@ pub fn validate(raw: &RawExecutor, stages: &[&str], base_dir: &std::path::Path) 
         poll_seconds,
         log_dir: raw.log_dir.as_ref().map(|d| base_dir.join(d)),
         sbatch_args: raw.sbatch_args.clone(),
+        namespace: raw.namespace.clone(),
+        image: raw.image.clone(),
+        workdir: raw.workdir.clone(),
         default,
         per_stage,
         position: None,
     })
+}
+
+/// A key of one scheduler under the other's `kind` is an error (it would be silently ignored).
+fn other_schedulers_keys(raw: &RawExecutor, kind: ExecutorKind) -> Result<(), Invalid> {
+    let set = |key: &str| match key {
+        "partition" => raw.partition.is_some(),
+        "log_dir" => raw.log_dir.is_some(),
+        "sbatch_args" => !raw.sbatch_args.is_empty(),
+        "namespace" => raw.namespace.is_some(),
+        "image" => raw.image.is_some(),
+        "workdir" => raw.workdir.is_some(),
+        _ => false,
+    };
+    let (foreign, own, this, other) = match kind {
+        ExecutorKind::Local => return Ok(()),
+        ExecutorKind::Slurm => (KUBERNETES_KEYS, SLURM_KEYS, "slurm", "kubernetes"),
+        ExecutorKind::Kubernetes => (SLURM_KEYS, KUBERNETES_KEYS, "kubernetes", "slurm"),
+    };
+    match foreign.into_iter().find(|k| set(k)) {
+        None => Ok(()),
+        Some(key) => {
+            let mut e = invalid(&["executor", key], format!("`{key}` is a {other} setting, but `kind` is {this}"));
+            e.hint = Some(format!("the {this} executor's own keys are {}, `poll_seconds` and `resources`; remove `{key}`", own.map(|k| format!("`{k}`")).join(", ")));
+            Err(e)
+        }
+    }
+}
+
+/// A DNS-1123 label (what a namespace name must be).
+fn dns_label(text: &str) -> bool {
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = text.as_bytes();
+    !bytes.is_empty() && bytes.len() <= 63 && ok(bytes[0]) && ok(bytes[bytes.len() - 1]) && bytes.iter().all(|&b| ok(b) || b == b'-')
 }
 
 fn resources(raw: &RawResources, name: &str) -> Result<Resources, Invalid> {
@@ -183,6 +269,28 @@ fn parse_mem(text: &str) -> Option<u64> {
     (mb > 0).then_some(mb)
 }
 
+/// Seconds in a time limit of Slurm's format (`MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`,
+/// `D-HH:MM:SS`).
+fn time_seconds(text: &str) -> Option<u64> {
+    if !valid_time(text) {
+        return None;
+    }
+    let (days, rest) = match text.split_once('-') {
+        Some((d, r)) => (d.parse::<u64>().ok()?, r),
+        None => (0, text),
+    };
+    let parts: Vec<u64> = rest.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let (h, m, s) = match (text.contains('-'), parts.as_slice()) {
+        (false, [m]) => (0, *m, 0),
+        (false, [m, s]) => (0, *m, *s),
+        (true, [h]) => (*h, 0, 0),
+        (true, [h, m]) => (*h, *m, 0),
+        (_, [h, m, s]) => (*h, *m, *s),
+        _ => return None,
+    };
+    Some(((days * 24 + h) * 60 + m) * 60 + s)
+}
+
 /// Slurm's time formats, checked by shape.
 fn valid_time(text: &str) -> bool {
     let (days, rest) = match text.split_once('-') {
@@ -220,6 +328,25 @@ mod tests {
         }
         for bad in ["", "1h", "1:2:3:4", "-1", "a-01"] {
             assert!(!valid_time(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn time_limits_in_seconds() {
+        for (text, seconds) in [("5", 300), ("30:15", 1815), ("01:30:00", 5400), ("2-00", 172_800), ("1-02:03", 93_780), ("1-00:00:07", 86_407)] {
+            assert_eq!(time_seconds(text), Some(seconds), "{text}");
+        }
+        assert_eq!(time_seconds("1h"), None);
+        let r = Resources { time: Some("10".into()), ..Default::default() };
+        assert_eq!(r.time_seconds(), Some(600));
+        assert_eq!(Resources::default().time_seconds(), None);
+    }
+
+    #[test]
+    fn namespaces_are_dns_labels() {
+        assert!(dns_label("default") && dns_label("ml-team-2") && dns_label("a"));
+        for bad in ["", "ML", "-a", "a-", "a_b", "a.b", &"x".repeat(64)] {
+            assert!(!dns_label(bad), "{bad}");
         }
     }
 

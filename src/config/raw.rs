@@ -34,6 +34,16 @@ pub struct RawExecutor {
     /// Passed to `sbatch` as they are (`--account=x`, `--qos=y`).
     #[serde(default)]
     pub sbatch_args: Vec<String>,
+    /// Kubernetes: the namespace of the run's Jobs (default: the kubeconfig's, else `default`).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Kubernetes: the container image holding the `pipeline` binary and the checkout.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Kubernetes: where the coordinator's working directory is inside the image (default: the
+    /// same path).
+    #[serde(default)]
+    pub workdir: Option<String>,
     /// `default` and stage names.
     #[serde(default)]
     pub resources: IndexMap<String, RawResources>,

@@ -9,11 +9,16 @@
 //!   job runs `pipeline exec-task` ([`task`]), which pulls its inputs from the remote, computes
 //!   and pushes the result; the coordinator then pulls it. No shared filesystem is assumed for
 //!   artifacts, only the same `pipeline.yaml` and working directory.
+//! - [`kubernetes::Kubernetes`] (cargo feature `kubernetes`): one Kubernetes Job per task, the
+//!   same protocol as slurm through the remote; the Job's container image holds the binary and
+//!   the checkout.
 //!
 //! The runner runs each task on its own thread (up to `-j` at once) and calls [`Executor::run`],
 //! which blocks until the task ended. A batch backend keeps its own bookkeeping of submitted
 //! jobs and polls the scheduler once per interval for all of them (see [`slurm`]).
 
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod local;
 pub mod slurm;
 pub mod task;
@@ -23,6 +28,20 @@ use crate::fingerprint::{Fingerprint, Key};
 use crate::progress::Reporter;
 use crate::remote::Remote;
 use crate::store::{Manifest, Store};
+
+/// Choosing the kubernetes executor in a binary built without it.
+pub const NO_KUBERNETES: &str = "this binary was built without the `kubernetes` feature (cargo build --features kubernetes)";
+
+/// For `pipeline status`: where the last cluster job for `key` ran and its state now, whichever
+/// backend submitted it (`slurm job 12: RUNNING, log ...`, `kubernetes job NAME in namespace
+/// NS: Failed (...)`). `None` when no job was submitted for this key.
+pub fn job_note(store: &Store, key: &Key) -> Option<String> {
+    #[cfg(feature = "kubernetes")]
+    if let Some(note) = kubernetes::job_note(store, key) {
+        return Some(note);
+    }
+    slurm::job_note(store, key)
+}
 
 /// One stage instance to compute.
 pub struct Task<'a> {
@@ -55,7 +74,7 @@ pub struct Done {
 }
 
 pub trait Executor: Send + Sync {
-    /// `local`, `slurm`.
+    /// `local`, `slurm`, `kubernetes`.
     fn name(&self) -> &'static str;
 
     /// Computes `task` and publishes its result in the local store; blocks until then.

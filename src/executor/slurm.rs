@@ -294,7 +294,7 @@ fn resource_args(r: &Resources) -> Vec<String> {
 }
 
 /// ` (cpus 2, mem 100M, gpus 1)`, or nothing.
-fn describe(r: &Resources) -> String {
+pub(crate) fn describe(r: &Resources) -> String {
     let mut parts = Vec::new();
     if let Some(c) = r.cpus {
         parts.push(format!("cpus {c}"));

@@ -105,8 +105,8 @@ pub fn exec_task(plan: &Plan, remote: &Remote, key: &Key, store_dir: &Path, repo
         ));
     }
 
-    // What the job was given, not the whole node.
-    let threads = ["SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"]
+    // What the job was given, not the whole node (a Kubernetes Job passes PIPELINE_TASK_CPUS).
+    let threads = ["PIPELINE_TASK_CPUS", "SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"]
         .iter()
         .find_map(|v| std::env::var(v).ok()?.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

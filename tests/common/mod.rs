@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 pub mod azurite;
 pub mod http_remote;
+#[cfg(feature = "kubernetes")]
+pub mod kube_mock;
 pub mod remote;
 pub mod service;
 pub mod slurm;

@@ -1,0 +1,400 @@
+//! The Kubernetes executor (cargo feature `kubernetes`): one batch/v1 Job per task, through the
+//! API server with the `kube` crate.
+//!
+//! - submit: the task's spec is written to the remote, then a Job named
+//!   `pipeline-<run id>-<key prefix>` (labels `pipeline.run-id`, `pipeline.key`) whose one
+//!   container runs `pipeline --config FILE --remote URL exec-task KEY` in the `image`, in
+//!   `workdir`, which stands for the coordinator's working directory (see [`spec`]);
+//! - poll: ONE list call per interval for the whole run (label selector on the run id); the
+//!   Job's state comes from its status conditions (`Complete`, `Failed`) and pod counts;
+//! - cancel: a delete-collection on the run's label, propagation `Background` (Ctrl-C).
+//!
+//! A task is done only when its Job is `Complete` AND its manifest is in the remote; the
+//! result is then pulled (verified) into the local store. Anything else is a failure whose
+//! message names the Job, its namespace, the condition's reason and message, and how to read
+//! its log (`kubectl logs job/NAME -n NS`).
+//!
+//! Indexed Jobs (`completionMode: Indexed`, one completion index per shard, the index in
+//! `JOB_COMPLETION_INDEX`) are where sharded stage instances would go; the engine has no
+//! sharded stages yet, so every task is one plain Job.
+//!
+//! The client is configured like `kubectl`: `KUBECONFIG` or `~/.kube/config`, else the pod's
+//! service account when the coordinator itself runs in the cluster.
+
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde::{Deserialize, Serialize};
+
+use self::spec::{job_name, job_state, label_value, JobSpec, JobState, RUN_LABEL};
+use super::task::TaskSpec;
+use super::{Context, Done, Executor, Task};
+use crate::config::{ExecutorConfig, Plan};
+use crate::fingerprint::Key;
+use crate::progress::Reporter;
+use crate::store::Store;
+
+/// How long the API server may be unreachable before the run's waiting tasks fail.
+const UNREACHABLE_LIMIT: Duration = Duration::from_secs(120);
+/// No API call waits longer than this for an answer (a hung server counts as unreachable).
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The environment variable that tells the worker how many threads it was given.
+pub const CPUS_ENV: &str = "PIPELINE_TASK_CPUS";
+
+pub struct Kubernetes {
+    config: ExecutorConfig,
+    run_id: String,
+    namespace: String,
+    image: String,
+    workdir: String,
+    /// `--config` for the worker: the pipeline file as seen from the coordinator's working
+    /// directory, which is `workdir` in the container.
+    config_arg: String,
+    remote_url: String,
+    client: kube::Client,
+    /// The client's I/O runs here; task threads `block_on` it.
+    runtime: tokio::runtime::Runtime,
+    /// Job name -> what the run knows of it.
+    jobs: Mutex<BTreeMap<String, JobInfo>>,
+    /// When the last poll started; held while polling so only one thread polls.
+    last_poll: Mutex<Option<Instant>>,
+    unreachable_since: Mutex<Option<Instant>>,
+}
+
+struct JobInfo {
+    instance: String,
+    submitted: Instant,
+    state: JobState,
+}
+
+/// What the local store remembers of a submitted Job (`<store>/jobs/<key>.json`, as for
+/// slurm), so `status` can say where a task runs.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Always `kubernetes`.
+    pub executor: String,
+    pub instance: String,
+    pub job: String,
+    pub namespace: String,
+    pub run_id: String,
+}
+
+/// A client for the cluster the kubeconfig (or the pod's service account) points at, its
+/// runtime, and the namespace it defaults to.
+fn connect() -> Result<(kube::Client, tokio::runtime::Runtime, String), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("kubernetes-client")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the kubernetes client's runtime: {e}"))?;
+    let mut config = runtime.block_on(kube::Config::infer()).map_err(|e| {
+        format!("cannot find a Kubernetes cluster to talk to ({e}): set KUBECONFIG (or write ~/.kube/config), or run inside the cluster")
+    })?;
+    config.read_timeout = Some(READ_TIMEOUT);
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    let namespace = config.default_namespace.clone();
+    let client = {
+        // The client spawns its connection tasks on the runtime it is built in.
+        let _inside = runtime.enter();
+        kube::Client::try_from(config).map_err(|e| format!("cannot set up the Kubernetes client: {e}"))?
+    };
+    Ok((client, runtime, namespace))
+}
+
+impl Kubernetes {
+    /// Connects to the cluster and checks that the API server answers (one list call), so a
+    /// run fails once, before anything is computed, rather than once per task.
+    pub fn new(config: ExecutorConfig, run_id: &str, remote_url: &str, plan: &Plan) -> Result<Self, String> {
+        let image = config.image.clone().ok_or(crate::config::executor::KUBERNETES_NEEDS_IMAGE)?;
+        let (client, runtime, default_namespace) = connect()?;
+        let namespace = config.namespace.clone().unwrap_or(default_namespace);
+        let cwd = std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
+        let workdir = config.workdir.clone().unwrap_or_else(|| cwd.display().to_string());
+        let config_arg = worker_config_arg(&plan.config_file, &cwd);
+        let this = Self {
+            config,
+            run_id: run_id.to_owned(),
+            namespace,
+            image,
+            workdir,
+            config_arg,
+            remote_url: remote_url.to_owned(),
+            client,
+            runtime,
+            jobs: Mutex::new(BTreeMap::new()),
+            last_poll: Mutex::new(None),
+            unreachable_since: Mutex::new(None),
+        };
+        this.list().map_err(|e| format!("the Kubernetes API server does not answer: {e}"))?;
+        Ok(this)
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn api(&self) -> Api<Job> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn selector(&self) -> ListParams {
+        ListParams::default().labels(&format!("{RUN_LABEL}={}", label_value(&self.run_id)))
+    }
+
+    /// Name -> Job of every Job of this run (one list call).
+    fn list(&self) -> Result<BTreeMap<String, Job>, String> {
+        let api = self.api();
+        let list = self.runtime.block_on(api.list(&self.selector())).map_err(|e| e.to_string())?;
+        Ok(list.items.into_iter().filter_map(|job| Some((job.metadata.name.clone()?, job))).collect())
+    }
+
+    /// The worker's command line: the same binary, found on the image's PATH.
+    fn command(&self, key: &Key) -> Vec<String> {
+        ["pipeline", "--config", &self.config_arg, "--remote", &self.remote_url, "exec-task", key.as_str()].map(str::to_owned).to_vec()
+    }
+
+    /// What the worker's container gets: the coordinator's `PIPELINE_*` variables (as a Slurm
+    /// job inherits them), and the CPUs it was given (so it uses that many threads).
+    fn env(&self, stage: &str) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("PIPELINE_")).collect();
+        if let Some(cpus) = self.config.resources_for(stage).cpus {
+            env.insert(CPUS_ENV.into(), cpus.to_string());
+        }
+        env
+    }
+
+    fn submit(&self, stage: &str, instance: &str, key: &Key) -> Result<String, String> {
+        let resources = self.config.resources_for(stage);
+        let job = JobSpec {
+            run_id: &self.run_id,
+            key,
+            instance,
+            image: &self.image,
+            workdir: &self.workdir,
+            command: self.command(key),
+            env: self.env(stage),
+            resources: &resources,
+        }
+        .job()?;
+        let name = job_name(&self.run_id, key);
+        let api = self.api();
+        self.runtime
+            .block_on(api.create(&PostParams::default(), &job))
+            .map_err(|e| format!("the Kubernetes API server refused Job {name} in namespace {}: {e}", self.namespace))?;
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .insert(name.clone(), JobInfo { instance: instance.to_owned(), submitted: Instant::now(), state: JobState::Active("Pending".into()) });
+        Ok(name)
+    }
+
+    /// Blocks until `job` ended.
+    fn wait(&self, job: &str, reporter: &Reporter) -> JobState {
+        let nap = Duration::from_secs_f64((self.config.poll_seconds / 4.0).min(0.05));
+        loop {
+            if let Some(state) = self.jobs.lock().expect("jobs lock").get(job).map(|j| j.state.clone()).filter(JobState::ended) {
+                return state;
+            }
+            self.poll_if_due(reporter);
+            std::thread::sleep(nap);
+        }
+    }
+
+    fn poll_if_due(&self, reporter: &Reporter) {
+        let Ok(mut last) = self.last_poll.try_lock() else { return };
+        if last.is_some_and(|t| t.elapsed().as_secs_f64() < self.config.poll_seconds) {
+            return;
+        }
+        *last = Some(Instant::now());
+        self.poll(reporter);
+    }
+
+    /// One list call for every Job of the run.
+    fn poll(&self, reporter: &Reporter) {
+        let any_active = self.jobs.lock().expect("jobs lock").values().any(|j| !j.state.ended());
+        if !any_active {
+            return;
+        }
+        let asked = Instant::now();
+        let listed = match self.list() {
+            Ok(listed) => {
+                if self.unreachable_since.lock().expect("lock").take().is_some() {
+                    reporter.line("kubernetes: the API server answers again");
+                }
+                listed
+            }
+            Err(e) => return self.unreachable(&e, reporter),
+        };
+        let mut jobs = self.jobs.lock().expect("jobs lock");
+        for (name, info) in jobs.iter_mut().filter(|(_, j)| !j.state.ended()) {
+            let next = match listed.get(name) {
+                Some(job) => job_state(job),
+                // Created after the list was answered: not known yet, not gone.
+                None if info.submitted >= asked => continue,
+                None => JobState::Gone,
+            };
+            if info.state != next {
+                if let JobState::Active(state) = &next {
+                    reporter.line(&format!("{}: kubernetes job {name} {state}", info.instance));
+                }
+                info.state = next;
+            }
+        }
+    }
+
+    /// The API server did not answer: keep waiting up to [`UNREACHABLE_LIMIT`], then fail the
+    /// run's waiting tasks.
+    fn unreachable(&self, error: &str, reporter: &Reporter) {
+        let mut since = self.unreachable_since.lock().expect("lock");
+        let first = match *since {
+            Some(first) => first,
+            None => {
+                reporter.line(&format!("kubernetes: the API server does not answer ({error}); trying again for {} s", UNREACHABLE_LIMIT.as_secs()));
+                *since.insert(Instant::now())
+            }
+        };
+        if first.elapsed() < UNREACHABLE_LIMIT {
+            return;
+        }
+        let reason = format!("API server unreachable for {} s", UNREACHABLE_LIMIT.as_secs());
+        for info in self.jobs.lock().expect("jobs lock").values_mut().filter(|j| !j.state.ended()) {
+            info.state = JobState::Failed { reason: reason.clone(), message: error.to_owned() };
+        }
+    }
+
+    fn logs_hint(&self, job: &str) -> String {
+        format!("read its log with `kubectl logs job/{job} -n {}`", self.namespace)
+    }
+}
+
+impl Executor for Kubernetes {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn run(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String> {
+        let remote = ctx.remote.ok_or("the kubernetes executor needs a remote (`remote:` or --remote)")?;
+        let instance = &ctx.plan.instances[task.index];
+        let name = instance.name.as_str();
+        let spec = serde_json::to_vec_pretty(&TaskSpec::new(ctx.plan, task)).map_err(|e| e.to_string())?;
+        remote.put_task(task.key, spec).map_err(|e| format!("cannot write the task spec to the remote: {e}"))?;
+
+        let job = self.submit(&instance.stage, name, task.key)?;
+        let record = JobRecord {
+            executor: "kubernetes".into(),
+            instance: name.to_owned(),
+            job: job.clone(),
+            namespace: self.namespace.clone(),
+            run_id: self.run_id.clone(),
+        };
+        let _ = save_record(ctx.store, task.key, &record);
+        let wants = super::slurm::describe(&self.config.resources_for(&instance.stage));
+        ctx.reporter.line(&format!("{name}: submitted as kubernetes job {job} in namespace {}{wants}", self.namespace));
+
+        let state = self.wait(&job, ctx.reporter);
+        let place = format!("kubernetes job {job} ({state})");
+        let ns = &self.namespace;
+        match &state {
+            JobState::Complete => {}
+            JobState::Gone => {
+                return Err(format!("kubernetes job {job} in namespace {ns} was deleted before it ended (by someone else, or by the cluster); no result was published"));
+            }
+            _ => return Err(format!("kubernetes job {job} in namespace {ns} ended {state} without publishing a result; {}", self.logs_hint(&job))),
+        }
+        if !remote.has(task.key) {
+            return Err(format!(
+                "kubernetes job {job} in namespace {ns} is Complete, but its result manifest is not in the remote, so the task is not done; {}",
+                self.logs_hint(&job)
+            ));
+        }
+        if task.force {
+            // The fresh result replaces the local one (we hold the key's lock).
+            ctx.store.remove(task.key).map_err(|e| format!("cannot replace the local artifact: {e}"))?;
+        }
+        let manifest = remote
+            .pull(ctx.store, task.key, name)
+            .map_err(|e| format!("{place} published a result that cannot be pulled: {e}; {}", self.logs_hint(&job)))?;
+        Ok(Done { summary: manifest.summary.clone(), manifest, place })
+    }
+
+    fn results_in_remote(&self) -> bool {
+        true
+    }
+
+    /// Deletes every Job of the run (their pods are stopped in the background).
+    fn cancel_all(&self) {
+        let api = self.api();
+        if let Err(e) = self.runtime.block_on(api.delete_collection(&DeleteParams::background(), &self.selector())) {
+            eprintln!("kubernetes: cannot delete the run's jobs ({e}); delete them with `kubectl delete jobs -l {RUN_LABEL}={} -n {}`", label_value(&self.run_id), self.namespace);
+        }
+    }
+}
+
+/// The pipeline file for a worker whose working directory stands for `cwd`: relative to `cwd`
+/// when it lies inside it, else the absolute path (the image must have it there too).
+fn worker_config_arg(config_file: &Path, cwd: &Path) -> String {
+    if config_file.is_relative() {
+        return config_file.display().to_string();
+    }
+    let canonical = std::fs::canonicalize(config_file).unwrap_or_else(|_| config_file.to_owned());
+    canonical.strip_prefix(cwd).unwrap_or(&canonical).display().to_string()
+}
+
+fn record_path(store: &Store, key: &Key) -> std::path::PathBuf {
+    store.root().join("jobs").join(format!("{}.json", key.as_str()))
+}
+
+fn save_record(store: &Store, key: &Key, record: &JobRecord) -> std::io::Result<()> {
+    let path = record_path(store, key);
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    crate::store::write_atomically(&path, &serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?)
+}
+
+/// For `pipeline status`: the last Job submitted for `key` and what the API server says of it
+/// now, e.g. `kubernetes job NAME in namespace NS: Running`. `None` when no Job was submitted
+/// for this key.
+pub fn job_note(store: &Store, key: &Key) -> Option<String> {
+    let record: JobRecord = serde_json::from_slice(&std::fs::read(record_path(store, key)).ok()?).ok()?;
+    if record.executor != "kubernetes" {
+        return None;
+    }
+    let state = match connect() {
+        Err(e) => format!("state unknown ({e})"),
+        Ok((client, runtime, _)) => {
+            let api: Api<Job> = Api::namespaced(client, &record.namespace);
+            match runtime.block_on(api.get_opt(&record.job)) {
+                Ok(Some(job)) => job_state(&job).to_string(),
+                Ok(None) => "no longer known to the API server (deleted, or removed a day after it finished)".into(),
+                Err(e) => format!("state unknown ({e})"),
+            }
+        }
+    };
+    Some(format!(
+        "kubernetes job {} in namespace {}: {state}; log: kubectl logs job/{} -n {}",
+        record.job, record.namespace, record.job, record.namespace
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worker_finds_the_pipeline_file_from_its_working_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(cwd.join("sub")).unwrap();
+        std::fs::write(cwd.join("sub").join("p.yaml"), "").unwrap();
+        assert_eq!(worker_config_arg(Path::new("configs/ravdess.yaml"), &cwd), "configs/ravdess.yaml");
+        assert_eq!(worker_config_arg(&cwd.join("sub").join("p.yaml"), &cwd), "sub/p.yaml");
+        assert_eq!(worker_config_arg(Path::new("/elsewhere/p.yaml"), &cwd), "/elsewhere/p.yaml");
+    }
+}
