@@ -224,6 +224,40 @@ pub trait Stage: Send + Sync {
 
     /// Does the work, writing into `ctx.out_dir`.
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError>;
+
+    /// Whether the stage is data-parallel: [`Stage::run_shard`] on each of N shards, then
+    /// [`Stage::merge`], gives the same bytes as [`Stage::run`] (so a cluster can spread it).
+    fn shardable(&self) -> bool {
+        false
+    }
+
+    /// Computes one shard of the work into `ctx.out_dir`: a partial result that only
+    /// [`Stage::merge`] reads.
+    fn run_shard(&self, _ctx: &StageContext<'_>, _shard: Shard) -> Result<StageOutcome, StageError> {
+        Err(StageError::msg(format!("stage `{}` cannot be split into shards", self.kind())))
+    }
+
+    /// Builds the output in `ctx.out_dir` from the shards' partial results, given in shard
+    /// order; must be byte-identical to what [`Stage::run`] writes.
+    fn merge(&self, _ctx: &StageContext<'_>, _parts: &[PathBuf]) -> Result<StageOutcome, StageError> {
+        Err(StageError::msg(format!("stage `{}` cannot be split into shards", self.kind())))
+    }
+}
+
+/// One of `count` parts of a data-parallel stage's work (`index` from 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// This shard's contiguous part of `n` sorted items; the parts cover `0..n` in order and
+    /// differ in size by at most one.
+    pub fn range(&self, n: usize) -> std::ops::Range<usize> {
+        let count = self.count.max(1);
+        (self.index * n / count)..((self.index + 1) * n / count).min(n)
+    }
 }
 
 /// Deserializes `params` into `T` (use `#[serde(deny_unknown_fields)]` and serde defaults)
@@ -253,6 +287,20 @@ fn param_named_in(message: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_cover_the_items_in_order_with_sizes_within_one() {
+        for n in [0, 1, 5, 17] {
+            for count in 1..7 {
+                let ranges: Vec<_> = (0..count).map(|index| Shard { index, count }.range(n)).collect();
+                assert_eq!(ranges.first().unwrap().start, 0);
+                assert_eq!(ranges.last().unwrap().end, n);
+                assert!(ranges.windows(2).all(|w| w[0].end == w[1].start), "{n} in {count}: {ranges:?}");
+                let sizes: Vec<usize> = ranges.iter().map(|r| r.len()).collect();
+                assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+            }
+        }
+    }
 
     #[derive(serde::Serialize, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -17,7 +17,7 @@ use arrow_schema::{DataType, Field, Schema};
 use rayon::prelude::*;
 use rustface::Model;
 use serde::{Deserialize, Serialize};
-use stage_api::{typed_params, ParamError, Params, Stage, StageContext, StageError, StageOutcome};
+use stage_api::{typed_params, ParamError, Params, Shard, Stage, StageContext, StageError, StageOutcome};
 
 use super::cache::{write_index, IndexRow, ShardWriter};
 use super::clips::{read_clips_table, write_parquet, ClipRecord};
@@ -121,12 +121,34 @@ impl Stage for ExtractStage {
     }
 
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
+        let (params, canonical, clips) = Self::inputs(ctx)?;
+        run_extract(&params, &canonical, clips, ctx, &self.decoder)
+    }
+
+    fn shardable(&self) -> bool {
+        true
+    }
+
+    fn run_shard(&self, ctx: &StageContext<'_>, shard: Shard) -> Result<StageOutcome, StageError> {
+        let (params, _, clips) = Self::inputs(ctx)?;
+        run_extract_shard(&params, clips, shard, ctx, &self.decoder)
+    }
+
+    fn merge(&self, ctx: &StageContext<'_>, parts: &[PathBuf]) -> Result<StageOutcome, StageError> {
+        let (params, canonical, clips) = Self::inputs(ctx)?;
+        merge_extract(&params, &canonical, clips, parts, ctx)
+    }
+}
+
+impl ExtractStage {
+    /// Typed parameters, their canonical form and the scan table.
+    fn inputs(ctx: &StageContext<'_>) -> Result<(ExtractParams, Params, Vec<ClipRecord>), StageError> {
         let (params, canonical): (ExtractParams, Params) =
             typed_params(ctx.params).map_err(|e| StageError::msg(format!("extract parameters: {e}")))?;
         params.validate().map_err(|e| StageError::msg(format!("extract parameters: {e}")))?;
         let scan = ctx.single_input("scan")?;
         let clips = read_clips_table(&scan.dir.join("clips.parquet"))?;
-        run_extract(&params, &canonical, clips, ctx, &self.decoder)
+        Ok((params, canonical, clips))
     }
 }
 
@@ -164,7 +186,7 @@ struct Extracted {
 }
 
 /// A clip that could not be extracted.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Reject {
     clip_id: String,
     source: String,
@@ -188,15 +210,117 @@ struct DetectionSummary {
 pub fn run_extract(
     params: &ExtractParams,
     canonical: &Params,
-    mut clips: Vec<ClipRecord>,
+    clips: Vec<ClipRecord>,
     ctx: &StageContext<'_>,
     decoder: &Decoder,
 ) -> Result<StageOutcome, StageError> {
-    let out = ctx.out_dir;
-    let (t, s) = (params.frames, params.size);
+    let (clips, duplicates) = unique_clips(clips)?;
+    let extractor = Extractor::new(params, ctx, decoder, &clips)?;
+    let mut assembler = Assembler::new(ctx.out_dir, params, duplicates)?;
+    ctx.progress.start(clips.len() as u64, "clips");
+    for chunk in clips.chunks(extractor.window()) {
+        for (clip, result) in chunk.iter().zip(extractor.extract(chunk)) {
+            assembler.add(clip, result, ctx)?;
+        }
+    }
+    assembler.finish(ctx.out_dir, params, canonical, extractor.settings)
+}
+
+/// Shard `shard` of the sorted clip list: contiguous clips, extracted into a partial result
+/// (`rows.parquet`, `tensors.bin` with the rows' tensors in order, `rejects.json`) that only
+/// [`merge_extract`] reads.
+pub fn run_extract_shard(
+    params: &ExtractParams,
+    clips: Vec<ClipRecord>,
+    shard: Shard,
+    ctx: &StageContext<'_>,
+    decoder: &Decoder,
+) -> Result<StageOutcome, StageError> {
+    let (clips, _duplicates) = unique_clips(clips)?;
+    let mine = &clips[shard.range(clips.len())];
+    let extractor = Extractor::new(params, ctx, decoder, &clips)?;
+    let tensors_path = ctx.out_dir.join(PART_TENSORS);
+    let mut tensors = std::io::BufWriter::new(
+        std::fs::File::create(&tensors_path).map_err(|e| StageError::with_source(format!("{}: cannot create", tensors_path.display()), e))?,
+    );
+    let (mut rows, mut rejects) = (Vec::new(), Vec::new());
+    ctx.progress.start(mine.len() as u64, "clips");
+    for chunk in mine.chunks(extractor.window()) {
+        for (clip, result) in chunk.iter().zip(extractor.extract(chunk)) {
+            match result {
+                Ok(Extracted { row, tensor }) => {
+                    std::io::Write::write_all(&mut tensors, &tensor)
+                        .map_err(|e| StageError::with_source(format!("{}: cannot write", tensors_path.display()), e))?;
+                    rows.push(row);
+                }
+                Err(reason) => rejects.push(Reject { clip_id: clip.clip_id.clone(), source: clip.source.clone(), reason }),
+            }
+        }
+    }
+    std::io::Write::flush(&mut tensors).map_err(|e| StageError::with_source(format!("{}: cannot write", tensors_path.display()), e))?;
+    write_index(&ctx.out_dir.join(PART_ROWS), &rows)?;
+    let json = serde_json::to_string(&rejects).map_err(|e| StageError::with_source("rejects.json", e))?;
+    std::fs::write(ctx.out_dir.join(PART_REJECTS), json).map_err(|e| StageError::with_source("writing rejects.json", e))?;
+    Ok(StageOutcome::new(format!("shard {} of {}: {} clips extracted, {} rejected", shard.index + 1, shard.count, rows.len(), rejects.len())))
+}
+
+/// Builds the stage's output from the shards' partial results, in shard order: the same bytes
+/// as [`run_extract`] on the whole list (the writer sees the same clips in the same order).
+pub fn merge_extract(
+    params: &ExtractParams,
+    canonical: &Params,
+    clips: Vec<ClipRecord>,
+    parts: &[PathBuf],
+    ctx: &StageContext<'_>,
+) -> Result<StageOutcome, StageError> {
+    let (clips, duplicates) = unique_clips(clips)?;
+    let mut assembler = Assembler::new(ctx.out_dir, params, duplicates)?;
+    let by_id: std::collections::HashMap<&str, &ClipRecord> = clips.iter().map(|c| (c.clip_id.as_str(), c)).collect();
+    let clip_bytes = (params.frames * params.size * params.size * 3) as usize;
+    let mut seen = 0;
+    for part in parts {
+        let rows = super::cache::read_index(&part.join(PART_ROWS))?;
+        let tensors_path = part.join(PART_TENSORS);
+        let tensors = std::fs::read(&tensors_path).map_err(|e| StageError::with_source(format!("{}: cannot read", tensors_path.display()), e))?;
+        let rejects_path = part.join(PART_REJECTS);
+        let rejects: Vec<Reject> = std::fs::read(&rejects_path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            .map_err(|e| StageError::msg(format!("{}: {e}", rejects_path.display())))?;
+        if tensors.len() != rows.len() * clip_bytes {
+            return Err(StageError::msg(format!("{}: {} bytes for {} clips of {clip_bytes} bytes", tensors_path.display(), tensors.len(), rows.len())));
+        }
+        // Rows and rejects of one shard, back in clip order.
+        let mut results: Vec<(&ClipRecord, Result<Extracted, String>)> = Vec::with_capacity(rows.len() + rejects.len());
+        for (k, row) in rows.into_iter().enumerate() {
+            let clip = by_id.get(row.clip_id.as_str()).ok_or_else(|| StageError::msg(format!("{}: clip {} is not in the scan table", part.display(), row.clip_id)))?;
+            results.push((clip, Ok(Extracted { row, tensor: tensors[k * clip_bytes..(k + 1) * clip_bytes].to_vec() })));
+        }
+        for reject in rejects {
+            let clip = by_id.get(reject.clip_id.as_str()).ok_or_else(|| StageError::msg(format!("{}: clip {} is not in the scan table", part.display(), reject.clip_id)))?;
+            results.push((clip, Err(reject.reason)));
+        }
+        results.sort_by(|a, b| a.0.clip_id.cmp(&b.0.clip_id));
+        seen += results.len();
+        for (clip, result) in results {
+            assembler.add(clip, result, ctx)?;
+        }
+    }
+    if seen != clips.len() {
+        return Err(StageError::msg(format!("the {} shards hold {seen} clips, the scan table {}", parts.len(), clips.len())));
+    }
+    assembler.finish(ctx.out_dir, params, canonical, DetectorSettings::new(params.detect_width))
+}
+
+const PART_ROWS: &str = "rows.parquet";
+const PART_TENSORS: &str = "tensors.bin";
+const PART_REJECTS: &str = "rejects.json";
+
+/// Sorted by clip_id; the same clip_id twice would be the same recording counted twice: the
+/// first is kept, the others are rejects.
+fn unique_clips(mut clips: Vec<ClipRecord>) -> Result<(Vec<ClipRecord>, Vec<Reject>), StageError> {
     clips.sort_by(|a, b| a.clip_id.cmp(&b.clip_id).then(a.source.cmp(&b.source)));
     let mut rejects: Vec<Reject> = Vec::new();
-    // The same clip_id twice would be the same recording counted twice: keep the first.
     let mut unique: Vec<ClipRecord> = Vec::with_capacity(clips.len());
     for clip in clips {
         match unique.last() {
@@ -208,115 +332,164 @@ pub fn run_extract(
             _ => unique.push(clip),
         }
     }
-    let clips = unique;
-    if clips.is_empty() {
+    if unique.is_empty() {
         return Err(StageError::msg("extract: the scan table has no clips"));
     }
-    decoder.check().map_err(|e| {
-        StageError::msg(format!("extract: {e} (needed to decode {} clips, first {})", clips.len(), clips[0].source))
-    })?;
+    Ok((unique, rejects))
+}
 
-    let model = bundled_model().map_err(|e| StageError::with_source("extract: cannot parse the bundled face model", e))?;
-    let settings = DetectorSettings::new(params.detect_width);
-    let threads = ctx.threads.max(1);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| StageError::with_source("extract: cannot start the thread pool", e))?;
+/// Decodes, detects and crops clips on a thread pool, a window at a time.
+struct Extractor<'a> {
+    params: &'a ExtractParams,
+    ctx: &'a StageContext<'a>,
+    decoder: &'a Decoder,
+    model: Model,
+    settings: DetectorSettings,
+    pool: rayon::ThreadPool,
+}
 
-    let layout = serde_json::json!({
-        "layout": "uint8 [T, S, S, 3] RGB, one tensor per clip named by clip_id",
-        "frames": t,
-        "size": s,
-    });
-    let shard_bytes = u64::from(params.shard_mb) * 1024 * 1024;
-    let mut shards = ShardWriter::new(&out.join("shards"), shard_bytes, layout.to_string())?;
-    let mut sheet = ContactSheet::new(s);
-    let mut rows: Vec<IndexRow> = Vec::with_capacity(clips.len());
-    ctx.progress.start(clips.len() as u64, "clips");
+impl<'a> Extractor<'a> {
+    fn new(params: &'a ExtractParams, ctx: &'a StageContext<'a>, decoder: &'a Decoder, clips: &[ClipRecord]) -> Result<Self, StageError> {
+        decoder.check().map_err(|e| {
+            StageError::msg(format!("extract: {e} (needed to decode {} clips, first {})", clips.len(), clips[0].source))
+        })?;
+        let model = bundled_model().map_err(|e| StageError::with_source("extract: cannot parse the bundled face model", e))?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(ctx.threads.max(1))
+            .build()
+            .map_err(|e| StageError::with_source("extract: cannot start the thread pool", e))?;
+        Ok(Extractor { params, ctx, decoder, model, settings: DetectorSettings::new(params.detect_width), pool })
+    }
 
-    let window = 8 * threads;
-    for chunk in clips.chunks(window) {
-        let results: Vec<Result<Extracted, String>> = pool.install(|| {
+    /// Clips extracted in parallel before their results are written, in order.
+    fn window(&self) -> usize {
+        8 * self.ctx.threads.max(1)
+    }
+
+    fn extract(&self, chunk: &[ClipRecord]) -> Vec<Result<Extracted, String>> {
+        let (model, settings, params, ctx, decoder) = (&self.model, self.settings, self.params, self.ctx, self.decoder);
+        self.pool.install(|| {
             chunk
                 .par_iter()
                 .map(|clip| {
-                    let result = with_worker(&model, settings, |worker| extract_clip(clip, params, ctx, decoder, worker));
+                    let result = with_worker(model, settings, |worker| extract_clip(clip, params, ctx, decoder, worker));
                     ctx.progress.advance(1);
                     result
                 })
                 .collect()
+        })
+    }
+}
+
+/// Writes extracted clips, in clip order, into the tensor cache, index, QA files and report.
+struct Assembler {
+    shards: ShardWriter,
+    sheet: ContactSheet,
+    rows: Vec<IndexRow>,
+    rejects: Vec<Reject>,
+    layout: serde_json::Value,
+    /// T, S and `strict` of the parameters.
+    frames: u32,
+    size: u32,
+    strict: bool,
+}
+
+impl Assembler {
+    fn new(out: &Path, params: &ExtractParams, duplicates: Vec<Reject>) -> Result<Self, StageError> {
+        let layout = serde_json::json!({
+            "layout": "uint8 [T, S, S, 3] RGB, one tensor per clip named by clip_id",
+            "frames": params.frames,
+            "size": params.size,
         });
-        for (clip, result) in chunk.iter().zip(results) {
-            match result {
-                Ok(Extracted { mut row, tensor }) => {
-                    row.shard = shards.add(&row.clip_id, &[t as usize, s as usize, s as usize, 3], &tensor)?;
-                    let frame_bytes = (s * s * 3) as usize;
-                    let mid = (t as usize / 2) * frame_bytes;
-                    sheet.offer(row.label, &row.emotion, row.actor, &tensor[mid..mid + frame_bytes], s, row.fallback);
-                    rows.push(row);
+        let shard_bytes = u64::from(params.shard_mb) * 1024 * 1024;
+        Ok(Assembler {
+            shards: ShardWriter::new(&out.join("shards"), shard_bytes, layout.to_string())?,
+            sheet: ContactSheet::new(params.size),
+            rows: Vec::new(),
+            rejects: duplicates,
+            layout,
+            frames: params.frames,
+            size: params.size,
+            strict: params.strict,
+        })
+    }
+
+    fn add(&mut self, clip: &ClipRecord, result: Result<Extracted, String>, ctx: &StageContext<'_>) -> Result<(), StageError> {
+        let (t, s) = (self.frames, self.size);
+        match result {
+            Ok(Extracted { mut row, tensor }) => {
+                row.shard = self.shards.add(&row.clip_id, &[t as usize, s as usize, s as usize, 3], &tensor)?;
+                let frame_bytes = (s * s * 3) as usize;
+                let mid = (t as usize / 2) * frame_bytes;
+                self.sheet.offer(row.label, &row.emotion, row.actor, &tensor[mid..mid + frame_bytes], s, row.fallback);
+                self.rows.push(row);
+            }
+            Err(reason) => {
+                ctx.progress.note(&format!("rejected {reason}"));
+                if self.strict {
+                    return Err(StageError::msg(format!("extract (strict): {reason}")));
                 }
-                Err(reason) => {
-                    ctx.progress.note(&format!("rejected {reason}"));
-                    if params.strict {
-                        return Err(StageError::msg(format!("extract (strict): {reason}")));
-                    }
-                    rejects.push(Reject { clip_id: clip.clip_id.clone(), source: clip.source.clone(), reason });
-                }
+                self.rejects.push(Reject { clip_id: clip.clip_id.clone(), source: clip.source.clone(), reason });
             }
         }
+        Ok(())
     }
-    let shard_names = shards.finish()?;
-    if rows.is_empty() {
-        let first = rejects.first().map(|r| r.reason.as_str()).unwrap_or("");
-        return Err(StageError::msg(format!(
-            "extract: none of the {} clips could be extracted; first problem: {first}",
-            rejects.len()
-        )));
-    }
-    if params.strict {
-        if let Some(r) = rejects.first() {
-            return Err(StageError::msg(format!("extract (strict): {}", r.reason)));
+
+    fn finish(self, out: &Path, params: &ExtractParams, canonical: &Params, settings: DetectorSettings) -> Result<StageOutcome, StageError> {
+        let Assembler { shards, sheet, rows, rejects, layout, .. } = self;
+        let t = params.frames;
+        let shard_names = shards.finish()?;
+        if rows.is_empty() {
+            let first = rejects.first().map(|r| r.reason.as_str()).unwrap_or("");
+            return Err(StageError::msg(format!(
+                "extract: none of the {} clips could be extracted; first problem: {first}",
+                rejects.len()
+            )));
         }
+        if params.strict {
+            if let Some(r) = rejects.first() {
+                return Err(StageError::msg(format!("extract (strict): {}", r.reason)));
+            }
+        }
+
+        write_index(&out.join("index.parquet"), &rows)?;
+        let qa = out.join("qa");
+        std::fs::create_dir_all(&qa).map_err(|e| StageError::with_source(format!("{}: cannot create", qa.display()), e))?;
+        write_detection_csv(&qa.join("detection.csv"), &rows)?;
+        sheet.write(&qa.join("contact_sheet.png"))?;
+        write_rejects(&out.join("rejects.parquet"), &rejects)?;
+
+        let detection = summarize_detection(&rows, t);
+        let report = serde_json::json!({
+            "params": canonical,
+            "clips_in": rows.len() + rejects.len(),
+            "extracted": rows.len(),
+            "rejected": rejects.len(),
+            "rejects": rejects,
+            "detection": detection,
+            "padded_clips": rows.iter().filter(|r| r.padded).count(),
+            "redecoded_clips": rows.iter().filter(|r| r.decode_passes > 1).count(),
+            "shards": shard_names,
+            "tensor": layout,
+            "sampling": "frame i of T = decoded frame floor((2i+1)*N/(2T)), N = frames ffmpeg decoded; N < T repeats frames (padded)",
+            "crop": "square centred on the median face box, side = max(w,h)*(1+2*margin), edge pixels replicated outside the frame; no face in any frame: centred square of the shorter side (fallback)",
+            "detector": settings,
+        });
+        let json = serde_json::to_string_pretty(&report).map_err(|e| StageError::with_source("extract.json", e))?;
+        let json_path = out.join("extract.json");
+        std::fs::write(&json_path, json + "\n")
+            .map_err(|e| StageError::with_source(format!("{}: cannot write", json_path.display()), e))?;
+
+        Ok(StageOutcome::new(format!(
+            "{} clips extracted, {} rejected; faces found in {:.1}% of clips ({:.1}% of the frames checked), {} fallback; {} shard(s)",
+            rows.len(),
+            rejects.len(),
+            100.0 * detection.clip_detection_rate,
+            100.0 * detection.frame_detection_rate,
+            detection.fallback_clips,
+            shard_names.len()
+        )))
     }
-
-    write_index(&out.join("index.parquet"), &rows)?;
-    let qa = out.join("qa");
-    std::fs::create_dir_all(&qa).map_err(|e| StageError::with_source(format!("{}: cannot create", qa.display()), e))?;
-    write_detection_csv(&qa.join("detection.csv"), &rows)?;
-    sheet.write(&qa.join("contact_sheet.png"))?;
-    write_rejects(&out.join("rejects.parquet"), &rejects)?;
-
-    let detection = summarize_detection(&rows, t);
-    let report = serde_json::json!({
-        "params": canonical,
-        "clips_in": rows.len() + rejects.len(),
-        "extracted": rows.len(),
-        "rejected": rejects.len(),
-        "rejects": rejects,
-        "detection": detection,
-        "padded_clips": rows.iter().filter(|r| r.padded).count(),
-        "redecoded_clips": rows.iter().filter(|r| r.decode_passes > 1).count(),
-        "shards": shard_names,
-        "tensor": layout,
-        "sampling": "frame i of T = decoded frame floor((2i+1)*N/(2T)), N = frames ffmpeg decoded; N < T repeats frames (padded)",
-        "crop": "square centred on the median face box, side = max(w,h)*(1+2*margin), edge pixels replicated outside the frame; no face in any frame: centred square of the shorter side (fallback)",
-        "detector": settings,
-    });
-    let json = serde_json::to_string_pretty(&report).map_err(|e| StageError::with_source("extract.json", e))?;
-    let json_path = out.join("extract.json");
-    std::fs::write(&json_path, json + "\n")
-        .map_err(|e| StageError::with_source(format!("{}: cannot write", json_path.display()), e))?;
-
-    Ok(StageOutcome::new(format!(
-        "{} clips extracted, {} rejected; faces found in {:.1}% of clips ({:.1}% of the frames checked), {} fallback; {} shard(s)",
-        rows.len(),
-        rejects.len(),
-        100.0 * detection.clip_detection_rate,
-        100.0 * detection.frame_detection_rate,
-        detection.fallback_clips,
-        shard_names.len()
-    )))
 }
 
 fn summarize_detection(rows: &[IndexRow], t: u32) -> DetectionSummary {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use stage_api::{NoProgress, SameStore, Params, Stage, StageContext, StageError, StageInput, StageOutcome};
+use stage_api::{NoProgress, Params, SameStore, Shard, Stage, StageContext, StageError, StageInput, StageOutcome};
 use stages_video::extract::testing::{write_clips_table, ClipRecord};
 use stages_video::extract::ExtractStage;
 
@@ -82,6 +82,31 @@ pub fn run_with(stage: &ExtractStage, clips: &[ClipRecord], params: serde_json::
     let inputs = [StageInput { need: "scan".into(), instance: "scan".into(), params: Params::new(), dir: scan }];
     let ctx = StageContext { params: &params, inputs: &inputs, out_dir: &out, base_dir: tmp.path(), progress: &NoProgress, threads, artifacts: &SameStore };
     let result = stage.run(&ctx);
+    Run { tmp, out, result }
+}
+
+/// Runs extract as `count` shards (each into its own folder), then merges them into `out`.
+pub fn run_sharded(clips: &[ClipRecord], params: serde_json::Value, count: usize, threads: usize) -> Run {
+    let stage = ExtractStage::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let scan = tmp.path().join("scan");
+    std::fs::create_dir_all(&scan).unwrap();
+    write_clips_table(&scan.join("clips.parquet"), clips).unwrap();
+    let raw: Params = serde_json::from_value(params).unwrap();
+    let params = stage.resolve_params(&raw).unwrap();
+    let inputs = [StageInput { need: "scan".into(), instance: "scan".into(), params: Params::new(), dir: scan }];
+    let mut parts = Vec::new();
+    for index in 0..count {
+        let part = tmp.path().join(format!("part{index}"));
+        std::fs::create_dir_all(&part).unwrap();
+        let ctx = StageContext { params: &params, inputs: &inputs, out_dir: &part, base_dir: tmp.path(), progress: &NoProgress, threads, artifacts: &SameStore };
+        stage.run_shard(&ctx, Shard { index, count }).unwrap();
+        parts.push(part);
+    }
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let ctx = StageContext { params: &params, inputs: &inputs, out_dir: &out, base_dir: tmp.path(), progress: &NoProgress, threads, artifacts: &SameStore };
+    let result = stage.merge(&ctx, &parts);
     Run { tmp, out, result }
 }
 
