@@ -1,6 +1,9 @@
 //! Feeding batches: a producer thread copies clips out of the memory-mapped cache into
 //! batch tensors (and draws their augmentation parameters) while the training thread runs
-//! the model; a bounded channel keeps [`PREFETCH`] batches ready.
+//! the model; a bounded channel keeps [`PREFETCH`] batches ready. When training on the CPU the
+//! producer also turns the batch into the model's input (float, augmented, normalised), so
+//! that work overlaps the previous step instead of delaying the next one; on a GPU that work
+//! belongs on the device, in the training thread.
 //!
 //! Order and augmentation are functions of `(seed, epoch)` only, never of timing, so a seed
 //! reproduces a run. A trailing batch of one clip joins the batch before it: BatchNorm
@@ -36,7 +39,12 @@ pub struct Batch {
     pub labels: Tensor,
     /// One transform per clip when augmenting.
     pub transforms: Option<Vec<ClipTransform>>,
+    /// The model input, already prepared by the producer (CPU training), else `None`.
+    pub inputs: Option<Tensor>,
 }
+
+/// Turns a batch into the model's input on the producer thread.
+pub type Prepare = fn(&Batch) -> Tensor;
 
 /// How to go through a set of examples once.
 #[derive(Debug, Clone, Copy)]
@@ -85,12 +93,16 @@ pub fn spawn_batches<'scope, 'env>(
     loader: &'env ClipLoader,
     examples: &'env [Example],
     pass: Pass,
+    prepare: Option<Prepare>,
 ) -> Receiver<Result<Batch, StageError>> {
     let (tx, rx) = sync_channel(PREFETCH);
     scope.spawn(move || {
         let mut augment_rng = pass.augment_seed.map(ChaCha8Rng::seed_from_u64);
         for indices in batch_plan(examples.len(), &pass) {
-            let batch = make_batch(loader, examples, &indices, augment_rng.as_mut());
+            let batch = make_batch(loader, examples, &indices, augment_rng.as_mut()).map(|mut b| {
+                b.inputs = prepare.map(|f| f(&b));
+                b
+            });
             let failed = batch.is_err();
             if tx.send(batch).is_err() || failed {
                 break;
@@ -117,6 +129,7 @@ fn make_batch(
         images: loader.batch(&ids)?,
         labels: Tensor::from_slice(&labels),
         transforms,
+        inputs: None,
     })
 }
 

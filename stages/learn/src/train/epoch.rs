@@ -10,7 +10,7 @@ use tch::{Device, Kind, Reduction, Tensor};
 
 use super::amp::{all_finite, LossScaler};
 use super::augment::augment;
-use super::data::{spawn_batches, Batch, Example, Pass};
+use super::data::{spawn_batches, Batch, Example, Pass, Prepare};
 use crate::cache::ClipLoader;
 use crate::preprocess::{normalize, to_unit_float, IMAGENET_MEAN, IMAGENET_STD};
 
@@ -21,7 +21,8 @@ pub struct PassStats {
     pub accuracy: f64,
     /// Seconds the training thread waited for the producer (ideally ~0).
     pub data_wait: f64,
-    /// Seconds spent converting, augmenting and normalising batches on the device.
+    /// Seconds the training thread spent converting, augmenting and normalising batches (on a
+    /// GPU; on the CPU the producer thread does that while the previous step runs).
     pub input_prep: f64,
 }
 
@@ -34,15 +35,16 @@ pub struct Criterion<'a> {
 
 impl Criterion<'_> {
     fn inputs(&self, batch: &Batch) -> (Tensor, Tensor) {
-        let xs = to_unit_float(&batch.images, self.device);
-        let xs = match &batch.transforms {
-            Some(t) => augment(&xs, t),
-            None => xs,
+        let xs = match &batch.inputs {
+            Some(prepared) => prepared.shallow_clone(),
+            None => prepare(batch, self.device),
         };
-        (
-            normalize(&xs, IMAGENET_MEAN, IMAGENET_STD),
-            batch.labels.to_device(self.device),
-        )
+        (xs, batch.labels.to_device(self.device))
+    }
+
+    /// What the producer thread should prepare: everything, when the model runs on the CPU.
+    fn producer_prepare(&self) -> Option<Prepare> {
+        (self.device == Device::Cpu).then_some(|batch: &Batch| prepare(batch, Device::Cpu))
     }
 
     fn loss(&self, logits: &Tensor, labels: &Tensor) -> Tensor {
@@ -54,6 +56,16 @@ impl Criterion<'_> {
             0.0,
         )
     }
+}
+
+/// uint8 batch -> float in [0, 1] on `device` -> augmented (training) -> ImageNet-normalised.
+fn prepare(batch: &Batch, device: Device) -> Tensor {
+    let xs = to_unit_float(&batch.images, device);
+    let xs = match &batch.transforms {
+        Some(t) => augment(&xs, t),
+        None => xs,
+    };
+    normalize(&xs, IMAGENET_MEAN, IMAGENET_STD)
 }
 
 /// Running sums over batches.
@@ -107,7 +119,7 @@ pub fn train_epoch(
     pass: Pass,
 ) -> Result<PassStats, StageError> {
     std::thread::scope(|scope| {
-        let batches = spawn_batches(scope, loader, examples, pass);
+        let batches = spawn_batches(scope, loader, examples, pass, criterion.producer_prepare());
         let mut tally = Tally::default();
         loop {
             let waiting = Instant::now();
@@ -157,7 +169,7 @@ pub fn evaluate(
         augment_seed: None,
     };
     std::thread::scope(|scope| {
-        let batches = spawn_batches(scope, loader, examples, pass);
+        let batches = spawn_batches(scope, loader, examples, pass, criterion.producer_prepare());
         let mut tally = Tally::default();
         tch::no_grad(|| {
             for batch in batches {
