@@ -43,6 +43,23 @@ pub fn job_note(store: &Store, key: &Key) -> Option<String> {
     slurm::job_note(store, key)
 }
 
+/// Lets one caller through once per poll interval, so that a batch backend queries its
+/// scheduler once per interval for the whole run, however many task threads wait.
+#[derive(Default)]
+pub struct PollClock(std::sync::Mutex<Option<std::time::Instant>>);
+
+impl PollClock {
+    /// Runs `poll` when `interval_s` has passed since the last one and no other thread is polling.
+    pub fn run_if_due(&self, interval_s: f64, poll: impl FnOnce()) {
+        let Ok(mut last) = self.0.try_lock() else { return };
+        if last.is_some_and(|t| t.elapsed().as_secs_f64() < interval_s) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        poll();
+    }
+}
+
 /// One stage instance to compute.
 pub struct Task<'a> {
     /// Index into [`Plan::instances`].

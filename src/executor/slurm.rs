@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::task::TaskSpec;
-use super::{Context, Done, Executor, Task};
+use super::{Context, Done, Executor, PollClock, Task};
 use crate::config::{ExecutorConfig, Resources};
 use crate::fingerprint::Key;
 use crate::progress::Reporter;
@@ -44,7 +44,7 @@ pub struct Slurm {
     log_dir: PathBuf,
     jobs: Mutex<BTreeMap<String, JobInfo>>,
     /// When the last poll started; held while polling so only one thread polls.
-    last_poll: Mutex<Option<Instant>>,
+    poll_clock: PollClock,
     unreachable_since: Mutex<Option<Instant>>,
 }
 
@@ -84,7 +84,7 @@ impl Slurm {
             remote_url: remote_url.to_owned(),
             log_dir,
             jobs: Mutex::new(BTreeMap::new()),
-            last_poll: Mutex::new(None),
+            poll_clock: PollClock::default(),
             unreachable_since: Mutex::new(None),
         })
     }
@@ -150,12 +150,7 @@ impl Slurm {
     }
 
     fn poll_if_due(&self, reporter: &Reporter) {
-        let Ok(mut last) = self.last_poll.try_lock() else { return };
-        if last.is_some_and(|t| t.elapsed().as_secs_f64() < self.config.poll_seconds) {
-            return;
-        }
-        *last = Some(Instant::now());
-        self.poll(reporter);
+        self.poll_clock.run_if_due(self.config.poll_seconds, || self.poll(reporter));
     }
 
     /// One `squeue` for every job of the run; `scontrol` for those that left the queue.

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use self::spec::{job_name, job_state, label_value, JobSpec, JobState, RUN_LABEL};
 use super::task::TaskSpec;
-use super::{Context, Done, Executor, Task};
+use super::{Context, Done, Executor, PollClock, Task};
 use crate::config::{ExecutorConfig, Plan};
 use crate::fingerprint::Key;
 use crate::progress::Reporter;
@@ -64,7 +64,7 @@ pub struct Kubernetes {
     /// Job name -> what the run knows of it.
     jobs: Mutex<BTreeMap<String, JobInfo>>,
     /// When the last poll started; held while polling so only one thread polls.
-    last_poll: Mutex<Option<Instant>>,
+    poll_clock: PollClock,
     unreachable_since: Mutex<Option<Instant>>,
 }
 
@@ -130,7 +130,7 @@ impl Kubernetes {
             client,
             runtime,
             jobs: Mutex::new(BTreeMap::new()),
-            last_poll: Mutex::new(None),
+            poll_clock: PollClock::default(),
             unreachable_since: Mutex::new(None),
         };
         this.list().map_err(|e| format!("the Kubernetes API server does not answer: {e}"))?;
@@ -209,12 +209,7 @@ impl Kubernetes {
     }
 
     fn poll_if_due(&self, reporter: &Reporter) {
-        let Ok(mut last) = self.last_poll.try_lock() else { return };
-        if last.is_some_and(|t| t.elapsed().as_secs_f64() < self.config.poll_seconds) {
-            return;
-        }
-        *last = Some(Instant::now());
-        self.poll(reporter);
+        self.poll_clock.run_if_due(self.config.poll_seconds, || self.poll(reporter));
     }
 
     /// One list call for every Job of the run.
