@@ -60,6 +60,10 @@ pub enum Command {
     /// runs; it uses a private store, never the workspace's).
     ExecTask {
         key: String,
+        /// Compute only shard I (from 0) of N of a data-parallel stage, e.g. `--shard 2/8`
+        /// (a job array passes `$SLURM_ARRAY_TASK_ID/8`).
+        #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+        shard: Option<stage_api::Shard>,
         /// The worker's store (default: a temporary directory, removed afterwards).
         #[arg(long, value_name = "DIR")]
         store: Option<PathBuf>,
@@ -138,8 +142,8 @@ pub fn run(cli: Cli, argv: &[String]) -> Result<bool> {
         return Ok(true);
     }
     let remote_url = cli.remote.clone().or_else(|| plan.remote.clone());
-    if let Command::ExecTask { key, store } = &cli.command {
-        return exec_task(&plan, remote_url.as_deref(), key, store.as_deref(), cli.quiet);
+    if let Command::ExecTask { key, store, shard } = &cli.command {
+        return exec_task(&plan, remote_url.as_deref(), key, *shard, store.as_deref(), cli.quiet);
     }
     let mut engine = Engine::new(plan, cli.quiet).context("cannot open the artifact store")?;
     if let Some(url) = remote_url {
@@ -329,8 +333,19 @@ fn use_kubernetes(_engine: &mut Engine, _run_id: &str) -> Result<()> {
     bail!("the kubernetes executor: {}", crate::executor::NO_KUBERNETES)
 }
 
+/// `I/N` with I < N (shard I, counted from 0, of N).
+fn parse_shard(text: &str) -> Result<stage_api::Shard, String> {
+    let bad = || format!("`{text}` is not a shard: write I/N, with I counted from 0 and less than N (e.g. 2/8)");
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (index, count): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if index >= count {
+        return Err(bad());
+    }
+    Ok(stage_api::Shard { index, count })
+}
+
 /// `pipeline exec-task KEY`, run by a cluster job.
-fn exec_task(plan: &Plan, remote_url: Option<&str>, key: &str, store: Option<&std::path::Path>, quiet: bool) -> Result<bool> {
+fn exec_task(plan: &Plan, remote_url: Option<&str>, key: &str, shard: Option<stage_api::Shard>, store: Option<&std::path::Path>, quiet: bool) -> Result<bool> {
     let Some(url) = remote_url else { bail!("exec-task needs a remote: pass --remote URL") };
     let key = Key::parse(key).with_context(|| format!("`{key}` is not a cache key (64 lower-case hex digits)"))?;
     let remote = Remote::open(url, &plan.base_dir)?;
@@ -351,7 +366,7 @@ fn exec_task(plan: &Plan, remote_url: Option<&str>, key: &str, store: Option<&st
         .context("cannot install the signal handler")?;
     }
     let store_dir = store.or(scratch.as_ref().map(|d| d.path())).expect("one of the two is set");
-    match crate::executor::task::exec_task(plan, &remote, &key, store_dir, &reporter) {
+    match crate::executor::task::exec_task(plan, &remote, &key, shard, store_dir, &reporter) {
         Ok(line) => {
             eprintln!("{line}");
             Ok(true)

@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use stage_api::{ArtifactPaths, Params, Progress, StageContext, StageInput};
+use stage_api::{ArtifactPaths, Params, Progress, Shard, StageContext, StageInput};
 
 use crate::config::canonical::display_value;
 use crate::config::Action;
@@ -26,8 +26,17 @@ pub struct Upstream {
     pub dir: PathBuf,
 }
 
+/// Which part of a built-in stage's work a job does (see [`crate::executor::Part`]).
+pub enum JobPart {
+    Whole,
+    Shard(Shard),
+    /// The shards' published output directories, in order.
+    Merge(Vec<PathBuf>),
+}
+
 pub struct Job<'a> {
     pub instance: &'a str,
+    pub part: JobPart,
     pub action: &'a Action,
     pub params: &'a Params,
     pub upstream: &'a [Upstream],
@@ -58,12 +67,18 @@ pub fn execute(job: &Job<'_>) -> Result<String, String> {
                 threads: job.threads,
                 artifacts: job.artifacts,
             };
-            match catch_unwind(AssertUnwindSafe(|| stage.run(&ctx))) {
+            let work = || match &job.part {
+                JobPart::Whole => stage.run(&ctx),
+                JobPart::Shard(shard) => stage.run_shard(&ctx, *shard),
+                JobPart::Merge(parts) => stage.merge(&ctx, parts),
+            };
+            match catch_unwind(AssertUnwindSafe(work)) {
                 Ok(Ok(outcome)) => Ok(outcome.summary),
                 Ok(Err(e)) => Err(e.chain()),
                 Err(panic) => Err(format!("stage `{}` panicked: {}", stage.kind(), panic_message(&panic))),
             }
         }
+        Action::Shell { .. } if !matches!(job.part, JobPart::Whole) => Err("a `run:` stage cannot be split into shards".to_owned()),
         Action::Shell { command } => run_shell(command, job),
     }
 }

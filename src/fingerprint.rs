@@ -51,6 +51,14 @@ impl Key {
     pub fn short(&self) -> &str {
         &self.0[..12]
     }
+
+    /// The key of shard `index` of `count` of the instance with this key: where that shard's
+    /// partial result is stored. The instance key does not depend on the shard count (the merged
+    /// result is the same bytes), the shards' keys do.
+    pub fn shard(&self, index: usize, count: usize) -> Key {
+        let text = format!("shard\0{}\0{index}\0{count}", self.0);
+        Key(blake3::hash(text.as_bytes()).to_hex().to_string())
+    }
 }
 
 impl fmt::Display for Key {

@@ -20,7 +20,9 @@ use serde::Serialize;
 
 use crate::config::{Instance, Plan};
 use crate::dirty::{explain, DirtyReason};
-use crate::executor::{local::Local, Context, Done, Executor, Task};
+use stage_api::Shard;
+
+use crate::executor::{local::Local, part_name, Context, Done, Executor, Part, Task};
 use crate::filehash::HashMemo;
 use crate::fingerprint::{compute, Fingerprint, Key, UpstreamInput};
 use crate::lock::KeyLock;
@@ -333,8 +335,9 @@ impl Engine {
 
         let started = Instant::now();
         let ctx = Context { plan: &self.plan, store: &self.store, remote: self.remote.as_ref(), reporter: &self.reporter };
-        let task = Task { index: i, key: &key, fingerprint: &fingerprint, upstream: &upstream, force, threads };
-        let outcome = self.executor.run(&ctx, &task);
+        let task = Task { index: i, key: &key, fingerprint: &fingerprint, upstream: &upstream, force, threads, part: Part::Whole };
+        let shards = self.plan.executor.shards_for(&instance.stage);
+        let outcome = if shards > 1 { self.run_sharded(&ctx, &task, shards) } else { self.executor.run(&ctx, &task) };
         let seconds = started.elapsed().as_secs_f64();
         match outcome {
             Ok(Done { manifest, summary, place }) => {
@@ -350,6 +353,54 @@ impl Engine {
             }
             Err(message) => Err(fail(message, Some(&key), &reasons, seconds)),
         }
+    }
+
+    /// A data-parallel instance as `count` shard tasks and a merge. Shards already in the local
+    /// store or the remote (from an earlier run that was interrupted or failed elsewhere) are
+    /// not computed again. The executor computes the others (a Slurm job array), then this
+    /// process merges them and publishes the instance; with a batch executor it also pushes the
+    /// merged result, which the next stages' jobs pull.
+    fn run_sharded(&self, ctx: &Context<'_>, task: &Task<'_>, count: usize) -> Result<Done, String> {
+        let name = self.plan.instances[task.index].name.as_str();
+        let mut missing = Vec::new();
+        for index in 0..count {
+            let shard = Shard { index, count };
+            let key = task.key.shard(index, count);
+            let reuse = !task.force && (self.store.lookup(&key).is_some() || self.try_pull(&part_name(name, Part::Shard(shard)), &key).is_some());
+            if !reuse {
+                missing.push(shard);
+            }
+        }
+        let done_before = count - missing.len();
+        let before = if done_before > 0 { format!(" ({done_before} done by an earlier run)") } else { String::new() };
+        self.reporter.line(&format!("{name}: split into {count} shards{before}"));
+        let mut failures = Vec::new();
+        let mut places = BTreeSet::new();
+        for (shard, result) in missing.iter().zip(self.executor.run_shards(ctx, task, &missing)) {
+            let shard_name = part_name(name, Part::Shard(*shard));
+            match result {
+                Ok(done) => {
+                    let place = if done.place.is_empty() { String::new() } else { format!(" in {}", done.place) };
+                    self.reporter.line(&format!("{shard_name}: done{place}"));
+                    places.insert(done.place);
+                }
+                Err(message) => failures.push(format!("{shard_name}: {message}")),
+            }
+        }
+        if !failures.is_empty() {
+            let kept = count - failures.len();
+            return Err(format!("{} of {count} shards failed ({kept} finished and are kept for the rerun):\n  {}", failures.len(), failures.join("\n  ")));
+        }
+        let merge = Task { part: Part::Merge { count }, ..*task };
+        let mut done = Local.run(ctx, &merge).map_err(|e| format!("merging the {count} shards failed: {e}"))?;
+        if self.executor.results_in_remote() {
+            let remote = ctx.remote.ok_or("a batch executor needs a remote")?;
+            remote.push(&self.store, task.key).map_err(|e| format!("merged the {count} shards, but pushing the result failed: {e}"))?;
+        }
+        places.remove("");
+        let places: Vec<String> = places.into_iter().collect();
+        done.place = if places.is_empty() { format!("{count} shards") } else { format!("{count} shards ({})", places.join(", ")) };
+        Ok(done)
     }
 
     /// Downloads `key` from the remote if it has it; `None` (after saying why) otherwise.

@@ -13,6 +13,7 @@
 //!   resources:
 //!     default: {cpus: 2, mem: 4G, time: "01:00:00"}
 //!     train: {gpus: 1}          # merged over `default`
+//!     extract: {shards: 8}      # a data-parallel stage as 8 tasks (a job array), then a merge
 //! ```
 //!
 //! The keys of one scheduler are an error under the other's `kind`; `kind: local` accepts both
@@ -50,6 +51,8 @@ pub struct Resources {
     pub mem_mb: Option<u64>,
     pub time: Option<String>,
     pub gpus: Option<u32>,
+    /// Tasks a data-parallel stage is split into (`None` or 1: one task). Per stage only.
+    pub shards: Option<u32>,
 }
 
 impl Resources {
@@ -60,6 +63,7 @@ impl Resources {
             mem_mb: self.mem_mb.or(base.mem_mb),
             time: self.time.clone().or_else(|| base.time.clone()),
             gpus: self.gpus.or(base.gpus),
+            shards: self.shards.or(base.shards),
         }
     }
 
@@ -108,6 +112,11 @@ impl Default for ExecutorConfig {
 }
 
 impl ExecutorConfig {
+    /// How many tasks an instance of `stage` is split into (1: not split).
+    pub fn shards_for(&self, stage: &str) -> usize {
+        self.per_stage.get(stage).and_then(|r| r.shards).map_or(1, |n| n as usize)
+    }
+
     /// What an instance of `stage` asks for: its own entry over `default`.
     pub fn resources_for(&self, stage: &str) -> Resources {
         self.per_stage.get(stage).map_or_else(|| self.default.clone(), |r| r.over(&self.default))
@@ -170,6 +179,11 @@ pub fn validate(raw: &RawExecutor, stages: &[&str], base_dir: &std::path::Path) 
     let mut per_stage = BTreeMap::new();
     for (name, res) in &raw.resources {
         let checked = resources(res, name)?;
+        if name == "default" && checked.shards.is_some() {
+            let mut e = invalid(&["executor", "resources", "default", "shards"], "`shards` is set per stage, not under `default`");
+            e.hint = Some("put it under the data-parallel stage itself, e.g. `extract: {shards: 8}`".into());
+            return Err(e);
+        }
         if name == "default" {
             default = checked;
         } else if stages.contains(&name.as_str()) {
@@ -248,7 +262,10 @@ fn resources(raw: &RawResources, name: &str) -> Result<Resources, Invalid> {
             return Err(fail("time", format!("bad time limit `{time}` for `{name}`"), "Slurm's format: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"));
         }
     }
-    Ok(Resources { cpus: raw.cpus, mem_mb, time: raw.time.clone(), gpus: raw.gpus.filter(|&g| g > 0) })
+    if raw.shards == Some(0) {
+        return Err(fail("shards", format!("`{name}` asks for 0 shards"), "at least 1 (1 runs the stage as one task)"));
+    }
+    Ok(Resources { cpus: raw.cpus, mem_mb, time: raw.time.clone(), gpus: raw.gpus.filter(|&g| g > 0), shards: raw.shards })
 }
 
 /// `4G` -> 4096 (megabytes); a bare number is megabytes.
@@ -354,7 +371,7 @@ mod tests {
     fn stage_resources_are_merged_over_default() {
         let mut config = ExecutorConfig { default: Resources { cpus: Some(2), mem_mb: Some(100), ..Default::default() }, ..Default::default() };
         config.per_stage.insert("train".into(), Resources { gpus: Some(1), cpus: Some(4), ..Default::default() });
-        assert_eq!(config.resources_for("train"), Resources { cpus: Some(4), mem_mb: Some(100), time: None, gpus: Some(1) });
+        assert_eq!(config.resources_for("train"), Resources { cpus: Some(4), mem_mb: Some(100), time: None, gpus: Some(1), shards: None });
         assert_eq!(config.resources_for("scan"), config.default);
     }
 }

@@ -179,7 +179,19 @@ impl Validator<'_> {
             }
         })?;
         config.position = self.spans.find(&["executor", "kind"]);
+        for (stage, resources) in &config.per_stage {
+            if resources.shards.is_some_and(|n| n > 1) && !self.shardable(&raw.stages[stage]) {
+                let shardable: Vec<&str> = self.registry.kinds().filter(|k| self.registry.get(k).is_some_and(|s| s.shardable())).collect();
+                return Err(self
+                    .error(&["executor", "resources", stage, "shards"], format!("stage `{stage}` cannot be split into shards"))
+                    .with_hint(format!("only data-parallel built-in stages can: {}", shardable.join(", "))));
+            }
+        }
         Ok(config)
+    }
+
+    fn shardable(&self, stage: &RawStage) -> bool {
+        stage.uses.as_deref().and_then(|kind| self.registry.get(kind)).is_some_and(|s| s.shardable())
     }
 
     fn check_stage(&self, name: &str, stage: &RawStage, raw: &RawConfig) -> Result<(), ConfigError> {

@@ -22,6 +22,7 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawExecutor {
+    #[serde(default)]
     pub kind: RawExecutorKind,
     #[serde(default)]
     pub partition: Option<String>,
@@ -49,9 +50,10 @@ pub struct RawExecutor {
     pub resources: IndexMap<String, RawResources>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RawExecutorKind {
+    #[default]
     Local,
     Slurm,
     Kubernetes,
@@ -70,6 +72,10 @@ pub struct RawResources {
     pub time: Option<String>,
     #[serde(default)]
     pub gpus: Option<u32>,
+    /// Split a data-parallel stage into this many tasks (a Slurm job array, a Kubernetes
+    /// Indexed Job), merged afterwards.
+    #[serde(default)]
+    pub shards: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

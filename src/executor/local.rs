@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
-use super::{Context, Done, Executor, Task};
+use super::{part_name, Context, Done, Executor, Part, Task};
 use crate::artifact_paths::StorePaths;
-use crate::execute::{execute, Job, Upstream};
+use crate::execute::{execute, Job, JobPart, Upstream};
 use crate::fingerprint::Key;
 
 pub struct Local;
@@ -17,7 +17,13 @@ impl Executor for Local {
 
     fn run(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String> {
         let instance = &ctx.plan.instances[task.index];
-        let name = instance.name.as_str();
+        let name = part_name(&instance.name, task.part);
+        let name = name.as_str();
+        let part = match task.part {
+            Part::Whole => JobPart::Whole,
+            Part::Shard(shard) => JobPart::Shard(shard),
+            Part::Merge { count } => JobPart::Merge((0..count).map(|i| ctx.store.output_dir(&task.key.shard(i, count))).collect()),
+        };
         let started = Instant::now();
         let work_dir = ctx.store.new_tmp(task.key).map_err(|e| format!("cannot create a work directory: {e}"))?;
         let upstream_dirs: Vec<Upstream> = task
@@ -28,10 +34,14 @@ impl Executor for Local {
                 Upstream { need: up.stage.clone(), instance: up.name.clone(), params: up.params.clone(), dir: ctx.store.output_dir(&key_of(m)) }
             })
             .collect();
-        ctx.reporter.line(&format!("{name}: running"));
+        match task.part {
+            Part::Merge { count } => ctx.reporter.line(&format!("{name}: merging the {count} shards")),
+            _ => ctx.reporter.line(&format!("{name}: running")),
+        }
         let progress = ctx.reporter.stage(name);
         let job = Job {
-            instance: name,
+            instance: &instance.name,
+            part,
             action: &instance.action,
             params: &instance.params,
             upstream: &upstream_dirs,

@@ -23,6 +23,8 @@ pub mod local;
 pub mod slurm;
 pub mod task;
 
+use stage_api::Shard;
+
 use crate::config::Plan;
 use crate::fingerprint::{Fingerprint, Key};
 use crate::progress::Reporter;
@@ -60,10 +62,32 @@ impl PollClock {
     }
 }
 
-/// One stage instance to compute.
+/// Which part of an instance's work a task computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// All of it: the usual case.
+    Whole,
+    /// One shard of a data-parallel stage ([`stage_api::Stage::run_shard`]), published under
+    /// the instance key's [`Key::shard`].
+    Shard(Shard),
+    /// The merge of the instance's `count` shards, all published in the local store already.
+    Merge { count: usize },
+}
+
+/// The name a part's artifact is published and reported under: `extract`,
+/// `extract[shard 2/4]`.
+pub fn part_name(instance: &str, part: Part) -> String {
+    match part {
+        Part::Shard(s) => format!("{instance}[shard {}/{}]", s.index + 1, s.count),
+        Part::Whole | Part::Merge { .. } => instance.to_owned(),
+    }
+}
+
+/// One stage instance (or one part of it) to compute.
 pub struct Task<'a> {
     /// Index into [`Plan::instances`].
     pub index: usize,
+    /// Where the result is published: the instance key, or a shard's key.
     pub key: &'a Key,
     pub fingerprint: &'a Fingerprint,
     /// Upstream instances (indices) with their manifests, published in the local store.
@@ -72,6 +96,14 @@ pub struct Task<'a> {
     pub force: bool,
     /// Threads a local in-process stage may use.
     pub threads: usize,
+    pub part: Part,
+}
+
+impl Task<'_> {
+    /// The instance's own key (a shard task's `key` is derived from it).
+    pub fn instance_key(&self) -> Key {
+        self.fingerprint.key()
+    }
 }
 
 /// What the runner lends an executor.
@@ -97,6 +129,19 @@ pub trait Executor: Send + Sync {
     /// Computes `task` and publishes its result in the local store; blocks until then.
     /// `Err` is the message shown to the user (it says where the task ran and where its log is).
     fn run(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String>;
+
+    /// Computes `shards` of the instance of `task` (a [`Part::Whole`] task), each published in
+    /// the local store under its shard key; one result per shard, in order. By default one
+    /// after another through [`Executor::run`]; a batch backend submits them as one job array.
+    fn run_shards(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Vec<Result<Done, String>> {
+        shards
+            .iter()
+            .map(|&shard| {
+                let key = task.key.shard(shard.index, shard.count);
+                self.run(ctx, &Task { key: &key, part: Part::Shard(shard), ..*task })
+            })
+            .collect()
+    }
 
     /// Whether results are already in the remote when `run` returns (so `--push` has nothing
     /// left to do).

@@ -8,6 +8,9 @@
 //!   `scontrol -o show job ID` for its final `JobState` and `ExitCode` (no accounting needed:
 //!   `sacct` is often disabled);
 //! - cancel: `scancel --name RUN_ID` (Ctrl-C).
+//! - shards of a data-parallel instance: ONE `sbatch --array=I,J,...` whose tasks run
+//!   `exec-task KEY --shard $SLURM_ARRAY_TASK_ID/N`; `squeue --array` lists its tasks one per
+//!   line (`ID_I`), and each task is followed like a job of its own.
 //!
 //! A task is done only when Slurm says its job ended AND its manifest is in the remote; the
 //! result is then pulled (verified) into the local store. A job that ended any other way is a
@@ -22,7 +25,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::task::TaskSpec;
-use super::{Context, Done, Executor, PollClock, Task};
+use stage_api::Shard;
+
+use super::{part_name, Context, Done, Executor, Part, PollClock, Task};
 use crate::config::{ExecutorConfig, Resources};
 use crate::fingerprint::Key;
 use crate::progress::Reporter;
@@ -89,14 +94,20 @@ impl Slurm {
         })
     }
 
-    /// The `sbatch` arguments for a task of `stage` computing `key`.
-    fn sbatch_args(&self, stage: &str, key: &Key, base_dir: &Path) -> Vec<String> {
+    /// The `sbatch` arguments for a task of `stage` computing `key`; with `array`, a job array
+    /// of those shards (of `Shard::count`), one array task each.
+    fn sbatch_args(&self, stage: &str, key: &Key, base_dir: &Path, array: Option<&[Shard]>) -> Vec<String> {
+        let log = if array.is_some() { "%A_%a.log" } else { "%j.log" };
         let mut args = vec![
             "--parsable".to_owned(),
             format!("--job-name={}", self.run_id),
-            format!("--output={}", self.log_dir.join("%j.log").display()),
+            format!("--output={}", self.log_dir.join(log).display()),
             format!("--chdir={}", base_dir.display()),
         ];
+        if let Some(shards) = array {
+            let indices: Vec<String> = shards.iter().map(|s| s.index.to_string()).collect();
+            args.push(format!("--array={}", indices.join(",")));
+        }
         if let Some(p) = &self.config.partition {
             args.push(format!("--partition={p}"));
         }
@@ -115,13 +126,19 @@ impl Slurm {
         .map(|a| shell_quote(a))
         .collect::<Vec<_>>()
         .join(" ");
-        args.push(format!("--wrap=exec {command}"));
+        // The array task's index is Slurm's to fill in, so this part is left unquoted.
+        let shard = match array.and_then(|s| s.first()) {
+            Some(s) => format!(" --shard \"${{SLURM_ARRAY_TASK_ID}}/{}\"", s.count),
+            None => String::new(),
+        };
+        args.push(format!("--wrap=exec {command}{shard}"));
         args
     }
 
-    fn submit(&self, stage: &str, instance: &str, key: &Key, base_dir: &Path) -> Result<String, String> {
+    /// Submits the job (or job array) and returns its id.
+    fn sbatch(&self, args: Vec<String>) -> Result<String, String> {
         let output = Command::new("sbatch")
-            .args(self.sbatch_args(stage, key, base_dir))
+            .args(args)
             .output()
             .map_err(|e| format!("cannot run `sbatch` (is Slurm installed and on PATH?): {e}"))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -133,8 +150,76 @@ impl Slurm {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("sbatch printed no job id (stdout {:?})", stdout.trim()));
         }
-        self.jobs.lock().expect("jobs lock").insert(id.clone(), JobInfo { instance: instance.to_owned(), state: JobState::Queued("PENDING".into()) });
         Ok(id)
+    }
+
+    /// Starts following job `id` (a job, or one array task `ID_I`).
+    fn follow(&self, id: &str, name: &str) {
+        self.jobs.lock().expect("jobs lock").insert(id.to_owned(), JobInfo { instance: name.to_owned(), state: JobState::Queued("PENDING".into()) });
+    }
+
+    fn submit(&self, stage: &str, instance: &str, key: &Key, base_dir: &Path) -> Result<String, String> {
+        let id = self.sbatch(self.sbatch_args(stage, key, base_dir, None))?;
+        self.follow(&id, instance);
+        Ok(id)
+    }
+
+    /// `shards` of the instance of `task` as one job array; one result per shard.
+    fn run_array(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Result<Vec<Result<Done, String>>, String> {
+        let Some(first) = shards.first() else { return Ok(Vec::new()) };
+        let remote = ctx.remote.ok_or("the slurm executor needs a remote (`remote:` or --remote)")?;
+        let instance = &ctx.plan.instances[task.index];
+        let name = instance.name.as_str();
+        let spec = serde_json::to_vec_pretty(&TaskSpec::new(ctx.plan, task)).map_err(|e| e.to_string())?;
+        remote.put_task(task.key, spec).map_err(|e| format!("cannot write the task spec to the remote: {e}"))?;
+
+        let array = self.sbatch(self.sbatch_args(&instance.stage, task.key, &ctx.plan.base_dir, Some(shards)))?;
+        for shard in shards {
+            self.follow(&format!("{array}_{}", shard.index), &part_name(name, Part::Shard(*shard)));
+        }
+        let log = self.log_dir.join(format!("{array}_%a.log"));
+        let record = JobRecord { instance: name.to_owned(), job_id: array.clone(), run_id: self.run_id.clone(), log };
+        let _ = save_record(ctx.store, task.key, &record);
+        let wants = describe(&self.config.resources_for(&instance.stage));
+        let which: Vec<String> = shards.iter().map(|s| (s.index + 1).to_string()).collect();
+        ctx.reporter.line(&format!(
+            "{name}: submitted as slurm array job {array} ({} tasks for shards {} of {}){wants}",
+            shards.len(),
+            which.join(", "),
+            first.count
+        ));
+
+        let mut results = Vec::new();
+        for shard in shards {
+            let job = format!("{array}_{}", shard.index);
+            let (state, exit_code) = self.wait(&job, ctx.reporter);
+            let key = task.key.shard(shard.index, shard.count);
+            results.push(self.collect(ctx, &job, &state, &exit_code, &key, &part_name(name, Part::Shard(*shard)), task.force));
+        }
+        Ok(results)
+    }
+
+    /// After job `job` ended: its result, pulled from the remote into the local store, or why
+    /// there is none.
+    fn collect(&self, ctx: &Context<'_>, job: &str, state: &str, exit_code: &str, key: &Key, name: &str, force: bool) -> Result<Done, String> {
+        let remote = ctx.remote.ok_or("the slurm executor needs a remote (`remote:` or --remote)")?;
+        let log = self.job_log(job);
+        let place = format!("slurm job {job} ({state})");
+        if !remote.has(key) {
+            return Err(format!(
+                "slurm job {job} ended {state} (exit code {exit_code}) without publishing a result; job log: {}{}",
+                log.display(),
+                log_tail(&log)
+            ));
+        }
+        if force {
+            // The fresh result replaces the local one (we hold the instance key's lock).
+            ctx.store.remove(key).map_err(|e| format!("cannot replace the local artifact: {e}"))?;
+        }
+        let manifest = remote
+            .pull(ctx.store, key, name)
+            .map_err(|e| format!("{place} published a result that cannot be pulled: {e}; job log: {}", log.display()))?;
+        Ok(Done { summary: manifest.summary.clone(), manifest, place })
     }
 
     /// Blocks until `job` left the queue.
@@ -243,22 +328,11 @@ impl Executor for Slurm {
         ctx.reporter.line(&format!("{name}: submitted as slurm job {job}{wants}"));
 
         let (state, exit_code) = self.wait(&job, ctx.reporter);
-        let place = format!("slurm job {job} ({state})");
-        if !remote.has(task.key) {
-            return Err(format!(
-                "slurm job {job} ended {state} (exit code {exit_code}) without publishing a result; job log: {}{}",
-                log.display(),
-                log_tail(&log)
-            ));
-        }
-        if task.force {
-            // The fresh result replaces the local one (we hold the key's lock).
-            ctx.store.remove(task.key).map_err(|e| format!("cannot replace the local artifact: {e}"))?;
-        }
-        let manifest = remote
-            .pull(ctx.store, task.key, name)
-            .map_err(|e| format!("{place} published a result that cannot be pulled: {e}; job log: {}", log.display()))?;
-        Ok(Done { summary: manifest.summary.clone(), manifest, place })
+        self.collect(ctx, &job, &state, &exit_code, task.key, name, task.force)
+    }
+
+    fn run_shards(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Vec<Result<Done, String>> {
+        self.run_array(ctx, task, shards).unwrap_or_else(|e| shards.iter().map(|_| Err(e.clone())).collect())
     }
 
     fn results_in_remote(&self) -> bool {
@@ -306,10 +380,10 @@ pub(crate) fn describe(r: &Resources) -> String {
     if parts.is_empty() { String::new() } else { format!(" ({})", parts.join(", ")) }
 }
 
-/// Job id -> state of every job named `run_id` still in the queue.
+/// Job id -> state of every job named `run_id` still in the queue (array tasks as `ID_I`).
 fn squeue(run_id: &str) -> Result<BTreeMap<String, String>, String> {
     let output = Command::new("squeue")
-        .args(["--noheader", &format!("--name={run_id}"), "--format=%i %T"])
+        .args(["--noheader", "--array", &format!("--name={run_id}"), "--format=%i %T"])
         .output()
         .map_err(|e| format!("cannot run `squeue`: {e}"))?;
     if !output.status.success() {
@@ -401,7 +475,7 @@ mod tests {
 
     #[test]
     fn resources_become_sbatch_flags() {
-        let r = Resources { cpus: Some(2), mem_mb: Some(4096), time: Some("01:00:00".into()), gpus: Some(1) };
+        let r = Resources { cpus: Some(2), mem_mb: Some(4096), time: Some("01:00:00".into()), gpus: Some(1), shards: Some(4) };
         assert_eq!(resource_args(&r), ["--cpus-per-task=2", "--mem=4096M", "--time=01:00:00", "--gres=gpu:1"]);
         assert!(resource_args(&Resources::default()).is_empty());
     }

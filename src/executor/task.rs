@@ -13,13 +13,18 @@
 //!    (a worker with other code or data must not publish under the coordinator's key);
 //! 5. computes the instance like the local executor does, and pushes the result: blobs first,
 //!    the manifest last, so the coordinator never sees a partial result.
+//!
+//! With `--shard I/N` (one task of a job array) the worker computes only that shard of the
+//! instance's spec and pushes it under the shard's key; the coordinator merges the shards.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::local::Local;
-use super::{Context, Executor, Task};
+use stage_api::Shard;
+
+use super::{part_name, Context, Executor, Part, Task};
 use crate::config::Plan;
 use crate::dirty::explain;
 use crate::filehash::HashMemo;
@@ -64,17 +69,25 @@ impl TaskSpec {
 
 /// `pipeline exec-task KEY`: computes the task in the private store `store_dir` and pushes the
 /// result. Returns the line to print.
-pub fn exec_task(plan: &Plan, remote: &Remote, key: &Key, store_dir: &Path, reporter: &Reporter) -> Result<String, String> {
+pub fn exec_task(plan: &Plan, remote: &Remote, key: &Key, shard: Option<Shard>, store_dir: &Path, reporter: &Reporter) -> Result<String, String> {
     let bytes = remote.get_task(key).map_err(|e| e.to_string())?;
     let spec: TaskSpec = serde_json::from_slice(&bytes).map_err(|e| format!("task spec for key {key} is invalid: {e}"))?;
     if spec.key != key.as_str() || spec.fingerprint.key() != *key {
         return Err(format!("task spec for key {key} does not hash to that key (damaged or tampered with)"));
     }
-    let name = spec.instance.as_str();
-    if !spec.force && remote.has(key) {
+    let (part, result_key) = match shard {
+        None => (Part::Whole, key.clone()),
+        Some(s) => (Part::Shard(s), key.shard(s.index, s.count)),
+    };
+    let name = part_name(&spec.instance, part);
+    let name = name.as_str();
+    if !spec.force && remote.has(&result_key) {
         return Ok(format!("{name}: already in the remote (a duplicated task), nothing to do"));
     }
-    let index = find(plan, name)?;
+    let index = find(plan, &spec.instance)?;
+    if shard.is_some() && !matches!(&plan.instances[index].action, crate::config::Action::Builtin(s) if s.shardable()) {
+        return Err(format!("{name}: stage `{}` cannot be split into shards", plan.instances[index].stage));
+    }
 
     let store = Store::open(store_dir).map_err(|e| format!("cannot open the worker store {}: {e}", store_dir.display()))?;
 
@@ -112,9 +125,9 @@ pub fn exec_task(plan: &Plan, remote: &Remote, key: &Key, store_dir: &Path, repo
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // The remote is lent for the artifacts an upstream table points into (see `artifact_paths`).
     let ctx = Context { plan, store: &store, remote: Some(remote), reporter };
-    let task = Task { index, key, fingerprint: &here, upstream: &upstream, force: false, threads };
+    let task = Task { index, key: &result_key, fingerprint: &here, upstream: &upstream, force: false, threads, part };
     let done = Local.run(&ctx, &task).map_err(|e| format!("{name}: FAILED: {e}"))?;
-    let bytes = remote.push(&store, key).map_err(|e| format!("{name}: computed, but the push failed: {e}"))?;
+    let bytes = remote.push(&store, &result_key).map_err(|e| format!("{name}: computed, but the push failed: {e}"))?;
     let summary = if done.summary.is_empty() { String::new() } else { format!(": {}", done.summary) };
     Ok(format!("{name}: computed and pushed ({} files, {bytes} bytes uploaded){summary}", done.manifest.files.len()))
 }
