@@ -502,3 +502,73 @@ fn no_cluster_or_a_dead_api_server_fails_before_computing_anything() {
     assert!(out.stderr.contains("the kubernetes executor: the Kubernetes API server does not answer"), "{}", out.stderr);
     assert_eq!(ws.count("a"), 0);
 }
+
+/// synth, scan and extract through the mocked cluster, `extract` as one Indexed Job of 3 shards.
+fn sharded_yaml(workdir: &Path, remote: &Path) -> String {
+    format!(
+        r#"remote: {remote}
+executor:
+  kind: kubernetes
+  image: {IMAGE}
+  workdir: {workdir}
+  poll_seconds: 0.2
+  resources:
+    extract: {{shards: 3, cpus: 1}}
+stages:
+  synth:
+    uses: synth
+    with: {{actors: 2, emotions: [neutral, happy], intensities: [1], duration_s: 0.5, width: 320, height: 180}}
+  scan: {{uses: scan, needs: [synth]}}
+  extract:
+    uses: extract
+    needs: [scan]
+    with: {{frames: 2, size: 32}}
+"#,
+        workdir = workdir.display(),
+        remote = remote.display()
+    )
+}
+
+/// Shards as one Indexed Job: an index that fails leaves the others' results, the run fails
+/// and publishes nothing for the instance; the rerun computes only that shard (the finished
+/// indexes' pods find their results and stop), merges, and the tensor cache is a local run's.
+#[test]
+fn shards_go_as_one_indexed_job_and_a_failed_index_is_all_the_rerun_computes() {
+    let mock = KubeMock::start(NAMESPACE);
+    let remote = tempfile::tempdir().unwrap();
+    let image = image_checkout(|dir| sharded_yaml(dir, remote.path()));
+    let yaml = sharded_yaml(&std::fs::canonicalize(image.path()).unwrap(), remote.path());
+    let local_remote = tempfile::tempdir().unwrap();
+    let local = Workspace::new(&sharded_yaml(Path::new("/unused"), local_remote.path()));
+    let out = local.pipeline(&["run", "--executor", "local"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    mock.set_kubelet(Kubelet::FailIndex(1));
+    let ws = coordinator(&yaml, &mock);
+    let out = ws.pipeline(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let indexed: Vec<serde_json::Value> = mock.created().into_iter().filter(|j| j["spec"]["completionMode"] == "Indexed").collect();
+    assert_eq!(indexed.len(), 1, "one Indexed Job for the 3 shards");
+    let job = indexed[0]["metadata"]["name"].as_str().unwrap().to_owned();
+    assert_eq!((&indexed[0]["spec"]["completions"], &indexed[0]["spec"]["backoffLimitPerIndex"]), (&json!(3), &json!(0)));
+    let command = indexed[0]["spec"]["template"]["spec"]["containers"][0]["command"].as_array().unwrap().clone();
+    assert_eq!(command[command.len() - 2..], [json!("--shard"), json!("$(JOB_COMPLETION_INDEX)/3")]);
+    assert!(out.stderr.contains(&format!("extract: submitted as kubernetes indexed job {job} in namespace {NAMESPACE} (3 indexes, 3 to compute) (cpus 1)")), "{}", out.stderr);
+    assert!(out.stderr.contains("1 of 3 shards failed (2 finished and are kept for the rerun)"), "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("extract[shard 2/3]: kubernetes job {job} index 1 in namespace {NAMESPACE} published no result (the Job ended Failed (FailedIndexes")), "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("extract[shard 1/3]: done in kubernetes job {job} index 0 (Failed")), "{}", out.stderr);
+    assert!(!artifacts(&ws).contains_key("extract"));
+    assert!(mock.log(&job).matches("computed and pushed").count() == 2, "{}", mock.log(&job));
+
+    mock.set_kubelet(Kubelet::Run);
+    let out = ws.pipeline(&["run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("extract: split into 3 shards (2 done by an earlier run)"), "{}", out.stderr);
+    assert!(out.stderr.contains("(3 indexes, 1 to compute)"), "{}", out.stderr);
+    assert!(out.stderr.contains("extract[shard 2/3]: done in kubernetes job"), "{}", out.stderr);
+    let rerun_job = mock.created().last().unwrap()["metadata"]["name"].as_str().unwrap().to_owned();
+    assert_eq!(mock.log(&rerun_job).matches("already in the remote (a duplicated task)").count(), 2, "{}", mock.log(&rerun_job));
+    let (here, there) = (artifacts(&ws), artifacts(&local));
+    assert!(here["extract"] == there["extract"], "the merged tensor cache differs from a local run's");
+    assert!(here["extract"].keys().any(|p| p.ends_with(".safetensors")));
+}

@@ -488,3 +488,123 @@ fn executor_section_errors_name_the_place() {
         assert!(err.contains("this binary was built without the `kubernetes` feature (cargo build --features kubernetes)"), "{err}");
     }
 }
+
+/// The synthetic pipeline with `extract` as one job array of 4 shards and the training matrix as
+/// jobs of their own, from a directory remote.
+fn learning_yaml(remote: &Path, sbatch_args: &str) -> String {
+    format!(
+        r#"remote: {remote}
+executor:
+  kind: slurm
+  poll_seconds: 0.2
+  sbatch_args: [{sbatch_args}]
+  resources:
+    default: {{cpus: 1, mem: 500M, time: "10"}}
+    extract: {{shards: 4}}
+stages:
+  synth:
+    uses: synth
+    with: {{actors: 3, emotions: [neutral, happy], intensities: [1], duration_s: 0.5, width: 320, height: 180}}
+  scan: {{uses: scan, needs: [synth]}}
+  extract:
+    uses: extract
+    needs: [scan]
+    with: {{frames: 2, size: 32}}
+  split:
+    uses: split
+    needs: [extract]
+    with: {{train_actors: [1], val_actors: [2], test_actors: [3]}}
+  train:
+    uses: train
+    needs: [extract, split]
+    matrix:
+      arch: [early_fusion_cnn, late_fusion_resnet18]
+    with: {{epochs: 1, batch_size: 2, device: cpu, threads: 1}}
+"#,
+        remote = remote.display()
+    )
+}
+
+/// `history.csv` without its wall-clock column (with `train_seconds` in `model.json`, the only
+/// thing two trainings may not share).
+fn without_seconds(csv: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(csv);
+    text.lines().map(|l| l.rsplit_once(',').map_or(l, |(rest, _)| rest).to_owned()).collect()
+}
+
+/// Issue 7's test: shards of `extract` as one job array, a task of it cancelled while queued
+/// (the run fails, the other shards are kept, nothing is published for extract), then the rerun
+/// computes only the missing shard, merges, trains both architectures as jobs, and every
+/// result is byte-identical to a local run.
+#[test]
+fn extract_as_a_job_array_and_training_as_jobs_give_a_local_runs_bytes() {
+    let cluster = SlurmCluster::start();
+    let (local_remote, remote) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let local = Workspace::new(&learning_yaml(local_remote.path(), ""));
+    let out = local.pipeline(&["run", "--executor", "local"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let ws = Workspace::with_env(&learning_yaml(remote.path(), ""), cluster.env());
+    let out = ws.pipeline(&["run", "scan"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // Every job is now submitted held, so a task of the array can be cancelled before it runs.
+    ws.write("pipeline.yaml", &learning_yaml(remote.path(), "--hold"));
+    let (mut child, rx) = spawn_run(&ws, &["run"]);
+    let mut lines = Vec::new();
+    let line = read_until(&rx, "extract: submitted as slurm array job", &mut lines);
+    assert!(line.contains("(4 tasks for shards 1, 2, 3, 4 of 4) (cpus 1, mem 500M, time 10)"), "{line}");
+    let array = line.split("array job ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    let cancel = cluster.command("scancel").arg(format!("{array}_2")).status().unwrap();
+    assert!(cancel.success());
+    assert!(cluster.command("scontrol").args(["release", &array]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    lines.extend(rx.iter());
+    let text = lines.join("\n");
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("1 of 4 shards failed (3 finished and are kept for the rerun)"), "{text}");
+    assert!(text.contains(&format!("extract[shard 3/4]: slurm job {array}_2 ended UNKNOWN (no longer known to the controller")), "{text}");
+    for i in [1, 2, 4] {
+        assert!(text.contains(&format!("extract[shard {i}/4]: done in slurm job {array}_{}", i - 1)), "{text}");
+    }
+    assert!(text.contains("train[arch=early_fusion_cnn]: not run"), "{text}");
+    let published = artifacts(&ws);
+    assert!(!published.contains_key("extract"), "nothing may be published for a failed merge");
+    assert_eq!(published.keys().filter(|k| k.starts_with("extract[shard")).count(), 3, "{:?}", published.keys());
+    let pushed = |ws_remote: &Path| remote_keys(ws_remote, "manifests").len();
+    assert_eq!(pushed(remote.path()), 2 + 3, "synth, scan and three shards");
+
+    // The rerun (no longer held) computes the missing shard only.
+    ws.write("pipeline.yaml", &learning_yaml(remote.path(), ""));
+    let out = ws.pipeline(&["run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("extract: split into 4 shards (3 done by an earlier run)"), "{}", out.stderr);
+    assert!(out.stderr.contains("(1 tasks for shards 3 of 4)"), "{}", out.stderr);
+    assert!(out.stderr.contains("extract: done in 4 shards (slurm job "), "{}", out.stderr);
+    let jobs = submitted(&out.stderr);
+    for name in ["split", "train[arch=early_fusion_cnn]", "train[arch=late_fusion_resnet18]"] {
+        assert!(jobs.contains_key(name), "{name} must run as a job of its own:\n{}", out.stderr);
+        assert_eq!(cluster.job_state(&jobs[name]), "COMPLETED");
+    }
+
+    let (here, there) = (artifacts(&ws), artifacts(&local));
+    for (instance, files) in &there {
+        let ours = &here[instance];
+        assert_eq!(ours.keys().collect::<Vec<_>>(), files.keys().collect::<Vec<_>>(), "{instance}: the files differ");
+        for (path, bytes) in files {
+            if path == "history.csv" {
+                assert_eq!(without_seconds(&ours[path]), without_seconds(bytes), "{instance}/{path}");
+            } else if path == "model.json" {
+                let card = |b: &[u8]| {
+                    let mut v: serde_json::Value = serde_json::from_slice(b).unwrap();
+                    v.as_object_mut().unwrap().remove("train_seconds");
+                    v
+                };
+                assert_eq!(card(&ours[path]), card(bytes), "{instance}/{path}");
+            } else if path != "history.parquet" {
+                assert!(ours[path] == *bytes, "{instance}/{path} differs from a local run");
+            }
+        }
+    }
+    assert!(here["train[arch=late_fusion_resnet18]"].contains_key("model.safetensors"));
+}

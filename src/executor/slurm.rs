@@ -252,12 +252,7 @@ impl Slurm {
             return;
         }
         let queue = match squeue(&self.run_id) {
-            Ok(queue) => {
-                if self.unreachable_since.lock().expect("lock").take().is_some() {
-                    reporter.line("slurm: the controller answers again");
-                }
-                queue
-            }
+            Ok(queue) => queue,
             Err(e) => return self.unreachable(&active, &e, reporter),
         };
         for id in active {
@@ -266,8 +261,9 @@ impl Slurm {
                 None => match show_job(&id) {
                     Ok(Some((state, _))) if !is_terminal(&state) => JobState::Queued(state),
                     Ok(Some((state, exit_code))) => JobState::Ended { state, exit_code },
-                    // Purged from the controller's memory (older than MinJobAge).
-                    Ok(None) => JobState::Ended { state: "UNKNOWN (purged from the controller)".into(), exit_code: "?".into() },
+                    // Purged from the controller's memory (older than MinJobAge), or an array
+                    // task cancelled before it started (its record is dropped at once).
+                    Ok(None) => JobState::Ended { state: "UNKNOWN (no longer known to the controller: purged, or cancelled before it started)".into(), exit_code: "?".into() },
                     Err(e) => return self.unreachable(&[id], &e, reporter),
                 },
             };
@@ -279,6 +275,10 @@ impl Slurm {
                 }
                 info.state = next;
             }
+        }
+        // Every query of this poll was answered.
+        if self.unreachable_since.lock().expect("lock").take().is_some() {
+            reporter.line("slurm: the controller answers again");
         }
     }
 
@@ -401,10 +401,12 @@ fn show_job(id: &str) -> Result<Option<(String, String)>, String> {
     let output = Command::new("scontrol").args(["-o", "show", "job", id]).output().map_err(|e| format!("cannot run `scontrol`: {e}"))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        if stderr.contains("Invalid job id") {
+        // "Invalid job id specified" on stderr; "Job 12_3 not found" (an array task) on stdout.
+        let said = format!("{} {}", stderr.trim(), String::from_utf8_lossy(&output.stdout).trim());
+        if said.contains("Invalid job id") || said.contains("not found") {
             return Ok(None);
         }
-        return Err(format!("scontrol failed: {}", stderr.trim()));
+        return Err(format!("scontrol failed: {}", said.trim()));
     }
     let text = String::from_utf8_lossy(&output.stdout);
     Ok(parse_show_job(&text))

@@ -9,6 +9,10 @@
 //! `pipeline` is the binary under test (the "image"). The Job's status follows: `active`/`ready`
 //! while it runs, then the `Complete` or `Failed` condition (reason `BackoffLimitExceeded`) when
 //! it exits. Deleting a Job sends SIGTERM to its processes, as the kubelet does to a pod's.
+//! An Indexed Job (`completionMode: Indexed`) gets one pod per completion index, all at once,
+//! each with `JOB_COMPLETION_INDEX` set and `$(VAR)` expanded in its command as Kubernetes
+//! does; its status reports `completedIndexes` / `failedIndexes`, and `Failed` (reason
+//! `FailedIndexes`) when an index failed.
 //!
 //! [`KubeMock::env`] gives the coordinator a kubeconfig pointing at the mock.
 
@@ -39,6 +43,8 @@ pub enum Kubelet {
     RunTwice,
     /// Runs nothing and reports the Job Complete (a lying or broken cluster).
     CompleteWithoutRunning,
+    /// In an Indexed Job, this index's pod fails without running (evicted, say); the others run.
+    FailIndex(usize),
 }
 
 struct MockJob {
@@ -342,46 +348,87 @@ fn run_pods(state: &Arc<Mutex<State>>, logs: &Path, ns: &str, name: &str, kubele
     // The "image": the binary under test as `pipeline`, and the machine's tools.
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_pipeline")).parent().unwrap().to_owned();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-    let pods = if kubelet == Kubelet::RunTwice { 2 } else { 1 };
+    let indexed = job["spec"]["completionMode"] == "Indexed";
+    let pods = if indexed {
+        job["spec"]["completions"].as_u64().unwrap_or(1) as usize
+    } else if kubelet == Kubelet::RunTwice {
+        2
+    } else {
+        1
+    };
+    // (completion index, process); a pod that could not start counts as failed.
     let mut children = Vec::new();
+    let mut failed_to_start = Vec::new();
     for pod in 0..pods {
+        if indexed && kubelet == Kubelet::FailIndex(pod) {
+            failed_to_start.push(pod);
+            continue;
+        }
+        let mut pod_env = env.clone();
+        if indexed {
+            pod_env.push(("JOB_COMPLETION_INDEX".into(), pod.to_string()));
+        }
+        let expand = |arg: &String| pod_env.iter().fold(arg.clone(), |a, (k, v)| a.replace(&format!("$({k})"), v));
+        let args: Vec<String> = command[1..].iter().map(expand).collect();
         let program = if command[0].contains('/') { PathBuf::from(&command[0]) } else { which(&command[0], &path) };
         let spawned = Command::new(program)
-            .args(&command[1..])
+            .args(&args)
             .current_dir(&workdir)
             .env_clear()
             .env("PATH", &path)
             .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
             .env("HOSTNAME", format!("{name}-pod{pod}"))
-            .envs(env.iter().map(|(k, v)| (k, v)))
+            .envs(pod_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log.try_clone().unwrap())
             .spawn();
         match spawned {
-            Ok(child) => children.push(child),
+            Ok(child) => children.push((pod, child)),
             Err(e) => {
                 let _ = std::io::Write::write_all(&mut &log, format!("mock kubelet: cannot start {command:?}: {e}\n").as_bytes());
+                failed_to_start.push(pod);
             }
         }
     }
-    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
-    let ok_start = children.len() == pods;
+    let pids: Vec<u32> = children.iter().map(|(_, c)| c.id()).collect();
     if !set_status(state, ns, name, json!({"active": children.len(), "ready": children.len()}), Some(pids)) {
         // Deleted while starting.
-        children.iter().for_each(|c| terminate(c.id()));
+        children.iter().for_each(|(_, c)| terminate(c.id()));
     }
-    let mut all_ok = ok_start;
-    for mut child in children {
-        all_ok &= child.wait().map(|s| s.success()).unwrap_or(false);
+    let mut failed = failed_to_start;
+    let mut succeeded = Vec::new();
+    for (pod, mut child) in children {
+        if child.wait().map(|s| s.success()).unwrap_or(false) {
+            succeeded.push(pod);
+        } else {
+            failed.push(pod);
+        }
     }
-    let status = if all_ok {
+    failed.sort();
+    let list = |v: &[usize]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let mut status = if failed.is_empty() {
         complete
+    } else if indexed {
+        json!({"conditions": [
+            {"type": "FailureTarget", "status": "True", "reason": "FailedIndexes", "message": "Job has failed indexes"},
+            {"type": "Failed", "status": "True", "reason": "FailedIndexes", "message": "Job has failed indexes"}]})
     } else {
         json!({"failed": 1, "active": 0, "ready": 0, "conditions": [
             {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"},
             {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]})
     };
+    if indexed {
+        status["succeeded"] = succeeded.len().into();
+        status["failed"] = failed.len().into();
+        status["active"] = 0.into();
+        status["ready"] = 0.into();
+        succeeded.sort();
+        status["completedIndexes"] = list(&succeeded).into();
+        if !failed.is_empty() {
+            status["failedIndexes"] = list(&failed).into();
+        }
+    }
     set_status(state, ns, name, status, Some(Vec::new()));
 }
 

@@ -14,9 +14,10 @@
 //! message names the Job, its namespace, the condition's reason and message, and how to read
 //! its log (`kubectl logs job/NAME -n NS`).
 //!
-//! Indexed Jobs (`completionMode: Indexed`, one completion index per shard, the index in
-//! `JOB_COMPLETION_INDEX`) are where sharded stage instances would go; the engine has no
-//! sharded stages yet, so every task is one plain Job.
+//! The shards of a data-parallel instance go as ONE Indexed Job (`completionMode: Indexed`,
+//! one completion index per shard, `exec-task KEY --shard $(JOB_COMPLETION_INDEX)/N`, no index
+//! retried, a failed index does not stop the others). It has every index, also those of
+//! shards an earlier run finished: their pods find the result in the remote and stop at once.
 //!
 //! The client is configured like `kubectl`: `KUBECONFIG` or `~/.kube/config`, else the pod's
 //! service account when the coordinator itself runs in the cluster.
@@ -34,7 +35,9 @@ use serde::{Deserialize, Serialize};
 
 use self::spec::{job_name, job_state, label_value, JobSpec, JobState, RUN_LABEL};
 use super::task::TaskSpec;
-use super::{Context, Done, Executor, PollClock, Task};
+use stage_api::Shard;
+
+use super::{part_name, Context, Done, Executor, Part, PollClock, Task};
 use crate::config::{ExecutorConfig, Plan};
 use crate::fingerprint::Key;
 use crate::progress::Reporter;
@@ -156,9 +159,15 @@ impl Kubernetes {
         Ok(list.items.into_iter().filter_map(|job| Some((job.metadata.name.clone()?, job))).collect())
     }
 
-    /// The worker's command line: the same binary, found on the image's PATH.
-    fn command(&self, key: &Key) -> Vec<String> {
-        ["pipeline", "--config", &self.config_arg, "--remote", &self.remote_url, "exec-task", key.as_str()].map(str::to_owned).to_vec()
+    /// The worker's command line: the same binary, found on the image's PATH; for an Indexed
+    /// Job of `indexes` shards, the shard is the pod's completion index.
+    fn command(&self, key: &Key, indexes: Option<usize>) -> Vec<String> {
+        let mut command: Vec<String> =
+            ["pipeline", "--config", &self.config_arg, "--remote", &self.remote_url, "exec-task", key.as_str()].map(str::to_owned).to_vec();
+        if let Some(n) = indexes {
+            command.extend(["--shard".to_owned(), format!("$({})/{n}", spec::COMPLETION_INDEX_ENV)]);
+        }
+        command
     }
 
     /// What the worker's container gets: the coordinator's `PIPELINE_*` variables (as a Slurm
@@ -171,7 +180,7 @@ impl Kubernetes {
         env
     }
 
-    fn submit(&self, stage: &str, instance: &str, key: &Key) -> Result<String, String> {
+    fn submit(&self, stage: &str, instance: &str, key: &Key, indexes: Option<usize>) -> Result<String, String> {
         let resources = self.config.resources_for(stage);
         let job = JobSpec {
             run_id: &self.run_id,
@@ -179,9 +188,10 @@ impl Kubernetes {
             instance,
             image: &self.image,
             workdir: &self.workdir,
-            command: self.command(key),
+            command: self.command(key, indexes),
             env: self.env(stage),
             resources: &resources,
+            indexes,
         }
         .job()?;
         let name = job_name(&self.run_id, key);
@@ -268,6 +278,69 @@ impl Kubernetes {
     fn logs_hint(&self, job: &str) -> String {
         format!("read its log with `kubectl logs job/{job} -n {}`", self.namespace)
     }
+
+    /// Writes the task's spec to the remote, submits its Job and remembers it for `status`.
+    fn start(&self, ctx: &Context<'_>, task: &Task<'_>, indexes: Option<usize>) -> Result<String, String> {
+        let remote = ctx.remote.ok_or("the kubernetes executor needs a remote (`remote:` or --remote)")?;
+        let instance = &ctx.plan.instances[task.index];
+        let spec = serde_json::to_vec_pretty(&TaskSpec::new(ctx.plan, task)).map_err(|e| e.to_string())?;
+        remote.put_task(task.key, spec).map_err(|e| format!("cannot write the task spec to the remote: {e}"))?;
+        let job = self.submit(&instance.stage, &instance.name, task.key, indexes)?;
+        let record = JobRecord {
+            executor: "kubernetes".into(),
+            instance: instance.name.clone(),
+            job: job.clone(),
+            namespace: self.namespace.clone(),
+            run_id: self.run_id.clone(),
+        };
+        let _ = save_record(ctx.store, task.key, &record);
+        Ok(job)
+    }
+
+    /// The result published under `key`, pulled into the local store (replacing the local
+    /// one when forced).
+    fn collect(&self, ctx: &Context<'_>, key: &Key, name: &str, force: bool, place: String, job: &str) -> Result<Done, String> {
+        let remote = ctx.remote.ok_or("the kubernetes executor needs a remote (`remote:` or --remote)")?;
+        if force {
+            // The fresh result replaces the local one (we hold the instance key's lock).
+            ctx.store.remove(key).map_err(|e| format!("cannot replace the local artifact: {e}"))?;
+        }
+        let manifest = remote
+            .pull(ctx.store, key, name)
+            .map_err(|e| format!("{place} published a result that cannot be pulled: {e}; {}", self.logs_hint(job)))?;
+        Ok(Done { summary: manifest.summary.clone(), manifest, place })
+    }
+
+    /// `shards` of the instance of `task` as one Indexed Job; one result per shard.
+    fn run_indexed(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Result<Vec<Result<Done, String>>, String> {
+        let Some(first) = shards.first() else { return Ok(Vec::new()) };
+        let remote = ctx.remote.ok_or("the kubernetes executor needs a remote (`remote:` or --remote)")?;
+        let instance = &ctx.plan.instances[task.index];
+        let name = instance.name.as_str();
+        let count = first.count;
+        let job = self.start(ctx, task, Some(count))?;
+        let wants = super::slurm::describe(&self.config.resources_for(&instance.stage));
+        let ns = &self.namespace;
+        ctx.reporter.line(&format!(
+            "{name}: submitted as kubernetes indexed job {job} in namespace {ns} ({count} indexes, {} to compute){wants}",
+            shards.len()
+        ));
+        let state = self.wait(&job, ctx.reporter);
+        Ok(shards
+            .iter()
+            .map(|shard| {
+                let key = task.key.shard(shard.index, shard.count);
+                let index = shard.index;
+                if !remote.has(&key) {
+                    return Err(format!(
+                        "kubernetes job {job} index {index} in namespace {ns} published no result (the Job ended {state}); read its log with `kubectl logs -n {ns} -l job-name={job},batch.kubernetes.io/job-completion-index={index}`"
+                    ));
+                }
+                let place = format!("kubernetes job {job} index {index} ({state})");
+                self.collect(ctx, &key, &part_name(name, Part::Shard(*shard)), task.force, place, &job)
+            })
+            .collect())
+    }
 }
 
 impl Executor for Kubernetes {
@@ -279,18 +352,7 @@ impl Executor for Kubernetes {
         let remote = ctx.remote.ok_or("the kubernetes executor needs a remote (`remote:` or --remote)")?;
         let instance = &ctx.plan.instances[task.index];
         let name = instance.name.as_str();
-        let spec = serde_json::to_vec_pretty(&TaskSpec::new(ctx.plan, task)).map_err(|e| e.to_string())?;
-        remote.put_task(task.key, spec).map_err(|e| format!("cannot write the task spec to the remote: {e}"))?;
-
-        let job = self.submit(&instance.stage, name, task.key)?;
-        let record = JobRecord {
-            executor: "kubernetes".into(),
-            instance: name.to_owned(),
-            job: job.clone(),
-            namespace: self.namespace.clone(),
-            run_id: self.run_id.clone(),
-        };
-        let _ = save_record(ctx.store, task.key, &record);
+        let job = self.start(ctx, task, None)?;
         let wants = super::slurm::describe(&self.config.resources_for(&instance.stage));
         ctx.reporter.line(&format!("{name}: submitted as kubernetes job {job} in namespace {}{wants}", self.namespace));
 
@@ -310,14 +372,11 @@ impl Executor for Kubernetes {
                 self.logs_hint(&job)
             ));
         }
-        if task.force {
-            // The fresh result replaces the local one (we hold the key's lock).
-            ctx.store.remove(task.key).map_err(|e| format!("cannot replace the local artifact: {e}"))?;
-        }
-        let manifest = remote
-            .pull(ctx.store, task.key, name)
-            .map_err(|e| format!("{place} published a result that cannot be pulled: {e}; {}", self.logs_hint(&job)))?;
-        Ok(Done { summary: manifest.summary.clone(), manifest, place })
+        self.collect(ctx, task.key, name, task.force, place, &job)
+    }
+
+    fn run_shards(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Vec<Result<Done, String>> {
+        self.run_indexed(ctx, task, shards).unwrap_or_else(|e| shards.iter().map(|_| Err(e.clone())).collect())
     }
 
     fn results_in_remote(&self) -> bool {

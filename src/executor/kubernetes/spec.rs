@@ -38,7 +38,14 @@ pub struct JobSpec<'a> {
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub resources: &'a Resources,
+    /// An Indexed Job of this many completions (the shards of a data-parallel instance; the
+    /// command reads its shard from `$(JOB_COMPLETION_INDEX)`), or `None` for one pod.
+    pub indexes: Option<usize>,
 }
+
+/// The variable an Indexed Job's pod finds its completion index in (Kubernetes expands
+/// `$(JOB_COMPLETION_INDEX)` in the container's command).
+pub const COMPLETION_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
 
 /// A valid label value (at most 63 of `[A-Za-z0-9._-]`, alphanumeric at both ends) made of `text`.
 pub fn label_value(text: &str) -> String {
@@ -86,6 +93,8 @@ pub fn container_resources(r: &Resources) -> serde_json::Value {
 impl JobSpec<'_> {
     /// The batch/v1 Job: one pod, never restarted in place, not retried (`backoffLimit: 0`: a
     /// failed task is reported, and a rerun submits it again), removed a day after it finished.
+    /// An Indexed Job runs all its indexes at once, none retried (`backoffLimitPerIndex: 0`),
+    /// and a failed index does not stop the others.
     pub fn job(&self) -> Result<Job, String> {
         let name = job_name(self.run_id, self.key);
         let labels = json!({
@@ -114,6 +123,14 @@ impl JobSpec<'_> {
         });
         if let Some(seconds) = self.resources.time_seconds() {
             spec["activeDeadlineSeconds"] = seconds.into();
+        }
+        if let Some(n) = self.indexes {
+            let spec = spec.as_object_mut().expect("an object");
+            spec.remove("backoffLimit");
+            spec.insert("completionMode".into(), "Indexed".into());
+            spec.insert("completions".into(), n.into());
+            spec.insert("parallelism".into(), n.into());
+            spec.insert("backoffLimitPerIndex".into(), 0.into());
         }
         let job = json!({
             "apiVersion": "batch/v1",
@@ -165,6 +182,21 @@ pub fn job_state(job: &Job) -> JobState {
     }
     let (active, ready, succeeded, failed) =
         (status.active.unwrap_or(0), status.ready.unwrap_or(0), status.succeeded.unwrap_or(0), status.failed.unwrap_or(0));
+    let completions = job.spec.as_ref().and_then(|s| s.completions).unwrap_or(1);
+    if completions > 1 {
+        // An Indexed Job: say how far its indexes are.
+        let base = if ready > 0 {
+            "Running"
+        } else if active > 0 {
+            "Starting"
+        } else if succeeded + failed >= completions {
+            "Finishing"
+        } else {
+            "Pending"
+        };
+        let failed = if failed > 0 { format!(", {failed} failed") } else { String::new() };
+        return JobState::Active(format!("{base} ({succeeded} of {completions} indexes succeeded{failed})"));
+    }
     let state = if succeeded > 0 {
         // Kubernetes >= 1.31 sets `SuccessCriteriaMet` first and `Complete` once the pods are gone.
         "Succeeded (finishing)"
@@ -219,7 +251,7 @@ mod tests {
 
     #[test]
     fn resources_become_requests_and_limits() {
-        let r = Resources { cpus: Some(2), mem_mb: Some(4096), time: Some("01:00:00".into()), gpus: Some(1) };
+        let r = Resources { cpus: Some(2), mem_mb: Some(4096), time: Some("01:00:00".into()), gpus: Some(1), shards: None };
         assert_eq!(
             container_resources(&r),
             json!({"requests": {"cpu": "2", "memory": "4096Mi"}, "limits": {"cpu": "2", "memory": "4096Mi", "nvidia.com/gpu": "1"}})
@@ -230,7 +262,7 @@ mod tests {
     #[test]
     fn the_job_of_a_task() {
         let key = key();
-        let r = Resources { cpus: Some(1), mem_mb: None, time: Some("5".into()), gpus: Some(1) };
+        let r = Resources { cpus: Some(1), mem_mb: None, time: Some("5".into()), gpus: Some(1), shards: None };
         let spec = JobSpec {
             run_id: "17-42",
             key: &key,
@@ -240,6 +272,7 @@ mod tests {
             command: vec!["pipeline".into(), "exec-task".into(), key.as_str().into()],
             env: BTreeMap::from([("PIPELINE_TASK_CPUS".into(), "1".into())]),
             resources: &r,
+            indexes: None,
         };
         let job = serde_json::to_value(spec.job().unwrap()).unwrap();
         assert_eq!(job["metadata"]["name"], "pipeline-17-42-0123456789abcdef");
@@ -252,6 +285,24 @@ mod tests {
         assert_eq!(container["env"][0], json!({"name": "PIPELINE_TASK_CPUS", "value": "1"}));
         assert_eq!(container["resources"]["limits"][GPU_RESOURCE], "1");
         assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+        assert!(job["spec"].get("completionMode").is_none());
+
+        let indexed = serde_json::to_value(JobSpec { indexes: Some(4), ..spec }.job().unwrap()).unwrap();
+        assert_eq!(indexed["spec"]["completionMode"], "Indexed");
+        assert_eq!((&indexed["spec"]["completions"], &indexed["spec"]["parallelism"]), (&json!(4), &json!(4)));
+        assert_eq!(indexed["spec"]["backoffLimitPerIndex"], 0);
+        assert!(indexed["spec"].get("backoffLimit").is_none(), "a failed index must not stop the others");
+    }
+
+    #[test]
+    fn an_indexed_jobs_progress() {
+        let job = |status: serde_json::Value| -> Job {
+            serde_json::from_value(json!({"metadata": {"name": "j"}, "spec": {"completions": 4, "template": {}}, "status": status})).unwrap()
+        };
+        assert_eq!(job_state(&job(json!({}))), JobState::Active("Pending (0 of 4 indexes succeeded)".into()));
+        assert_eq!(job_state(&job(json!({"active": 2, "ready": 2, "succeeded": 1, "failed": 1}))), JobState::Active("Running (1 of 4 indexes succeeded, 1 failed)".into()));
+        let failed = json!({"succeeded": 3, "failed": 1, "failedIndexes": "2", "conditions": [{"type": "Failed", "status": "True", "reason": "FailedIndexes", "message": "Job has failed indexes"}]});
+        assert_eq!(job_state(&job(failed)).to_string(), "Failed (FailedIndexes: Job has failed indexes)");
     }
 
     fn with_status(status: serde_json::Value) -> Job {
