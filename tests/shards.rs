@@ -1,4 +1,4 @@
-//! A data-parallel stage split into shards (`executor.resources.STAGE.shards`) with the local
+//! Data-parallel stages (`extract`, the probing of `scan`) split into shards (`executor.resources.STAGE.shards`) with the local
 //! executor: the shards one after another, then the merge. The merged result is the same bytes
 //! as an unsharded run (so it has the same key downstream), finished shards survive a run that
 //! stopped before the merge, and `shards` on a stage that cannot be split is a config error.
@@ -25,8 +25,9 @@ const STAGES: &str = r#"stages:
     with: {train_actors: [1], val_actors: [2], test_actors: [3]}
 "#;
 
+/// `extract` in `count` shards, and the probing of `scan` in 2.
 fn sharded(count: u32) -> String {
-    format!("executor:\n  resources:\n    extract: {{shards: {count}}}\n{STAGES}")
+    format!("executor:\n  resources:\n    scan: {{shards: 2}}\n    extract: {{shards: {count}}}\n{STAGES}")
 }
 
 /// instance -> (artifact directory, content hash), from every manifest in the store.
@@ -58,9 +59,11 @@ fn shards_then_a_merge_give_an_unsharded_runs_bytes_and_survive_a_stop_before_th
     assert!(out.stderr.contains("extract: merging the 4 shards"), "{}", out.stderr);
     assert!(out.stderr.contains("extract: done in 4 shards"), "{}", out.stderr);
 
+    assert!(out.stderr.contains("scan: split into 2 shards\n") && out.stderr.contains("scan: done in 2 shards"), "{}", out.stderr);
+
     // The same bytes, hence the same keys downstream: split is the same artifact too.
     let (a, b) = (artifacts(&whole), artifacts(&ws));
-    for stage in ["extract", "split"] {
+    for stage in ["scan", "extract", "split"] {
         assert_eq!(a[stage].1, b[stage].1, "{stage} differs from an unsharded run");
     }
     assert_eq!(b.keys().filter(|k| k.starts_with("extract[shard ")).count(), 4, "{:?}", b.keys());
@@ -70,7 +73,7 @@ fn shards_then_a_merge_give_an_unsharded_runs_bytes_and_survive_a_stop_before_th
     let out = ws.pipeline(&["status"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = format!("{}{}", out.stdout, out.stderr);
-    assert!(text.contains("extract: fresh") && text.contains("split: fresh"), "{text}");
+    assert!(text.contains("scan: fresh") && text.contains("extract: fresh") && text.contains("split: fresh"), "{text}");
     ws.write("pipeline.yaml", &sharded(4));
 
     // A run that stopped after three shards: the merged result and one shard are gone. The
@@ -82,7 +85,7 @@ fn shards_then_a_merge_give_an_unsharded_runs_bytes_and_survive_a_stop_before_th
     assert!(out.stderr.contains("extract: split into 4 shards (3 done by an earlier run)"), "{}", out.stderr);
     assert!(out.stderr.contains("extract[shard 3/4]: running"), "{}", out.stderr);
     assert!(!out.stderr.contains("extract[shard 1/4]: running"), "{}", out.stderr);
-    assert!(out.stderr.contains("split: fresh"), "{}", out.stderr);
+    assert!(out.stderr.contains("scan: fresh") && out.stderr.contains("split: fresh"), "{}", out.stderr);
     assert_eq!(artifacts(&ws)["extract"].1, a["extract"].1);
 
     // More shards than clips: the empty shards merge to the same bytes.
@@ -102,9 +105,9 @@ fn config_error(yaml: &str) -> String {
 
 #[test]
 fn shards_on_a_stage_that_cannot_be_split_are_config_errors() {
-    let err = config_error(&format!("executor:\n  resources:\n    scan: {{shards: 2}}\n{STAGES}"));
-    assert!(err.contains("pipeline.yaml:3:12: stage `scan` cannot be split into shards"), "{err}");
-    assert!(err.contains("hint: only data-parallel built-in stages can: extract"), "{err}");
+    let err = config_error(&format!("executor:\n  resources:\n    split: {{shards: 2}}\n{STAGES}"));
+    assert!(err.contains("pipeline.yaml:3:13: stage `split` cannot be split into shards"), "{err}");
+    assert!(err.contains("hint: only data-parallel built-in stages can: extract, scan"), "{err}");
 
     let shell = "executor:\n  resources:\n    a: {shards: 3}\nstages:\n  a:\n    run: echo hi\n";
     assert!(config_error(shell).contains("stage `a` cannot be split into shards"));
@@ -118,7 +121,7 @@ fn shards_on_a_stage_that_cannot_be_split_are_config_errors() {
 
 #[test]
 fn one_shard_is_one_task() {
-    let ws = Workspace::new(&sharded(1));
+    let ws = Workspace::new(&format!("executor:\n  resources:\n    extract: {{shards: 1}}\n{STAGES}"));
     let out = ws.pipeline(&["run", "extract"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("[shard") && !out.stderr.contains("split into"), "{}", out.stderr);

@@ -489,8 +489,8 @@ fn executor_section_errors_name_the_place() {
     }
 }
 
-/// The synthetic pipeline with `extract` as one job array of 4 shards and the training matrix as
-/// jobs of their own, from a directory remote.
+/// The synthetic pipeline with the probing of `scan` as a job array of 2 shards, `extract` as one
+/// of 4, and the training matrix as jobs of their own, from a directory remote.
 fn learning_yaml(remote: &Path, sbatch_args: &str) -> String {
     format!(
         r#"remote: {remote}
@@ -500,6 +500,7 @@ executor:
   sbatch_args: [{sbatch_args}]
   resources:
     default: {{cpus: 1, mem: 500M, time: "10"}}
+    scan: {{shards: 2}}
     extract: {{shards: 4}}
 stages:
   synth:
@@ -547,6 +548,7 @@ fn extract_as_a_job_array_and_training_as_jobs_give_a_local_runs_bytes() {
     let ws = Workspace::with_env(&learning_yaml(remote.path(), ""), cluster.env());
     let out = ws.pipeline(&["run", "scan"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("scan: submitted as slurm array job") && out.stderr.contains("scan: done in 2 shards"), "{}", out.stderr);
 
     // Every job is now submitted held, so a task of the array can be cancelled before it runs.
     ws.write("pipeline.yaml", &learning_yaml(remote.path(), "--hold"));
@@ -572,7 +574,7 @@ fn extract_as_a_job_array_and_training_as_jobs_give_a_local_runs_bytes() {
     assert!(!published.contains_key("extract"), "nothing may be published for a failed merge");
     assert_eq!(published.keys().filter(|k| k.starts_with("extract[shard")).count(), 3, "{:?}", published.keys());
     let pushed = |ws_remote: &Path| remote_keys(ws_remote, "manifests").len();
-    assert_eq!(pushed(remote.path()), 2 + 3, "synth, scan and three shards");
+    assert_eq!(pushed(remote.path()), 2 + 2 + 3, "synth, scan, its two shards and three of extract's");
 
     // The rerun (no longer held) computes the missing shard only.
     ws.write("pipeline.yaml", &learning_yaml(remote.path(), ""));

@@ -199,3 +199,39 @@ fn tables_do_not_depend_on_where_the_workspace_is() {
     assert!(tables[0] == tables[1], "two workspaces at different paths wrote different scan outputs");
     assert!(tables[0] == tables[2], "a dataset linked into the workspace gave different scan outputs");
 }
+
+/// The files of a (flat) output directory, name -> bytes.
+fn files_in(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).map(|p| (p.file_name().unwrap().into(), std::fs::read(&p).unwrap())).collect()
+}
+
+/// The probing split into 1 to 5 shards (a shard may be empty, and duplicates, fallbacks and
+/// every reject kind land in different shards), merged: the same tables as one run. A merge
+/// whose parts miss a recording fails and says which file.
+#[test]
+fn shards_of_the_probing_merge_to_the_same_tables() {
+    let data = tempfile::tempdir().unwrap();
+    planted_tree(data.path());
+    let inputs = [StageInput { need: "synth".into(), instance: "synth".into(), params: Params::new(), dir: data.path().to_path_buf() }];
+    let (_, p): (ScanParams, Params) = params(&ScanStage, r#"{"emotions": ["calm", "happy", "sad", "angry"]}"#);
+    let whole = tempfile::tempdir().unwrap();
+    let ctx = StageContext { params: &p, inputs: &inputs, out_dir: whole.path(), base_dir: Path::new("/nonexistent"), progress: &NoProgress, threads: 2, artifacts: &SameStore };
+    let expected = ScanStage.run(&ctx).unwrap().summary;
+    assert!(ScanStage.shardable());
+    for count in 1..=5 {
+        let parts: Vec<tempfile::TempDir> = (0..count).map(|_| tempfile::tempdir().unwrap()).collect();
+        for (index, part) in parts.iter().enumerate() {
+            ScanStage.run_shard(&StageContext { out_dir: part.path(), ..ctx }, stage_api::Shard { index, count }).unwrap();
+        }
+        let merged = tempfile::tempdir().unwrap();
+        let dirs: Vec<PathBuf> = parts.iter().map(|d| d.path().to_path_buf()).collect();
+        let outcome = ScanStage.merge(&StageContext { out_dir: merged.path(), ..ctx }, &dirs).unwrap();
+        assert_eq!(outcome.summary, expected, "{count} shards");
+        assert!(files_in(merged.path()) == files_in(whole.path()), "{count} shards: the merged tables differ from one run's");
+        if count == 3 {
+            let merged = tempfile::tempdir().unwrap();
+            let err = ScanStage.merge(&StageContext { out_dir: merged.path(), ..ctx }, &dirs[..2]).unwrap_err().to_string();
+            assert!(err.contains("the shards did not probe") && err.contains(".mp4"), "{err}");
+        }
+    }
+}

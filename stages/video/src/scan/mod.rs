@@ -16,10 +16,14 @@
 //! published video zips (each recording comes as `01-` and `02-`).
 //!
 //! The dataset folder is `root` when given, else the output of a need called `synth`, else
-//! `data/ravdess`. Probing (see [`probe`]) runs in parallel over recordings.
+//! `data/ravdess`. Probing (see [`probe`]) runs in parallel over recordings. The stage is
+//! shardable: each shard probes a contiguous part of the sorted recordings and writes what it
+//! found (`probes.json`, see [`shard_part`]); the merge selects again and reads the probes
+//! from the parts, giving the same bytes as one run.
 
 pub mod probe;
 pub mod select;
+mod shard_part;
 mod table;
 
 use std::collections::BTreeMap;
@@ -27,10 +31,10 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use stage_api::{typed_params, ArtifactPaths, ParamError, Params, Progress, Stage, StageContext, StageError, StageOutcome};
+use stage_api::{typed_params, ArtifactPaths, ParamError, Params, Progress, Shard, Stage, StageContext, StageError, StageOutcome};
 
 use crate::ravdess::{emotion_list, RavdessName, EMOTIONS};
-use probe::{Prober, VideoInfo};
+use probe::{ProbeError, Prober, VideoInfo};
 use select::{Filters, ModalityChoice, Reject};
 
 /// Where the dataset is looked for when neither `root` nor a `synth` need is given.
@@ -147,45 +151,73 @@ impl ScanResult {
 /// Scans `root` (library entry point, used by the stage and by tests).
 /// Progress counts recordings probed.
 pub fn scan(root: &Path, params: &ScanParams, prober: &Prober, threads: usize, progress: &dyn Progress) -> Result<ScanResult, StageError> {
+    let sel = select_recordings(root, params)?;
+    let outcomes = probe_recordings(&sel.recordings, &|path| prober.probe(path), threads, progress)?;
+    Ok(assemble(sel, outcomes))
+}
+
+/// Lists `root` and picks the recordings (and their candidate files) the parameters select.
+pub fn select_recordings(root: &Path, params: &ScanParams) -> Result<select::Selection, StageError> {
     let files = select::list_files(root).map_err(|e| StageError::with_source(format!("listing the dataset folder {}", root.display()), e))?;
     let choice = ModalityChoice::parse(&params.modality).ok_or_else(|| StageError::msg(format!("bad modality `{}`", params.modality)))?;
-    let sel = select::select(&files, &choice, &params.filters());
-    progress.start(sel.recordings.len() as u64, "recordings");
+    Ok(select::select(&files, &choice, &params.filters()))
+}
+
+/// A probe of one file: the prober itself, or (when merging shards) what a shard recorded.
+pub type ProbeFn<'a> = dyn Fn(&Path) -> Result<VideoInfo, ProbeError> + Sync + 'a;
+
+/// Per recording, in parallel: probes its candidates in order of preference and keeps the
+/// first good one; the others become `duplicate` rejects.
+pub fn probe_recordings(
+    recordings: &[select::Recording],
+    probe: &ProbeFn<'_>,
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<(Option<Clip>, Vec<Reject>)>, StageError> {
+    progress.start(recordings.len() as u64, "recordings");
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
         .map_err(|e| StageError::with_source("starting the scan thread pool", e))?;
-    // Per recording: probe candidates in order of preference, keep the first good one.
-    let outcomes: Vec<(Option<Clip>, Vec<Reject>)> = pool.install(|| {
-        sel.recordings
+    Ok(pool.install(|| {
+        recordings
             .par_iter()
             .map(|rec| {
-                let mut rejects = Vec::new();
-                let mut kept: Option<Clip> = None;
-                for (name, path) in &rec.candidates {
-                    if let Some(k) = &kept {
-                        rejects.push(Reject {
-                            source: path.clone(),
-                            kind: "duplicate",
-                            reason: format!(
-                                "same recording {} as {} (modality {:02} kept, never counted twice)",
-                                rec.clip_id,
-                                k.source.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
-                                k.name.modality.code()
-                            ),
-                        });
-                        continue;
-                    }
-                    match prober.probe(path) {
-                        Ok(info) => kept = Some(Clip { name: *name, source: path.clone(), info }),
-                        Err(e) => rejects.push(Reject { source: path.clone(), kind: e.kind, reason: e.detail }),
-                    }
-                }
+                let outcome = probe_recording(rec, probe);
                 progress.advance(1);
-                (kept, rejects)
+                outcome
             })
             .collect()
-    });
+    }))
+}
+
+fn probe_recording(rec: &select::Recording, probe: &ProbeFn<'_>) -> (Option<Clip>, Vec<Reject>) {
+    let mut rejects = Vec::new();
+    let mut kept: Option<Clip> = None;
+    for (name, path) in &rec.candidates {
+        if let Some(k) = &kept {
+            rejects.push(Reject {
+                source: path.clone(),
+                kind: "duplicate",
+                reason: format!(
+                    "same recording {} as {} (modality {:02} kept, never counted twice)",
+                    rec.clip_id,
+                    k.source.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+                    k.name.modality.code()
+                ),
+            });
+            continue;
+        }
+        match probe(path) {
+            Ok(info) => kept = Some(Clip { name: *name, source: path.clone(), info }),
+            Err(e) => rejects.push(Reject { source: path.clone(), kind: e.kind, reason: e.detail }),
+        }
+    }
+    (kept, rejects)
+}
+
+/// The scan's result from the selection and the probe outcomes, sorted.
+pub fn assemble(sel: select::Selection, outcomes: Vec<(Option<Clip>, Vec<Reject>)>) -> ScanResult {
     let mut result = ScanResult { files_seen: sel.files_seen, filtered: sel.filtered, ignored: sel.ignored, rejects: sel.rejects, ..Default::default() };
     for (clip, rejects) in outcomes {
         result.clips.extend(clip);
@@ -193,7 +225,7 @@ pub fn scan(root: &Path, params: &ScanParams, prober: &Prober, threads: usize, p
     }
     result.clips.sort_by(|a, b| a.name.clip_id().cmp(&b.name.clip_id()).then_with(|| a.source.cmp(&b.source)));
     result.rejects.sort_by(|a, b| a.source.cmp(&b.source));
-    Ok(result)
+    result
 }
 
 /// `uses: scan`.
@@ -250,6 +282,54 @@ impl Stage for ScanStage {
     }
 
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
+        let (p, root) = Self::prepare(ctx)?;
+        let prober = Self::prober(&p)?;
+        let result = scan(&root, &p, &prober, ctx.threads, ctx.progress)?;
+        Self::finish(ctx, &p, &root, prober.name(), result)
+    }
+
+    /// Probing is the costly part, so shards split the sorted recordings; each shard lists and
+    /// selects the whole folder (cheap) but probes only its part.
+    fn shardable(&self) -> bool {
+        true
+    }
+
+    fn run_shard(&self, ctx: &StageContext<'_>, shard: Shard) -> Result<StageOutcome, StageError> {
+        let (p, root) = Self::prepare(ctx)?;
+        let prober = Self::prober(&p)?;
+        let sel = select_recordings(&root, &p)?;
+        let range = shard.range(sel.recordings.len());
+        let probed = std::sync::Mutex::new(Vec::new());
+        let record = |path: &Path| {
+            let outcome = prober.probe(path);
+            probed.lock().expect("probe list").push(shard_part::ProbeRecord::new(&root, path, &outcome));
+            outcome
+        };
+        probe_recordings(&sel.recordings[range.clone()], &record, ctx.threads, ctx.progress)?;
+        let probed = probed.into_inner().expect("probe list");
+        shard_part::write(ctx.out_dir, prober.name(), probed)?;
+        Ok(StageOutcome::new(format!("probed recordings {}..{} of {}", range.start, range.end, sel.recordings.len())))
+    }
+
+    fn merge(&self, ctx: &StageContext<'_>, parts: &[PathBuf]) -> Result<StageOutcome, StageError> {
+        let (p, root) = Self::prepare(ctx)?;
+        let (prober_name, probes) = shard_part::read(parts)?;
+        let sel = select_recordings(&root, &p)?;
+        let lookup = |path: &Path| probes.get(&shard_part::relative(&root, path)).cloned().unwrap_or_else(|| Err(ProbeError::missing(path)));
+        let outcomes = probe_recordings(&sel.recordings, &lookup, ctx.threads, ctx.progress)?;
+        if let Some(missing) = outcomes.iter().flat_map(|(_, r)| r).find(|r| r.kind == probe::NOT_PROBED) {
+            return Err(StageError::msg(format!(
+                "the shards did not probe {} (the dataset folder changed between the shards and the merge?)",
+                missing.source.display()
+            )));
+        }
+        Self::finish(ctx, &p, &root, &prober_name, assemble(sel, outcomes))
+    }
+}
+
+impl ScanStage {
+    /// The parameters and the dataset folder (absolute, checked).
+    fn prepare(ctx: &StageContext<'_>) -> Result<(ScanParams, PathBuf), StageError> {
         let p = Self::typed(ctx.params).map_err(|e| StageError::msg(e.message))?;
         let root = Self::root(&p, ctx)?;
         if !root.is_dir() {
@@ -261,18 +341,25 @@ impl Stage for ScanStage {
         }
         // Absolute but with symlinks kept: a dataset linked into the workspace stays workspace-relative.
         let root = std::path::absolute(&root).map_err(|e| StageError::with_source(format!("resolving {}", root.display()), e))?;
-        let prober = Prober::find(&p.prober).ok_or_else(|| {
+        Ok((p, root))
+    }
+
+    fn prober(p: &ScanParams) -> Result<Prober, StageError> {
+        Prober::find(&p.prober).ok_or_else(|| {
             StageError::msg(format!(
                 "neither ffprobe nor ffmpeg was found on PATH (prober: {}): install ffmpeg or put a static build on PATH",
                 p.prober
             ))
-        })?;
-        let mut result = scan(&root, &p, &prober, ctx.threads, ctx.progress)?;
+        })
+    }
+
+    /// Writes the tables and the summary of `result` (the same for a whole run and a merge).
+    fn finish(ctx: &StageContext<'_>, p: &ScanParams, root: &Path, prober_name: &str, mut result: ScanResult) -> Result<StageOutcome, StageError> {
         let workspace = std::path::absolute(ctx.base_dir).unwrap_or_else(|_| ctx.base_dir.to_path_buf());
         // Paths into the store are written as the configured store has them (a cluster worker's
         // private store lies elsewhere), then relative to the workspace when inside it.
         result.relativize(&workspace, ctx.artifacts);
-        let root = workspace_relative(&ctx.artifacts.portable(&root), &workspace);
+        let root = workspace_relative(&ctx.artifacts.portable(root), &workspace);
         let problems = result.problems();
         if p.strict && !problems.is_empty() {
             let list: Vec<String> = problems.iter().map(|r| format!("{}: {}", r.source.display(), r.reason)).collect();
@@ -283,7 +370,7 @@ impl Stage for ScanStage {
         }
         table::write_clips(&ctx.out_dir.join("clips.parquet"), &result.clips)?;
         table::write_rejects(&ctx.out_dir.join("rejects.parquet"), &result.rejects)?;
-        let summary = summary_json(&p, &root, &prober, &result);
+        let summary = summary_json(p, &root, prober_name, &result);
         let path = ctx.out_dir.join("scan.json");
         let text = serde_json::to_string_pretty(&summary).map_err(|e| StageError::with_source("serialising scan.json", e))?;
         std::fs::write(&path, text + "\n").map_err(|e| StageError::with_source(format!("writing {}", path.display()), e))?;
@@ -323,7 +410,7 @@ impl ScanResult {
     }
 }
 
-fn summary_json(p: &ScanParams, root: &Path, prober: &Prober, r: &ScanResult) -> serde_json::Value {
+fn summary_json(p: &ScanParams, root: &Path, prober_name: &str, r: &ScanResult) -> serde_json::Value {
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
     for x in &r.rejects {
         *by_kind.entry(x.kind).or_default() += 1;
@@ -339,7 +426,7 @@ fn summary_json(p: &ScanParams, root: &Path, prober: &Prober, r: &ScanResult) ->
     serde_json::json!({
         "params": p,
         "root": root.display().to_string(),
-        "prober": prober.name(),
+        "prober": prober_name,
         "files_seen": r.files_seen,
         "accepted": r.clips.len(),
         "rejected": r.rejects.len(),

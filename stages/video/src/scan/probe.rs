@@ -30,9 +30,18 @@ pub struct ProbeError {
     pub detail: String,
 }
 
+/// Every kind a probe can fail with (the rejects table's codes).
+pub const KINDS: [&str; 5] = ["unreadable", "zero_byte", "not_video", "truncated", "no_video_stream"];
+/// Not a reject kind: a file the shards of a sharded scan did not probe (the merge fails on it).
+pub const NOT_PROBED: &str = "not_probed";
+
 impl ProbeError {
     fn new(kind: &'static str, detail: impl Into<String>) -> Self {
         Self { kind, detail: detail.into() }
+    }
+
+    pub(crate) fn missing(path: &Path) -> Self {
+        Self::new(NOT_PROBED, format!("{} was not probed by any shard", path.display()))
     }
 }
 
