@@ -573,6 +573,8 @@ fn extract_as_a_job_array_and_training_as_jobs_give_a_local_runs_bytes() {
     let published = artifacts(&ws);
     assert!(!published.contains_key("extract"), "nothing may be published for a failed merge");
     assert_eq!(published.keys().filter(|k| k.starts_with("extract[shard")).count(), 3, "{:?}", published.keys());
+    let status = ws.pipeline(&["status"]);
+    assert!(status.stdout.contains(&format!("slurm job {array}: array of 3 tasks: 3 COMPLETED, log ")), "{}", status.stdout);
     let pushed = |ws_remote: &Path| remote_keys(ws_remote, "manifests").len();
     assert_eq!(pushed(remote.path()), 2 + 2 + 3, "synth, scan, its two shards and three of extract's");
 

@@ -455,13 +455,34 @@ fn save_record(store: &Store, key: &Key, record: &JobRecord) -> std::io::Result<
 /// e.g. `slurm job 12: RUNNING`. `None` when no job was submitted for this key.
 pub fn job_note(store: &Store, key: &Key) -> Option<String> {
     let record: JobRecord = serde_json::from_slice(&std::fs::read(record_path(store, key)).ok()?).ok()?;
-    let state = match show_job(&record.job_id) {
-        Ok(Some((state, exit))) if is_terminal(&state) => format!("{state} (exit code {exit})"),
-        Ok(Some((state, _))) => state,
-        Ok(None) => "no longer known to Slurm".into(),
+    let state = match show_job_lines(&record.job_id) {
+        // A job array: how many of its tasks are in each state.
+        Ok(lines) if lines.len() > 1 => {
+            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+            for (state, _) in &lines {
+                *counts.entry(state.clone()).or_default() += 1;
+            }
+            let counts: Vec<String> = counts.into_iter().map(|(s, n)| format!("{n} {s}")).collect();
+            format!("array of {} tasks: {}", lines.len(), counts.join(", "))
+        }
+        Ok(lines) => match lines.into_iter().next() {
+            Some((state, exit)) if is_terminal(&state) => format!("{state} (exit code {exit})"),
+            Some((state, _)) => state,
+            None => "no longer known to Slurm".into(),
+        },
         Err(e) => format!("state unknown ({e})"),
     };
     Some(format!("slurm job {}: {state}, log {}", record.job_id, record.log.display()))
+}
+
+/// `(JobState, ExitCode)` of each line `scontrol -o show job ID` prints (one per task of a job
+/// array); empty when the controller no longer knows the job.
+fn show_job_lines(id: &str) -> Result<Vec<(String, String)>, String> {
+    let output = Command::new("scontrol").args(["-o", "show", "job", id]).output().map_err(|e| format!("cannot run `scontrol`: {e}"))?;
+    if !output.status.success() {
+        return show_job(id).map(|s| s.into_iter().collect());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).lines().filter_map(parse_show_job).collect())
 }
 
 #[cfg(test)]
