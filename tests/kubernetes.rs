@@ -5,14 +5,11 @@
 
 mod common;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::kube_mock::{KubeMock, Kubelet};
-use common::Workspace;
+use common::{read_until, Workspace};
 use serde_json::json;
 
 const NAMESPACE: &str = "pipeline-test";
@@ -366,30 +363,6 @@ fn a_duplicated_job_is_harmless_and_a_complete_job_without_a_manifest_is_not_don
 }
 
 /// Spawns `pipeline ARGS` and returns it with a channel of its stderr lines.
-fn spawn(ws: &Workspace, args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
-    let mut child = ws.command(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
-}
-
-fn read_until(rx: &mpsc::Receiver<String>, needle: &str, all: &mut Vec<String>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
-            all.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-    panic!("no line with {needle:?} in:\n{}", all.join("\n"));
-}
 
 #[test]
 fn ctrl_c_deletes_the_runs_jobs() {
@@ -400,7 +373,7 @@ fn ctrl_c_deletes_the_runs_jobs() {
         remote.path().display()
     );
     let ws = coordinator(&yaml, &mock);
-    let (mut child, rx) = spawn(&ws, &["run"]);
+    let (mut child, rx) = ws.spawn_run(&["run"]);
     let mut lines = Vec::new();
     let line = read_until(&rx, "slow: submitted as kubernetes job", &mut lines);
     let job = line.split_whitespace().nth(5).unwrap().to_owned();

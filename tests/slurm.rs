@@ -3,14 +3,12 @@
 
 mod common;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::slurm::SlurmCluster;
-use common::Workspace;
+use common::{read_until, Workspace};
 
 /// Shell stages over a matrix, a fan-in, nested output directories. Each stage also appends
 /// `<stage> <SLURM_JOB_ID>` to `where.txt` in the workspace (outside its output), so the test
@@ -259,36 +257,11 @@ fn a_failing_stage_fails_its_job_and_the_error_shows_the_log() {
 }
 
 /// Spawns `pipeline run` and returns it with a channel of its stderr lines.
-fn spawn_run(ws: &Workspace, args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
-    let mut child = ws.command(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
-}
-
-/// Lines until one contains `needle`; returns all lines read and the matching one.
-fn read_until(rx: &mpsc::Receiver<String>, needle: &str, all: &mut Vec<String>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
-            all.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-    panic!("no line with {needle:?} in:\n{}", all.join("\n"));
-}
 
 /// Starts `pipeline run` on [`slow_yaml`] and reads its stderr until `slow` is submitted;
 /// returns the run, its stderr channel, the lines read so far and the job id.
 fn run_until_slow_is_submitted(ws: &Workspace) -> (std::process::Child, mpsc::Receiver<String>, Vec<String>, String) {
-    let (child, rx) = spawn_run(ws, &["run"]);
+    let (child, rx) = ws.spawn_run(&["run"]);
     let mut lines = Vec::new();
     let line = read_until(&rx, "slow: submitted as slurm job", &mut lines);
     let job = line.rsplit(' ').next().unwrap().to_owned();
@@ -552,7 +525,7 @@ fn extract_as_a_job_array_and_training_as_jobs_give_a_local_runs_bytes() {
 
     // Every job is now submitted held, so a task of the array can be cancelled before it runs.
     ws.write("pipeline.yaml", &learning_yaml(remote.path(), "--hold"));
-    let (mut child, rx) = spawn_run(&ws, &["run"]);
+    let (mut child, rx) = ws.spawn_run(&["run"]);
     let mut lines = Vec::new();
     let line = read_until(&rx, "extract: submitted as slurm array job", &mut lines);
     assert!(line.contains("(4 tasks for shards 1, 2, 3, 4 of 4) (cpus 1, mem 500M, time 10)"), "{line}");

@@ -81,6 +81,35 @@ impl Workspace {
     pub fn store(&self) -> PathBuf {
         self.path().join(".pipeline")
     }
+
+    /// Starts `pipeline ARGS` in the background; its stderr comes line by line on the channel.
+    pub fn spawn_run(&self, args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+        use std::io::BufRead;
+        let mut child = self.command(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        (child, rx)
+    }
+}
+
+/// Lines from `rx` until one contains `needle` (at most 60 s); returns that line, and keeps
+/// every line read in `all`.
+pub fn read_until(rx: &std::sync::mpsc::Receiver<String>, needle: &str, all: &mut Vec<String>) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            all.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+    panic!("no line with {needle:?} in:\n{}", all.join("\n"));
 }
 
 /// A `run:` command that records that stage NAME ran and writes `text` as its output.
