@@ -9,42 +9,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::kube_mock::{KubeMock, Kubelet};
-use common::{read_until, Workspace};
+use common::{artifacts_in, artifacts_of, read_until, remote_keys, Workspace};
 use serde_json::json;
 
 const NAMESPACE: &str = "pipeline-test";
 const IMAGE: &str = "registry.example/pipeline:test";
-
-/// instance -> (relative path -> bytes) of every artifact in a workspace's store.
-fn artifacts(ws: &Workspace) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
-    artifacts_in(&ws.store())
-}
-
-fn artifacts_in(store: &Path) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
-    let mut all = BTreeMap::new();
-    if !store.join("objects").exists() {
-        return all;
-    }
-    for entry in walkdir::WalkDir::new(store.join("objects")).min_depth(2).max_depth(2) {
-        let dir = entry.unwrap().into_path();
-        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-        let mut files = BTreeMap::new();
-        for f in manifest["files"].as_array().unwrap() {
-            let rel = f["path"].as_str().unwrap().to_owned();
-            files.insert(rel.clone(), std::fs::read(dir.join("out").join(&rel)).unwrap());
-        }
-        all.insert(manifest["instance"].as_str().unwrap().to_owned(), files);
-    }
-    all
-}
-
-/// The keys under `manifests/` or `tasks/` of a directory remote.
-fn remote_keys(remote: &Path, sub: &str) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(remote.join(sub)) else { return Vec::new() };
-    let mut keys: Vec<String> = entries.map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_owned()).collect();
-    keys.sort();
-    keys
-}
 
 /// Job names from "NAME: submitted as kubernetes job JOB in namespace NS" lines.
 fn submitted(stderr: &str) -> BTreeMap<String, String> {
@@ -147,7 +116,7 @@ fn kubernetes_run_gives_the_same_bytes_as_a_local_run() {
     assert!(where_ran.lines().all(|l| l.ends_with(" from-the-coordinator")), "{where_ran}");
 
     // Same bytes as the local run, for every instance.
-    let (a, b) = (artifacts(&local), artifacts(&ws));
+    let (a, b) = (artifacts_of(&local), artifacts_of(&ws));
     assert_eq!(a.len(), 5);
     assert_eq!(a, b);
     assert_eq!(b["combine"]["all.txt"], b"1\n4\n9\n1\n4\n9\n16\n25\n");
@@ -266,7 +235,7 @@ fn a_failing_task_names_its_job_and_reason_and_a_fixed_rerun_finishes() {
     let log = mock.log(&job);
     assert!(log.contains("about to fail") && log.contains("exit status 3"), "{log}");
     // Nothing of `bad` was published, here or in the remote.
-    let published: Vec<String> = artifacts(&ws).into_keys().collect();
+    let published: Vec<String> = artifacts_of(&ws).into_keys().collect();
     assert_eq!(published, ["ok"]);
     assert_eq!(remote_keys(remote.path(), "manifests").len(), 1);
 
@@ -284,7 +253,7 @@ fn a_failing_task_names_its_job_and_reason_and_a_fixed_rerun_finishes() {
     let rerun = ws.pipeline(&["run"]);
     assert_eq!(rerun.code, 0, "{}", rerun.stderr);
     assert!(rerun.stderr.contains("2 ran, 1 fresh"), "{}", rerun.stderr);
-    assert_eq!(artifacts(&ws)["after"]["after.txt"], b"half\n");
+    assert_eq!(artifacts_of(&ws)["after"]["after.txt"], b"half\n");
 }
 
 #[test]
@@ -337,7 +306,7 @@ fn a_duplicated_job_is_harmless_and_a_complete_job_without_a_manifest_is_not_don
         let runs = log.matches("computed and pushed").count() + log.matches("already in the remote (a duplicated task)").count();
         assert_eq!(runs, 2, "{log}");
     }
-    assert_eq!(artifacts(&ws), artifacts(&local));
+    assert_eq!(artifacts_of(&ws), artifacts_of(&local));
     assert_eq!(remote_keys(remote.path(), "manifests").len(), 5);
 
     // A Job the cluster calls Complete although nothing was pushed: not done.
@@ -359,7 +328,7 @@ fn a_duplicated_job_is_harmless_and_a_complete_job_without_a_manifest_is_not_don
     }
     assert!(out.stderr.contains("square[n=3]: not run: upstream gen"), "{}", out.stderr);
     assert!(remote_keys(other_remote.path(), "manifests").is_empty());
-    assert!(artifacts(&ws).is_empty());
+    assert!(artifacts_of(&ws).is_empty());
 }
 
 /// Spawns `pipeline ARGS` and returns it with a channel of its stderr lines.
@@ -407,7 +376,7 @@ fn ctrl_c_deletes_the_runs_jobs() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(mock.log(&job).contains("exec-task: interrupted; removed the scratch store"), "{}", mock.log(&job));
-    assert!(!artifacts(&ws).contains_key("slow"));
+    assert!(!artifacts_of(&ws).contains_key("slow"));
 }
 
 /// Configuration errors need no cluster: they stop the run before anything is submitted.
@@ -530,7 +499,7 @@ fn shards_go_as_one_indexed_job_and_a_failed_index_is_all_the_rerun_computes() {
     assert!(out.stderr.contains("1 of 3 shards failed (2 finished and are kept for the rerun)"), "{}", out.stderr);
     assert!(out.stderr.contains(&format!("extract[shard 2/3]: kubernetes job {job} index 1 in namespace {NAMESPACE} published no result (the Job ended Failed (FailedIndexes")), "{}", out.stderr);
     assert!(out.stderr.contains(&format!("extract[shard 1/3]: done in kubernetes job {job} index 0 (Failed")), "{}", out.stderr);
-    assert!(!artifacts(&ws).contains_key("extract"));
+    assert!(!artifacts_of(&ws).contains_key("extract"));
     assert!(mock.log(&job).matches("computed and pushed").count() == 2, "{}", mock.log(&job));
 
     mock.set_kubelet(Kubelet::Run);
@@ -541,7 +510,7 @@ fn shards_go_as_one_indexed_job_and_a_failed_index_is_all_the_rerun_computes() {
     assert!(out.stderr.contains("extract[shard 2/3]: done in kubernetes job"), "{}", out.stderr);
     let rerun_job = mock.created().last().unwrap()["metadata"]["name"].as_str().unwrap().to_owned();
     assert_eq!(mock.log(&rerun_job).matches("already in the remote (a duplicated task)").count(), 2, "{}", mock.log(&rerun_job));
-    let (here, there) = (artifacts(&ws), artifacts(&local));
+    let (here, there) = (artifacts_of(&ws), artifacts_of(&local));
     assert!(here["extract"] == there["extract"], "the merged tensor cache differs from a local run's");
     assert!(here["extract"].keys().any(|p| p.ends_with(".safetensors")));
 }

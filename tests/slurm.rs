@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::slurm::SlurmCluster;
-use common::{read_until, Workspace};
+use common::{artifacts_of, read_until, remote_keys, Workspace};
 
 /// Shell stages over a matrix, a fan-in, nested output directories. Each stage also appends
 /// `<stage> <SLURM_JOB_ID>` to `where.txt` in the workspace (outside its output), so the test
@@ -38,22 +38,6 @@ stages:
 "#,
         remote = remote.display()
     )
-}
-
-/// instance -> (relative path -> bytes) of every artifact in a workspace's store.
-fn artifacts(ws: &Workspace) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
-    let mut all = BTreeMap::new();
-    for entry in walkdir::WalkDir::new(ws.store().join("objects")).min_depth(2).max_depth(2) {
-        let dir = entry.unwrap().into_path();
-        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-        let mut files = BTreeMap::new();
-        for f in manifest["files"].as_array().unwrap() {
-            let rel = f["path"].as_str().unwrap().to_owned();
-            files.insert(rel.clone(), std::fs::read(dir.join("out").join(&rel)).unwrap());
-        }
-        all.insert(manifest["instance"].as_str().unwrap().to_owned(), files);
-    }
-    all
 }
 
 /// Job ids from "NAME: submitted as slurm job ID" lines.
@@ -102,7 +86,7 @@ fn slurm_run_gives_the_same_bytes_as_a_local_run() {
     assert_eq!(seen, expected, "SLURM_JOB_ID seen by each stage");
 
     // Same bytes as the local run, for every instance.
-    let (a, b) = (artifacts(&local), artifacts(&ws));
+    let (a, b) = (artifacts_of(&local), artifacts_of(&ws));
     assert_eq!(a.len(), 5);
     assert_eq!(a, b);
     assert_eq!(b["combine"]["all.txt"], b"1\n4\n9\n1\n4\n9\n16\n25\n");
@@ -123,7 +107,7 @@ fn slurm_run_gives_the_same_bytes_as_a_local_run() {
     assert!(forced.stderr.contains("combine: stale: forced") && forced.stderr.contains("combine: done in slurm job"), "{}", forced.stderr);
     assert!(forced.stderr.contains("1 ran, 4 fresh"), "{}", forced.stderr);
     assert_eq!(std::fs::read_to_string(ws.path().join("where.txt")).unwrap().lines().filter(|l| l.starts_with("combine ")).count(), 2);
-    assert_eq!(artifacts(&ws), b);
+    assert_eq!(artifacts_of(&ws), b);
 
     // Nothing left to do: no job is submitted.
     let again = ws.pipeline(&["run"]);
@@ -155,7 +139,7 @@ fn builtin_stages_through_slurm_write_the_same_videos_tables_and_tensors() {
     for stage in ["synth", "scan", "extract"] {
         assert!(out.stderr.contains(&format!("{stage}: done in slurm job")), "{}", out.stderr);
     }
-    let (here, there) = (artifacts(&ws), artifacts(&local));
+    let (here, there) = (artifacts_of(&ws), artifacts_of(&local));
     assert_eq!(here["synth"].keys().filter(|p| p.ends_with(".mp4")).count(), 4, "{:?}", here["synth"].keys());
     assert!(here["extract"].keys().any(|p| p.ends_with(".safetensors")), "{:?}", here["extract"].keys());
     for stage in ["synth", "scan", "extract"] {
@@ -184,16 +168,6 @@ fn builtin_stages_through_slurm_write_the_same_videos_tables_and_tensors() {
     assert_eq!(content_hash(&std::fs::read(&manifest).unwrap()), content_hash(&pushed));
 }
 
-/// The keys under `manifests/` or `tasks/` of a directory remote.
-fn remote_keys(remote: &Path, sub: &str) -> Vec<String> {
-    let mut keys: Vec<String> = std::fs::read_dir(remote.join(sub))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_owned())
-        .collect();
-    keys.sort();
-    keys
-}
-
 /// A worker needs no shared filesystem with the coordinator: `exec-task` in another directory
 /// with the same pipeline file computes the task from the remote alone, and one whose checkout
 /// differs refuses to publish under the coordinator's key.
@@ -204,7 +178,7 @@ fn a_worker_elsewhere_computes_from_the_remote_and_a_different_checkout_refuses(
     let ws = Workspace::with_env(&pipeline_yaml(remote.path()), cluster.env());
     let out = ws.pipeline(&["run"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let before = artifacts(&ws);
+    let before = artifacts_of(&ws);
 
     // Forget the result of `combine` in the remote (its key is the one no other task needs).
     let combine_key = remote_keys(remote.path(), "tasks")
@@ -231,7 +205,7 @@ fn a_worker_elsewhere_computes_from_the_remote_and_a_different_checkout_refuses(
     std::fs::remove_dir_all(ws.store()).unwrap();
     let pulled = ws.pipeline(&["pull"]);
     assert_eq!(pulled.code, 0, "{}", pulled.stderr);
-    assert_eq!(artifacts(&ws), before);
+    assert_eq!(artifacts_of(&ws), before);
 }
 
 #[test]
@@ -252,7 +226,7 @@ fn a_failing_stage_fails_its_job_and_the_error_shows_the_log() {
     assert!(out.stderr.contains(&format!("bad: FAILED: slurm job {job} ended FAILED (exit code 1:0) without publishing a result")), "{}", out.stderr);
     // The end of the job log: the worker's error with the stage's stderr.
     assert!(out.stderr.contains("end of the job log:") && out.stderr.contains("about to fail") && out.stderr.contains("exit status 3"), "{}", out.stderr);
-    assert!(artifacts(&ws).is_empty());
+    assert!(artifacts_of(&ws).is_empty());
     assert!(!remote.path().join("manifests").exists() || remote_keys(remote.path(), "manifests").is_empty());
 }
 
@@ -324,7 +298,7 @@ fn a_job_cancelled_from_outside_fails_its_task_and_a_rerun_finishes() {
     assert!(left.is_empty(), "scratch stores left behind: {left:?}");
 
     // Nothing of `slow` was published, here or in the remote.
-    let published: Vec<String> = artifacts(&ws).into_keys().collect();
+    let published: Vec<String> = artifacts_of(&ws).into_keys().collect();
     assert_eq!(published, ["first"]);
     assert_eq!(std::fs::read_dir(remote.path().join("manifests")).unwrap().count(), 1);
 
@@ -335,7 +309,7 @@ fn a_job_cancelled_from_outside_fails_its_task_and_a_rerun_finishes() {
     let rerun = ws.pipeline(&["run"]);
     assert_eq!(rerun.code, 0, "{}", rerun.stderr);
     assert!(rerun.stderr.contains("2 ran, 1 fresh"), "{}", rerun.stderr);
-    assert_eq!(artifacts(&ws)["last"]["three.txt"], b"two\n");
+    assert_eq!(artifacts_of(&ws)["last"]["three.txt"], b"two\n");
 }
 
 /// slurmd dies while a job runs: the job's step finishes and pushes its result, but Slurm holds
@@ -365,7 +339,7 @@ fn slurmd_killed_mid_run_then_restarted_and_the_run_finishes() {
     let stderr = lines.join("\n");
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains(&format!("slow: done in slurm job {job} (COMPLETED)")), "{stderr}");
-    assert_eq!(artifacts(&ws)["last"]["three.txt"], b"two\n");
+    assert_eq!(artifacts_of(&ws)["last"]["three.txt"], b"two\n");
     let again = ws.pipeline(&["run"]);
     assert!(again.stderr.contains("0 ran, 3 fresh"), "{}", again.stderr);
 }
@@ -389,7 +363,7 @@ fn controller_restart_mid_run_and_the_run_finishes() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("slurm: the controller answers again"), "{stderr}");
     assert!(stderr.contains(&format!("slow: done in slurm job {job} (COMPLETED)")), "{stderr}");
-    assert_eq!(artifacts(&ws)["last"]["three.txt"], b"two\n");
+    assert_eq!(artifacts_of(&ws)["last"]["three.txt"], b"two\n");
 }
 
 #[test]
@@ -543,7 +517,7 @@ fn extract_as_a_job_array_and_training_as_jobs_give_a_local_runs_bytes() {
         assert!(text.contains(&format!("extract[shard {i}/4]: done in slurm job {array}_{}", i - 1)), "{text}");
     }
     assert!(text.contains("train[arch=early_fusion_cnn]: not run"), "{text}");
-    let published = artifacts(&ws);
+    let published = artifacts_of(&ws);
     assert!(!published.contains_key("extract"), "nothing may be published for a failed merge");
     assert_eq!(published.keys().filter(|k| k.starts_with("extract[shard")).count(), 3, "{:?}", published.keys());
     let status = ws.pipeline(&["status"]);
@@ -564,7 +538,7 @@ fn extract_as_a_job_array_and_training_as_jobs_give_a_local_runs_bytes() {
         assert_eq!(cluster.job_state(&jobs[name]), "COMPLETED");
     }
 
-    let (here, there) = (artifacts(&ws), artifacts(&local));
+    let (here, there) = (artifacts_of(&ws), artifacts_of(&local));
     for (instance, files) in &there {
         let ours = &here[instance];
         assert_eq!(ours.keys().collect::<Vec<_>>(), files.keys().collect::<Vec<_>>(), "{instance}: the files differ");

@@ -36,6 +36,13 @@ impl std::fmt::Debug for Action {
     }
 }
 
+impl Action {
+    /// Whether it can run as shards and a merge ([`Stage::shardable`]).
+    pub fn shardable(&self) -> bool {
+        matches!(self, Action::Builtin(stage) if stage.shardable())
+    }
+}
+
 /// One runnable unit: a stage, or one combination of a stage's matrix.
 #[derive(Debug, Clone)]
 pub struct Instance {

@@ -99,13 +99,6 @@ pub struct Task<'a> {
     pub part: Part,
 }
 
-impl Task<'_> {
-    /// The instance's own key (a shard task's `key` is derived from it).
-    pub fn instance_key(&self) -> Key {
-        self.fingerprint.key()
-    }
-}
-
 /// What the runner lends an executor.
 pub struct Context<'a> {
     pub plan: &'a Plan,
@@ -120,6 +113,25 @@ pub struct Done {
     pub summary: String,
     /// Where it ran, for the run output (`slurm job 12 (COMPLETED)`); empty for local.
     pub place: String,
+}
+
+/// What a batch backend does before submitting `task`: writes its spec to the remote under
+/// `task.key`, where the job's `exec-task` reads it. Returns the remote.
+pub fn put_spec<'a>(ctx: &Context<'a>, task: &Task<'_>, backend: &str) -> Result<&'a Remote, String> {
+    let remote = ctx.remote.ok_or_else(|| format!("the {backend} executor needs a remote (`remote:` or --remote)"))?;
+    let spec = serde_json::to_vec_pretty(&task::TaskSpec::new(ctx.plan, task)).map_err(|e| e.to_string())?;
+    remote.put_task(task.key, spec).map_err(|e| format!("cannot write the task spec to the remote: {e}"))?;
+    Ok(remote)
+}
+
+/// What a batch backend does once a job published `key`: pulls it (verified) into the local
+/// store, replacing the local copy when the task was forced (the caller holds the instance
+/// key's lock).
+pub fn pull_result(ctx: &Context<'_>, remote: &Remote, key: &Key, name: &str, force: bool) -> Result<Manifest, String> {
+    if force {
+        ctx.store.remove(key).map_err(|e| format!("cannot replace the local artifact: {e}"))?;
+    }
+    remote.pull(ctx.store, key, name).map_err(|e| e.to_string())
 }
 
 pub trait Executor: Send + Sync {

@@ -24,13 +24,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::task::TaskSpec;
 use stage_api::Shard;
 
-use super::{part_name, Context, Done, Executor, Part, PollClock, Task};
+use super::{part_name, pull_result, put_spec, Context, Done, Executor, Part, PollClock, Task};
 use crate::config::{ExecutorConfig, Resources};
 use crate::fingerprint::Key;
 use crate::progress::Reporter;
+use crate::remote::Remote;
 use crate::store::Store;
 
 /// How long the controller may be unreachable before the run's waiting tasks fail.
@@ -167,11 +167,9 @@ impl Slurm {
     /// `shards` of the instance of `task` as one job array; one result per shard.
     fn run_array(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Result<Vec<Result<Done, String>>, String> {
         let Some(first) = shards.first() else { return Ok(Vec::new()) };
-        let remote = ctx.remote.ok_or("the slurm executor needs a remote (`remote:` or --remote)")?;
+        let remote = put_spec(ctx, task, "slurm")?;
         let instance = &ctx.plan.instances[task.index];
         let name = instance.name.as_str();
-        let spec = serde_json::to_vec_pretty(&TaskSpec::new(ctx.plan, task)).map_err(|e| e.to_string())?;
-        remote.put_task(task.key, spec).map_err(|e| format!("cannot write the task spec to the remote: {e}"))?;
 
         let array = self.sbatch(self.sbatch_args(&instance.stage, task.key, &ctx.plan.base_dir, Some(shards)))?;
         for shard in shards {
@@ -194,15 +192,15 @@ impl Slurm {
             let job = format!("{array}_{}", shard.index);
             let (state, exit_code) = self.wait(&job, ctx.reporter);
             let key = task.key.shard(shard.index, shard.count);
-            results.push(self.collect(ctx, &job, &state, &exit_code, &key, &part_name(name, Part::Shard(*shard)), task.force));
+            results.push(self.collect(ctx, remote, &job, &state, &exit_code, &key, &part_name(name, Part::Shard(*shard)), task.force));
         }
         Ok(results)
     }
 
     /// After job `job` ended: its result, pulled from the remote into the local store, or why
     /// there is none.
-    fn collect(&self, ctx: &Context<'_>, job: &str, state: &str, exit_code: &str, key: &Key, name: &str, force: bool) -> Result<Done, String> {
-        let remote = ctx.remote.ok_or("the slurm executor needs a remote (`remote:` or --remote)")?;
+    #[allow(clippy::too_many_arguments)]
+    fn collect(&self, ctx: &Context<'_>, remote: &Remote, job: &str, state: &str, exit_code: &str, key: &Key, name: &str, force: bool) -> Result<Done, String> {
         let log = self.job_log(job);
         let place = format!("slurm job {job} ({state})");
         if !remote.has(key) {
@@ -212,12 +210,7 @@ impl Slurm {
                 log_tail(&log)
             ));
         }
-        if force {
-            // The fresh result replaces the local one (we hold the instance key's lock).
-            ctx.store.remove(key).map_err(|e| format!("cannot replace the local artifact: {e}"))?;
-        }
-        let manifest = remote
-            .pull(ctx.store, key, name)
+        let manifest = pull_result(ctx, remote, key, name, force)
             .map_err(|e| format!("{place} published a result that cannot be pulled: {e}; job log: {}", log.display()))?;
         Ok(Done { summary: manifest.summary.clone(), manifest, place })
     }
@@ -314,11 +307,9 @@ impl Executor for Slurm {
     }
 
     fn run(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String> {
-        let remote = ctx.remote.ok_or("the slurm executor needs a remote (`remote:` or --remote)")?;
+        let remote = put_spec(ctx, task, "slurm")?;
         let instance = &ctx.plan.instances[task.index];
         let name = instance.name.as_str();
-        let spec = serde_json::to_vec_pretty(&TaskSpec::new(ctx.plan, task)).map_err(|e| e.to_string())?;
-        remote.put_task(task.key, spec).map_err(|e| format!("cannot write the task spec to the remote: {e}"))?;
 
         let job = self.submit(&instance.stage, name, task.key, &ctx.plan.base_dir)?;
         let log = self.job_log(&job);
@@ -328,7 +319,7 @@ impl Executor for Slurm {
         ctx.reporter.line(&format!("{name}: submitted as slurm job {job}{wants}"));
 
         let (state, exit_code) = self.wait(&job, ctx.reporter);
-        self.collect(ctx, &job, &state, &exit_code, task.key, name, task.force)
+        self.collect(ctx, remote, &job, &state, &exit_code, task.key, name, task.force)
     }
 
     fn run_shards(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Vec<Result<Done, String>> {

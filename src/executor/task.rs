@@ -85,7 +85,7 @@ pub fn exec_task(plan: &Plan, remote: &Remote, key: &Key, shard: Option<Shard>, 
         return Ok(format!("{name}: already in the remote (a duplicated task), nothing to do"));
     }
     let index = find(plan, &spec.instance)?;
-    if shard.is_some() && !matches!(&plan.instances[index].action, crate::config::Action::Builtin(s) if s.shardable()) {
+    if shard.is_some() && !plan.instances[index].action.shardable() {
         return Err(format!("{name}: stage `{}` cannot be split into shards", plan.instances[index].stage));
     }
 

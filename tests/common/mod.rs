@@ -112,6 +112,40 @@ pub fn read_until(rx: &std::sync::mpsc::Receiver<String>, needle: &str, all: &mu
     panic!("no line with {needle:?} in:\n{}", all.join("\n"));
 }
 
+/// instance -> (relative path -> bytes) of every artifact in a workspace's store.
+pub fn artifacts_of(ws: &Workspace) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<u8>>> {
+    artifacts_in(&ws.store())
+}
+
+/// instance -> (relative path -> bytes) of every artifact in the store at `store` (empty when
+/// there is none).
+pub fn artifacts_in(store: &Path) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<u8>>> {
+    let mut all = std::collections::BTreeMap::new();
+    if !store.join("objects").exists() {
+        return all;
+    }
+    for entry in walkdir::WalkDir::new(store.join("objects")).min_depth(2).max_depth(2) {
+        let dir = entry.unwrap().into_path();
+        let manifest: serde_json::Value = serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+        let mut files = std::collections::BTreeMap::new();
+        for f in manifest["files"].as_array().unwrap() {
+            let rel = f["path"].as_str().unwrap().to_owned();
+            files.insert(rel.clone(), fs::read(dir.join("out").join(&rel)).unwrap());
+        }
+        all.insert(manifest["instance"].as_str().unwrap().to_owned(), files);
+    }
+    all
+}
+
+/// The keys under `manifests/` or `tasks/` of a directory remote, sorted (none when it has no
+/// such folder).
+pub fn remote_keys(remote: &Path, sub: &str) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(remote.join(sub)) else { return Vec::new() };
+    let mut keys: Vec<String> = entries.map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_owned()).collect();
+    keys.sort();
+    keys
+}
+
 /// A `run:` command that records that stage NAME ran and writes `text` as its output.
 pub fn counting(name: &str, body: &str) -> String {
     format!("echo run >> counts/{name}; {body}")

@@ -34,10 +34,9 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde::{Deserialize, Serialize};
 
 use self::spec::{job_name, job_state, label_value, JobSpec, JobState, RUN_LABEL};
-use super::task::TaskSpec;
 use stage_api::Shard;
 
-use super::{part_name, Context, Done, Executor, Part, PollClock, Task};
+use super::{part_name, pull_result, put_spec, Context, Done, Executor, Part, PollClock, Task};
 use crate::config::{ExecutorConfig, Plan};
 use crate::fingerprint::Key;
 use crate::progress::Reporter;
@@ -281,10 +280,8 @@ impl Kubernetes {
 
     /// Writes the task's spec to the remote, submits its Job and remembers it for `status`.
     fn start(&self, ctx: &Context<'_>, task: &Task<'_>, indexes: Option<usize>) -> Result<String, String> {
-        let remote = ctx.remote.ok_or("the kubernetes executor needs a remote (`remote:` or --remote)")?;
+        put_spec(ctx, task, "kubernetes")?;
         let instance = &ctx.plan.instances[task.index];
-        let spec = serde_json::to_vec_pretty(&TaskSpec::new(ctx.plan, task)).map_err(|e| e.to_string())?;
-        remote.put_task(task.key, spec).map_err(|e| format!("cannot write the task spec to the remote: {e}"))?;
         let job = self.submit(&instance.stage, &instance.name, task.key, indexes)?;
         let record = JobRecord {
             executor: "kubernetes".into(),
@@ -301,12 +298,7 @@ impl Kubernetes {
     /// one when forced).
     fn collect(&self, ctx: &Context<'_>, key: &Key, name: &str, force: bool, place: String, job: &str) -> Result<Done, String> {
         let remote = ctx.remote.ok_or("the kubernetes executor needs a remote (`remote:` or --remote)")?;
-        if force {
-            // The fresh result replaces the local one (we hold the instance key's lock).
-            ctx.store.remove(key).map_err(|e| format!("cannot replace the local artifact: {e}"))?;
-        }
-        let manifest = remote
-            .pull(ctx.store, key, name)
+        let manifest = pull_result(ctx, remote, key, name, force)
             .map_err(|e| format!("{place} published a result that cannot be pulled: {e}; {}", self.logs_hint(job)))?;
         Ok(Done { summary: manifest.summary.clone(), manifest, place })
     }
