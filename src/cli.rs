@@ -46,7 +46,9 @@ pub enum Command {
         /// After a failure, go on with stages that do not depend on it.
         #[arg(long)]
         keep_going: bool,
-        /// Stage instances to run at once (default 1 locally; on a cluster, every ready one).
+        /// Stage instances to run at once, whatever their `cpus`. Default: locally, as many as
+        /// their stages' `executor.resources.STAGE.cpus` fit in this machine's cores (a stage
+        /// without `cpus` takes them all); on a cluster, every ready one.
         #[arg(long, short = 'j')]
         jobs: Option<usize>,
         /// Upload what this run computes to the remote.
@@ -171,17 +173,11 @@ pub fn run(cli: Cli, argv: &[String]) -> Result<bool> {
                 Some(ExecutorArg::Kubernetes) => ExecutorKind::Kubernetes,
                 None => engine.plan.executor.kind,
             };
-            let jobs = match kind {
-                ExecutorKind::Local => jobs.unwrap_or(1),
-                ExecutorKind::Slurm => {
-                    use_slurm(&mut engine, &run_id)?;
-                    jobs.unwrap_or(engine.plan.instances.len())
-                }
-                ExecutorKind::Kubernetes => {
-                    use_kubernetes(&mut engine, &run_id)?;
-                    jobs.unwrap_or(engine.plan.instances.len())
-                }
-            };
+            match kind {
+                ExecutorKind::Local => {}
+                ExecutorKind::Slurm => use_slurm(&mut engine, &run_id)?,
+                ExecutorKind::Kubernetes => use_kubernetes(&mut engine, &run_id)?,
+            }
             engine.run(&RunOptions { targets: stages, force, keep_going, jobs, run_id: Some(run_id) }, argv).map_err(anyhow::Error::msg)
         }
         Command::Status { stages, json } => {

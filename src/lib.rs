@@ -14,6 +14,7 @@
 pub mod artifact_paths;
 pub mod cli;
 pub mod config;
+pub mod cpu_budget;
 pub mod dag;
 pub mod dirty;
 pub mod execute;

@@ -1,5 +1,6 @@
 //! Runs a [`Plan`]: decides per instance whether it is fresh or stale (and why), and executes
-//! the stale ones in dependency order, up to `jobs` at a time.
+//! the stale ones in dependency order: up to `-j` at a time, or, without it and with the local
+//! executor, as many as the stages' `cpus` let fit in this machine's cores ([`CpuBudget`]).
 //!
 //! Per instance, once all its needs are done:
 //! 1. compute its fingerprint from the upstream content hashes, its params, deps and raw inputs;
@@ -19,6 +20,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::{Instance, Plan};
+use crate::cpu_budget::CpuBudget;
 use crate::dirty::{explain, DirtyReason};
 use stage_api::Shard;
 
@@ -37,9 +39,22 @@ pub struct RunOptions {
     pub targets: Vec<String>,
     pub force: Vec<String>,
     pub keep_going: bool,
-    pub jobs: usize,
+    /// At most this many instances at once, whatever their `cpus` (`-j`). `None`: locally, as
+    /// many as fit in the cores; on a cluster, every ready one.
+    pub jobs: Option<usize>,
     /// The run's id (its record's name; Slurm jobs are named after it). Fresh when `None`.
     pub run_id: Option<String>,
+}
+
+/// The cores the local runner shares out: `PIPELINE_CPUS`, else all this process may use.
+fn local_cores() -> Result<usize, String> {
+    match std::env::var("PIPELINE_CPUS") {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("PIPELINE_CPUS={v}: not a positive whole number of cores")),
+        },
+        Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
 }
 
 /// What `status` says of one instance.
@@ -171,8 +186,13 @@ impl Engine {
     pub fn run(&self, options: &RunOptions, argv: &[String]) -> Result<bool, String> {
         let selected = self.select(&options.targets)?;
         let forced = self.forced(&options.force)?;
-        let jobs = options.jobs.max(1);
-        let threads = (std::thread::available_parallelism().map_or(1, |n| n.get()) / jobs).max(1);
+        let cores = local_cores()?;
+        let jobs = options.jobs.unwrap_or(self.plan.instances.len()).max(1);
+        // `-j N` splits the cores among N instances; without it an instance takes them all
+        // unless its stage's `cpus` says otherwise.
+        let unset_threads = options.jobs.map_or(cores, |j| (cores / j.max(1)).max(1));
+        let mut budget = (options.jobs.is_none() && self.executor.uses_local_cpus()).then(|| CpuBudget::new(cores));
+        let mut taken: Vec<usize> = vec![0; self.plan.instances.len()];
         let started = Instant::now();
         let mut record = RunRecord::start(argv, options.run_id.as_deref());
         let record_path = record.path(&self.store.runs_dir());
@@ -201,7 +221,15 @@ impl Engine {
                     ready.push_back(i);
                 }
                 while !stop && in_flight < jobs {
-                    let Some(i) = ready.pop_front() else { break };
+                    let Some(&i) = ready.front() else { break };
+                    let threads = self.threads_for(i, unset_threads, cores);
+                    if let Some(budget) = budget.as_mut() {
+                        if !budget.try_take(threads) {
+                            break;
+                        }
+                        taken[i] = threads;
+                    }
+                    ready.pop_front();
                     let upstream = self.upstream_for(i, &done);
                     let force = forced.contains(&i);
                     let tx = tx.clone();
@@ -216,6 +244,9 @@ impl Engine {
                 }
                 let Ok((i, result)) = rx.recv() else { break };
                 in_flight -= 1;
+                if let Some(budget) = budget.as_mut() {
+                    budget.give_back(taken[i]);
+                }
                 match result {
                     Ok((manifest, stage_record)) => {
                         done[i] = Some(manifest);
@@ -251,6 +282,13 @@ impl Engine {
         let _ = record.save(&record_path);
         self.reporter.line(&record.summary_line(started.elapsed().as_secs_f64()));
         Ok(failures == 0)
+    }
+
+    /// Threads an instance is given: its stage's `cpus` (at most the machine's cores), else
+    /// `unset`.
+    fn threads_for(&self, i: usize, unset: usize, cores: usize) -> usize {
+        let stage = &self.plan.instances[i].stage;
+        self.plan.executor.resources_for(stage).cpus.map_or(unset, |c| (c as usize).min(cores)).max(1)
     }
 
     /// Whether instance `a` transitively needs `b`.

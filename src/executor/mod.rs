@@ -161,6 +161,11 @@ pub trait Executor: Send + Sync {
         false
     }
 
+    /// Whether tasks run on this machine's cores (so the runner packs them by their `cpus`).
+    fn uses_local_cpus(&self) -> bool {
+        true
+    }
+
     /// Stops every task submitted so far (Ctrl-C). Best effort.
     fn cancel_all(&self) {}
 }

@@ -330,6 +330,10 @@ impl Executor for Slurm {
         true
     }
 
+    fn uses_local_cpus(&self) -> bool {
+        false
+    }
+
     fn cancel_all(&self) {
         let _ = Command::new("scancel").arg(format!("--name={}", self.run_id)).status();
     }

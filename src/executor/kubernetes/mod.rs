@@ -375,6 +375,10 @@ impl Executor for Kubernetes {
         true
     }
 
+    fn uses_local_cpus(&self) -> bool {
+        false
+    }
+
     /// Deletes every Job of the run (their pods are stopped in the background).
     fn cancel_all(&self) {
         let api = self.api();

@@ -1,7 +1,7 @@
 """PyTorch side of the training-step benchmark (benches/train_step.rs runs it).
 
 Usage: python train_step.py --arch ARCH [--batch 8 --frames 10 --size 112 --classes 8
-                            --threads 2 --warmup 3 --steps 5]
+                            --threads 2 --warmup 3 --steps 5 --device cpu]
 
 Times `zero_grad; loss = cross_entropy(model(x), y); loss.backward(); adam.step()` on the
 PyTorch definition of the architecture (tests/python/study_models.py) in training mode and
@@ -30,14 +30,16 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = study_models.build(a.arch, a.frames, a.classes).train()
+    device = torch.device(a.device)
+    model = study_models.build(a.arch, a.frames, a.classes).train().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
-    x = torch.randn(a.batch, a.frames, 3, a.size, a.size)
-    y = torch.randint(0, a.classes, (a.batch,))
+    x = torch.randn(a.batch, a.frames, 3, a.size, a.size, device=device)
+    y = torch.randint(0, a.classes, (a.batch,), device=device)
 
     seconds, cpu_seconds = [], []
     for i in range(a.warmup + a.steps):
@@ -46,6 +48,8 @@ def main():
         loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         elapsed, cpu = time.perf_counter() - start, cpu_time() - cpu_start
         if i >= a.warmup:
             seconds.append(elapsed)

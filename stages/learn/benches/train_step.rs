@@ -4,8 +4,11 @@
 //!
 //! ```text
 //! cargo bench -p stages-learn --bench train_step -- [--threads 2] [--warmup 3] [--steps 5]
-//!     [--rounds 2] [--batch 8] [--frames 10] [--size 112] [--arch r3d18 ...]
+//!     [--rounds 2] [--batch 8] [--frames 10] [--size 112] [--arch r3d18 ...] [--device cuda]
 //! ```
+//!
+//! `--device cuda` times both sides on the GPU (each step ends in a CUDA synchronise, so the
+//! wall time is the step's); the CPU-time columns then measure only the host's share.
 //!
 //! A step is `forward_t(train) → cross-entropy → zero_grad → backward → Adam(lr 1e-4, wd 1e-4)`.
 //! For each architecture the Python and Rust runs alternate `--rounds` times (Python, Rust,
@@ -32,6 +35,7 @@ struct Options {
     frames: i64,
     size: i64,
     archs: Vec<Arch>,
+    device: Device,
 }
 
 fn parse() -> Result<Options, String> {
@@ -44,6 +48,7 @@ fn parse() -> Result<Options, String> {
         frames: 10,
         size: 112,
         archs: vec![Arch::EarlyFusionResnet18, Arch::LateFusionResnet18, Arch::R3d18, Arch::Resnet18Lstm],
+        device: Device::Cpu,
     };
     let mut picked = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -61,6 +66,14 @@ fn parse() -> Result<Options, String> {
             "--batch" => o.batch = num(&value)?,
             "--frames" => o.frames = num(&value)?,
             "--size" => o.size = num(&value)?,
+            "--device" => {
+                o.device = match value.as_str() {
+                    "cpu" => Device::Cpu,
+                    "cuda" if tch::Cuda::is_available() => Device::Cuda(0),
+                    "cuda" => return Err("--device cuda: libtorch sees no CUDA device".into()),
+                    _ => return Err(format!("--device {value}: cpu or cuda")),
+                }
+            }
             "--arch" => picked.push(
                 serde_json::from_value(serde_json::Value::String(value.clone()))
                     .map_err(|_| format!("unknown architecture {value}"))?,
@@ -100,10 +113,29 @@ struct Steps {
     cpu: Vec<f64>,
 }
 
+fn device_name(device: Device) -> &'static str {
+    if device == Device::Cpu {
+        "cpu"
+    } else {
+        "cuda"
+    }
+}
+
+/// The PyTorch side's script: where this crate was built, else (a binary carried to another
+/// machine) under the working directory.
+fn python_script() -> std::path::PathBuf {
+    let built = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/train_step.py"));
+    if built.is_file() {
+        built.to_path_buf()
+    } else {
+        std::path::PathBuf::from("stages/learn/benches/train_step.py")
+    }
+}
+
 fn python_steps(o: &Options, arch: Arch) -> Result<Steps, String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/train_step.py");
     let out = Command::new(python())
-        .arg(script)
+        .arg(python_script())
+        .args(["--device", device_name(o.device)])
         .args(["--arch", arch.name()])
         .args(["--threads", &o.threads.to_string(), "--warmup", &o.warmup.to_string()])
         .args(["--steps", &o.steps.to_string(), "--batch", &o.batch.to_string()])
@@ -147,11 +179,11 @@ fn clock_ticks() -> f64 {
 fn rust_steps(o: &Options, arch: Arch, ticks: f64) -> Result<Steps, String> {
     tch::manual_seed(0);
     let spec = ModelSpec { arch, frames: o.frames, size: o.size, num_classes: 8, temporal_pool: TemporalPool::Mean };
-    let vs = nn::VarStore::new(Device::Cpu);
+    let vs = nn::VarStore::new(o.device);
     let model = build(&vs.root(), &spec).map_err(|e| e.chain())?;
     let mut opt = nn::Adam { wd: 1e-4, ..Default::default() }.build(&vs, 1e-4).map_err(|e| e.to_string())?;
-    let xs = Tensor::randn(spec.input_shape(o.batch), (Kind::Float, Device::Cpu));
-    let ys = Tensor::randint(8, [o.batch], (Kind::Int64, Device::Cpu));
+    let xs = Tensor::randn(spec.input_shape(o.batch), (Kind::Float, o.device));
+    let ys = Tensor::randint(8, [o.batch], (Kind::Int64, o.device));
     let mut steps = Steps::default();
     for i in 0..o.warmup + o.steps {
         let (start, cpu_start) = (Instant::now(), cpu_time(ticks));
@@ -159,6 +191,9 @@ fn rust_steps(o: &Options, arch: Arch, ticks: f64) -> Result<Steps, String> {
         let loss = model.forward_t(&xs, true).cross_entropy_for_logits(&ys);
         loss.backward();
         opt.step();
+        if let Device::Cuda(i) = o.device {
+            tch::Cuda::synchronize(i as i64);
+        }
         let (elapsed, cpu) = (start.elapsed().as_secs_f64(), cpu_time(ticks) - cpu_start);
         if i >= o.warmup {
             steps.wall.push(elapsed);
@@ -178,7 +213,8 @@ fn main() {
     };
     tch::set_num_threads(o.threads);
     println!(
-        "batch {}, T {}, S {}, {} threads, {} rounds of {} warm-up + {} timed steps, python {}",
+        "{}: batch {}, T {}, S {}, {} threads, {} rounds of {} warm-up + {} timed steps, python {}",
+        device_name(o.device),
         o.batch,
         o.frames,
         o.size,
