@@ -1,5 +1,6 @@
-//! Seeded training is reproducible on the CPU. A test binary of its own: libtorch's random
-//! generator is global to the process, so a test training in parallel would draw from it.
+//! Seeded training is reproducible on the CPU, also when trainings run at once in one process
+//! (what the engine does with `cpus: 1` on several cores). A test binary of its own, so that no
+//! other test's training runs beside these.
 
 mod common;
 
@@ -39,4 +40,16 @@ fn same_seed_same_history_other_seed_other_history() {
         std::fs::read(b.join("model.safetensors")).unwrap(),
     );
     assert!(wa == wb, "same seed, different weights");
+
+    // Both seeds again, side by side: libtorch's generator is process-wide, so this checks that
+    // neither training draws from the other's stream (model initialisation, dropout masks).
+    let (d, e) = std::thread::scope(|s| {
+        let d = s.spawn(|| train_in(root.path(), "d", with(3)).unwrap());
+        let e = s.spawn(|| train_in(root.path(), "e", with(4)).unwrap());
+        (d.join().unwrap(), e.join().unwrap())
+    });
+    assert_eq!(history(&d), history(&a), "seed 3 beside seed 4 differs from seed 3 alone");
+    assert_eq!(history(&e), history(&c), "seed 4 beside seed 3 differs from seed 4 alone");
+    let weights = |dir: &std::path::Path| std::fs::read(dir.join("model.safetensors")).unwrap();
+    assert!(weights(&d) == wa && weights(&e) == weights(&c), "side by side, different weights");
 }

@@ -15,9 +15,18 @@
 //! i.e. `blocks.{0..3}.0.{weight,bias}` (convolutions, with bias as `nn.Conv2d`'s default),
 //! `blocks.{0..3}.1.*` (BatchNorm), `classifier.0.*` and `classifier.3.*`. The forward pass
 //! global-average-pools the last block's 512 channels before the classifier.
+//!
+//! Dropout draws its masks from the model's own generator (seeded from libtorch's generator
+//! when the model is built), not from libtorch's process-wide one, which every training in
+//! the process shares: two trainings at once would otherwise draw each other's masks and their
+//! results would depend on timing.
 
+use std::sync::Mutex;
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use tch::nn::{self, ModuleT};
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 use super::layers::{batch_norm2d, linear};
 
@@ -30,6 +39,7 @@ pub struct EarlyFusionCnn {
     blocks: Vec<(nn::Conv2D, nn::BatchNorm)>,
     fc1: nn::Linear,
     fc2: nn::Linear,
+    dropout_rng: Mutex<ChaCha8Rng>,
 }
 
 /// `nn.Conv2d(c_in, c_out, 3, padding=1)` with PyTorch's default initialisation (bias included).
@@ -60,7 +70,21 @@ impl EarlyFusionCnn {
             })
             .collect();
         let cp = p / "classifier";
-        Self { blocks, fc1: linear(&cp / "0", 512, HIDDEN), fc2: linear(&cp / "3", HIDDEN, num_classes) }
+        let (fc1, fc2) = (linear(&cp / "0", 512, HIDDEN), linear(&cp / "3", HIDDEN, num_classes));
+        // Drawn after the weights, so their initialisation is what it always was.
+        let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]) as u64;
+        Self { blocks, fc1, fc2, dropout_rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)) }
+    }
+
+    /// `nn.Dropout(DROPOUT)` in training mode: zero each element with probability `DROPOUT`,
+    /// scale the others by `1 / (1 - DROPOUT)`.
+    fn dropout(&self, xs: &Tensor) -> Tensor {
+        let scale = (1.0 / (1.0 - DROPOUT)) as f32;
+        let mask: Vec<f32> = {
+            let mut rng = self.dropout_rng.lock().unwrap_or_else(|e| e.into_inner());
+            (0..xs.numel()).map(|_| if rng.random::<f64>() < DROPOUT { 0.0 } else { scale }).collect()
+        };
+        xs * Tensor::from_slice(&mask).view(xs.size().as_slice()).to_device(xs.device()).to_kind(xs.kind())
     }
 }
 
@@ -71,12 +95,9 @@ impl ModuleT for EarlyFusionCnn {
         for (conv, bn) in &self.blocks {
             ys = ys.apply(conv).apply_t(bn, train).relu().max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
         }
-        ys.adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1)
-            .apply(&self.fc1)
-            .relu()
-            .dropout(DROPOUT, train)
-            .apply(&self.fc2)
+        let hidden = ys.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc1).relu();
+        let hidden = if train { self.dropout(&hidden) } else { hidden };
+        hidden.apply(&self.fc2)
     }
 }
 

@@ -27,6 +27,9 @@ use crate::CLASS_NAMES;
 const SHUFFLE_STREAM: u64 = 1;
 const AUGMENT_STREAM: u64 = 2;
 
+/// Held while a training seeds libtorch's generator and initialises its model.
+static MODEL_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub fn run(
     ctx: &StageContext<'_>,
     params: &TrainParams,
@@ -63,9 +66,15 @@ pub fn run(
         num_classes: CLASS_NAMES.len() as i64,
         temporal_pool: params.temporal_pool,
     };
-    tch::manual_seed(params.seed as i64);
-    let mut vs = nn::VarStore::new(device);
-    let model = models::build(&vs.root(), &spec)?;
+    let (mut vs, model) = {
+        // Initialisation draws from libtorch's process-wide generator: one training at a time
+        // seeds it and builds its model, so trainings running at once start from their seeds.
+        let _init = MODEL_INIT.lock().unwrap_or_else(|e| e.into_inner());
+        tch::manual_seed(params.seed as i64);
+        let vs = nn::VarStore::new(device);
+        let model = models::build(&vs.root(), &spec)?;
+        (vs, model)
+    };
     if let Some(path) = params.pretrained_path(ctx.base_dir) {
         let line = start_from(&mut vs, &spec, &path)?;
         ctx.progress.note(&line);
