@@ -163,8 +163,9 @@ impl Stage for TrainStage {
         "train"
     }
 
+    /// 3: the CNN's dropout masks come from its own generator (its trainings change).
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn resolve_params(&self, params: &Params) -> Result<Params, ParamError> {
