@@ -192,7 +192,6 @@ impl Engine {
         // unless its stage's `cpus` says otherwise.
         let unset_threads = options.jobs.map_or(cores, |j| (cores / j.max(1)).max(1));
         let mut budget = (options.jobs.is_none() && self.executor.uses_local_cpus()).then(|| CpuBudget::new(cores));
-        let mut taken: Vec<usize> = vec![0; self.plan.instances.len()];
         let started = Instant::now();
         let mut record = RunRecord::start(argv, options.run_id.as_deref());
         let record_path = record.path(&self.store.runs_dir());
@@ -223,11 +222,8 @@ impl Engine {
                 while !stop && in_flight < jobs {
                     let Some(&i) = ready.front() else { break };
                     let threads = self.threads_for(i, unset_threads, cores);
-                    if let Some(budget) = budget.as_mut() {
-                        if !budget.try_take(threads) {
-                            break;
-                        }
-                        taken[i] = threads;
+                    if budget.as_mut().is_some_and(|b| !b.try_take(threads)) {
+                        break;
                     }
                     ready.pop_front();
                     let upstream = self.upstream_for(i, &done);
@@ -245,7 +241,7 @@ impl Engine {
                 let Ok((i, result)) = rx.recv() else { break };
                 in_flight -= 1;
                 if let Some(budget) = budget.as_mut() {
-                    budget.give_back(taken[i]);
+                    budget.give_back(self.threads_for(i, unset_threads, cores));
                 }
                 match result {
                     Ok((manifest, stage_record)) => {

@@ -54,40 +54,40 @@ fn workspace(resources: &str) -> Workspace {
     ws
 }
 
+/// A workspace with `resources`, after a successful `pipeline ARGS`; and that run's stderr.
+fn ran(resources: &str, args: &[&str]) -> (Workspace, String) {
+    let ws = workspace(resources);
+    let out = ws.pipeline(args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    (ws, out.stderr)
+}
+
 #[test]
 fn one_cpu_stages_run_side_by_side_with_one_thread_each() {
-    let ws = workspace("    a: {cpus: 1}\n    b: {cpus: 1}");
-    let out = ws.pipeline(&["run"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(overlapped(&ws), "a and b fit in 2 cores together: {}", out.stderr);
+    let (ws, stderr) = ran("    a: {cpus: 1}\n    b: {cpus: 1}", &["run"]);
+    assert!(overlapped(&ws), "a and b fit in 2 cores together: {}", stderr);
     assert_eq!((read(&ws, "a", "threads"), read(&ws, "b", "threads")), ("1".into(), "1".into()));
     assert_eq!(read(&ws, "after", "threads"), "2", "a stage without cpus gets every core");
 }
 
 #[test]
 fn stages_without_cpus_take_every_core_and_run_one_at_a_time() {
-    let ws = workspace("    after: {cpus: 1}");
-    let out = ws.pipeline(&["run"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(!overlapped(&ws), "{}", out.stderr);
+    let (ws, stderr) = ran("    after: {cpus: 1}", &["run"]);
+    assert!(!overlapped(&ws), "{}", stderr);
     assert_eq!((read(&ws, "a", "threads"), read(&ws, "after", "threads")), ("2".into(), "1".into()));
 }
 
 #[test]
 fn more_cpus_than_the_machine_has_runs_alone_on_all_of_them() {
-    let ws = workspace("    a: {cpus: 8}\n    b: {cpus: 1}");
-    let out = ws.pipeline(&["run"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(!overlapped(&ws), "{}", out.stderr);
+    let (ws, stderr) = ran("    a: {cpus: 8}\n    b: {cpus: 1}", &["run"]);
+    assert!(!overlapped(&ws), "{}", stderr);
     assert_eq!((read(&ws, "a", "threads"), read(&ws, "b", "threads")), ("2".into(), "1".into()));
 }
 
 #[test]
 fn dash_j_caps_how_many_run_at_once_whatever_the_cpus() {
-    let ws = workspace("    a: {cpus: 1}\n    b: {cpus: 1}");
-    let out = ws.pipeline(&["run", "-j", "1"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(!overlapped(&ws), "{}", out.stderr);
+    let (ws, stderr) = ran("    a: {cpus: 1}\n    b: {cpus: 1}", &["run", "-j", "1"]);
+    assert!(!overlapped(&ws), "{}", stderr);
     assert_eq!(read(&ws, "a", "threads"), "1");
 }
 

@@ -23,6 +23,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use stages_learn::models::{build, Arch, ModelSpec, TemporalPool};
+use stages_learn::train::device::{device_name, DeviceChoice};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
@@ -67,12 +68,9 @@ fn parse() -> Result<Options, String> {
             "--frames" => o.frames = num(&value)?,
             "--size" => o.size = num(&value)?,
             "--device" => {
-                o.device = match value.as_str() {
-                    "cpu" => Device::Cpu,
-                    "cuda" if tch::Cuda::is_available() => Device::Cuda(0),
-                    "cuda" => return Err("--device cuda: libtorch sees no CUDA device".into()),
-                    _ => return Err(format!("--device {value}: cpu or cuda")),
-                }
+                let choice: DeviceChoice = serde_json::from_value(serde_json::Value::String(value.clone()))
+                    .map_err(|_| format!("--device {value}: cpu, cuda or auto"))?;
+                o.device = choice.resolve().map_err(|e| e.message)?;
             }
             "--arch" => picked.push(
                 serde_json::from_value(serde_json::Value::String(value.clone()))
@@ -113,14 +111,6 @@ struct Steps {
     cpu: Vec<f64>,
 }
 
-fn device_name(device: Device) -> &'static str {
-    if device == Device::Cpu {
-        "cpu"
-    } else {
-        "cuda"
-    }
-}
-
 /// The PyTorch side's script: where this crate was built, else (a binary carried to another
 /// machine) under the working directory.
 fn python_script() -> std::path::PathBuf {
@@ -135,7 +125,7 @@ fn python_script() -> std::path::PathBuf {
 fn python_steps(o: &Options, arch: Arch) -> Result<Steps, String> {
     let out = Command::new(python())
         .arg(python_script())
-        .args(["--device", device_name(o.device)])
+        .args(["--device", &device_name(o.device)])
         .args(["--arch", arch.name()])
         .args(["--threads", &o.threads.to_string(), "--warmup", &o.warmup.to_string()])
         .args(["--steps", &o.steps.to_string(), "--batch", &o.batch.to_string()])
