@@ -1,5 +1,5 @@
-//! Build script shared by the crates that link libtorch (the `pipeline` binary and
-//! `stages-learn`'s tests): embeds an rpath to libtorch's directory so the binary runs without
+//! Build script of the one crate that links libtorch (`stages-torch`: the `pipeline-torch`
+//! worker, its tests and benches; the `pipeline` binary does not link it): embeds an rpath to libtorch's directory so the binary runs without
 //! `LD_LIBRARY_PATH`, and links with `--no-as-needed` so `libtorch_cuda.so` is kept: Rust links
 //! with `--as-needed`, nothing references libtorch_cuda's symbols directly, and without it CUDA
 //! silently vanishes (`tch::Cuda::is_available()` returns false on a GPU machine).

@@ -12,7 +12,7 @@ use crate::executor::slurm::Slurm;
 use crate::fingerprint::Key;
 use crate::runlog::RunRecord;
 use crate::dag::{render, DagFormat};
-use crate::registry::Registry;
+use crate::domain::Domain;
 use crate::remote::Remote;
 use crate::runner::{Engine, Freshness, RunOptions};
 
@@ -77,7 +77,7 @@ pub enum Command {
     /// What `run` would do and why.
     Status {
         stages: Vec<String>,
-        /// Machine-readable: [{"stage", "state", "reasons"}].
+        /// Machine-readable: [{"stage", "state", "reasons" (text), "why" (objects)}].
         #[arg(long)]
         json: bool,
     },
@@ -135,8 +135,8 @@ pub enum MetricsCommand {
 }
 
 /// Runs the command; `Ok(false)` means "ran, but something failed" (exit status 1).
-pub fn run(cli: Cli, argv: &[String]) -> Result<bool> {
-    let registry = Registry::builtin();
+pub fn run(cli: Cli, argv: &[String], domain: &dyn Domain) -> Result<bool> {
+    let registry = domain.registry();
     let plan = Plan::load(&cli.config, &registry)?;
     if let Command::Dag { dot, mermaid } = cli.command {
         let format = if dot { DagFormat::Dot } else if mermaid { DagFormat::Mermaid } else { DagFormat::Text };
@@ -190,6 +190,8 @@ pub fn run(cli: Cli, argv: &[String]) -> Result<bool> {
                             "stage": s.stage,
                             "state": s.state,
                             "reasons": s.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                            // The same reasons as data: the enum's fields, tagged by `reason`.
+                            "why": s.reasons,
                         });
                         // Only where a cluster job was submitted for the instance's key.
                         if let Some(note) = stale_job_note(&engine, s) {
@@ -262,13 +264,13 @@ pub fn run(cli: Cli, argv: &[String]) -> Result<bool> {
             println!("pulled {n} artifacts");
             Ok(true)
         }
-        Command::Predict { videos, model, json } => crate::predict::predict(&engine, &videos, model.as_deref(), json),
+        Command::Predict { videos, model, json } => crate::predict::predict(&engine, domain, &videos, model.as_deref(), json),
         Command::Runs => {
             print!("{}", crate::runs::list(&engine.store));
             Ok(true)
         }
         Command::Metrics(MetricsCommand::Diff { run_a, run_b, all, json }) => {
-            print!("{}", crate::runs::metrics_diff(&engine.store, run_a.as_deref(), run_b.as_deref(), all, json)?);
+            print!("{}", crate::runs::metrics_diff(&engine.store, domain, run_a.as_deref(), run_b.as_deref(), all, json)?);
             Ok(true)
         }
         Command::Dag { .. } | Command::ExecTask { .. } => unreachable!("handled above"),
@@ -404,7 +406,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pipeline.yaml");
         std::fs::write(&file, "executor: {kind: kubernetes, image: reg/pipeline:1}\nstages:\n  a:\n    run: \"true\"\n").unwrap();
-        let plan = Plan::load(&file, &Registry::builtin()).unwrap();
+        let plan = Plan::load(&file, &crate::registry::Registry::from_stages(Vec::new())).unwrap();
         let mut engine = Engine::new(plan, true).unwrap();
         let err = super::use_kubernetes(&mut engine, "1-2").unwrap_err().to_string();
         assert_eq!(

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::canonical::display_value;
@@ -16,7 +16,7 @@ use crate::fingerprint::{ActionId, Fingerprint};
 /// At most this many paths are named in one reason.
 const MAX_NAMED_PATHS: usize = 3;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum DirtyReason {
     /// No earlier success of this instance is recorded.

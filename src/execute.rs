@@ -18,14 +18,6 @@ use crate::config::Action;
 /// Lines of stderr shown when a shell stage fails.
 const STDERR_TAIL_LINES: usize = 20;
 
-/// What an upstream instance hands to its dependents.
-pub struct Upstream {
-    pub need: String,
-    pub instance: String,
-    pub params: Params,
-    pub dir: PathBuf,
-}
-
 /// Which part of a built-in stage's work a job does (see [`crate::executor::Part`]).
 pub enum JobPart {
     Whole,
@@ -39,7 +31,7 @@ pub struct Job<'a> {
     pub part: JobPart,
     pub action: &'a Action,
     pub params: &'a Params,
-    pub upstream: &'a [Upstream],
+    pub upstream: &'a [StageInput],
     pub base_dir: &'a Path,
     /// The private directory: the output goes to `<work_dir>/out`, the log to `log.txt`.
     pub work_dir: &'a Path,
@@ -52,15 +44,10 @@ pub struct Job<'a> {
 pub fn execute(job: &Job<'_>) -> Result<String, String> {
     match job.action {
         Action::Builtin(stage) => {
-            let inputs: Vec<StageInput> = job
-                .upstream
-                .iter()
-                .map(|u| StageInput { need: u.need.clone(), instance: u.instance.clone(), params: u.params.clone(), dir: u.dir.clone() })
-                .collect();
             let out_dir = job.work_dir.join("out");
             let ctx = StageContext {
                 params: job.params,
-                inputs: &inputs,
+                inputs: job.upstream,
                 out_dir: &out_dir,
                 base_dir: job.base_dir,
                 progress: job.progress,
@@ -127,7 +114,7 @@ fn run_shell(command: &str, job: &Job<'_>) -> Result<String, String> {
 }
 
 /// `PIPELINE_IN_<NEED>`: one directory, or a `:`-separated list for a matrix need.
-fn group_inputs(upstream: &[Upstream]) -> Vec<(String, String)> {
+fn group_inputs(upstream: &[StageInput]) -> Vec<(String, String)> {
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
     for u in upstream {
         let dir = u.dir.to_string_lossy().into_owned();

@@ -4,8 +4,9 @@
 //! stale instance is computed (this process, or a Slurm job that exchanges inputs and results
 //! through the [`remote`] cache) is an [`executor`]'s business.
 //!
-//! The engine knows nothing about video or models: built-in stage kinds come from the
-//! `stages/*` crates through [`registry`], and `run:` stages are shell commands.
+//! The engine knows nothing about video or models: built-in stage kinds, and what `predict` and
+//! `metrics diff` do, come from the binary through a [`domain::Domain`]; `run:` stages are shell
+//! commands.
 //!
 //! Key types: [`config::Plan`] (validated instances in topological order),
 //! [`fingerprint::Fingerprint`] (everything a key depends on), [`dirty::DirtyReason`] (why an
@@ -17,6 +18,7 @@ pub mod config;
 pub mod cpu_budget;
 pub mod dag;
 pub mod dirty;
+pub mod domain;
 pub mod execute;
 pub mod executor;
 pub mod filehash;

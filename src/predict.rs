@@ -1,11 +1,12 @@
 //! `pipeline predict VIDEO... [--model STAGE_OR_DIR] [--json]`: chooses the model and prints
-//! what the domain's predictor says. The preprocessing and the model come from the stage
-//! crates (through the registry); this module only resolves names and formats results.
+//! what the domain's predictor says. The preprocessing and the model are the domain's
+//! ([`Domain::predict`]); this module only resolves names and formats results.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
+use crate::domain::Domain;
 use crate::runner::Engine;
 
 const MODEL_FILE: &str = "model.json";
@@ -26,8 +27,14 @@ pub fn resolve_model(engine: &Engine, model: Option<&str>) -> Result<(String, Pa
             continue;
         }
         let Some(dir) = dir.filter(|d| d.join(MODEL_FILE).is_file()) else { continue };
-        let card: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(MODEL_FILE))?)?;
-        let accuracy = card.get("best_val_accuracy").and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let card_path = dir.join(MODEL_FILE);
+        let card: serde_json::Value = serde_json::from_slice(&std::fs::read(&card_path).with_context(|| format!("{}: cannot read", card_path.display()))?)
+            .with_context(|| format!("{}: not valid JSON", card_path.display()))?;
+        // The choice among models rests on it: a card without it is damaged, not "accuracy 0".
+        let accuracy = card
+            .get("best_val_accuracy")
+            .and_then(|v| v.as_f64())
+            .with_context(|| format!("{}: no `best_val_accuracy` number (not a model card written by `train`?)", card_path.display()))?;
         candidates.push((name, dir, accuracy));
     }
     candidates.sort_by(|a, b| b.2.total_cmp(&a.2));
@@ -39,13 +46,13 @@ pub fn resolve_model(engine: &Engine, model: Option<&str>) -> Result<(String, Pa
 }
 
 /// Runs the prediction and prints it; `Ok(false)` when some video failed.
-pub fn predict(engine: &Engine, videos: &[PathBuf], model: Option<&str>, json: bool) -> Result<bool> {
+pub fn predict(engine: &Engine, domain: &dyn Domain, videos: &[PathBuf], model: Option<&str>, json: bool) -> Result<bool> {
     if videos.is_empty() {
         bail!("give at least one video");
     }
     let (name, dir) = resolve_model(engine, model)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let results = crate::registry::predict_videos(&dir, videos, threads).map_err(|e| anyhow::anyhow!(e.chain()))?;
+    let results = domain.predict(&dir, videos, threads).map_err(anyhow::Error::msg)?;
     let ok = results.iter().all(Result::is_ok);
     if json {
         let rows: Vec<serde_json::Value> = results
@@ -58,7 +65,7 @@ pub fn predict(engine: &Engine, videos: &[PathBuf], model: Option<&str>, json: b
                     "predicted": p.predicted,
                     "probabilities": p.probabilities.iter().map(|(c, x)| (c.clone(), serde_json::json!(x))).collect::<serde_json::Map<_, _>>(),
                 }),
-                Err(e) => serde_json::json!({"video": v.display().to_string(), "error": e.chain()}),
+                Err(e) => serde_json::json!({"video": v.display().to_string(), "error": e}),
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -71,7 +78,7 @@ pub fn predict(engine: &Engine, videos: &[PathBuf], model: Option<&str>, json: b
                 let probs: Vec<String> = p.probabilities.iter().map(|(c, x)| format!("{c} {x:.3}")).collect();
                 println!("{}: {}  [{}]", p.video, p.predicted, probs.join(", "));
             }
-            Err(e) => eprintln!("{}: error: {}", v.display(), e.chain()),
+            Err(e) => eprintln!("{}: error: {e}", v.display()),
         }
     }
     Ok(ok)

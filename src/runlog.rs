@@ -28,7 +28,12 @@ pub struct StageRecord {
     /// `failed` or `not_run`.
     pub state: String,
     pub key: Option<String>,
+    /// Why it was stale, as text (what `run` printed)...
     pub reasons: Vec<String>,
+    /// ...and as data: one object per reason, `{"reason": "param_changed", "name": ..., ...}`
+    /// (absent from records written before it existed).
+    #[serde(default)]
+    pub why: Vec<DirtyReason>,
     pub seconds: f64,
     pub summary: String,
 }
@@ -102,6 +107,7 @@ impl StageRecord {
             state: state.to_owned(),
             key: key.map(|k| k.as_str().to_owned()),
             reasons: reasons.iter().map(ToString::to_string).collect(),
+            why: reasons.to_vec(),
             seconds,
             summary: summary.to_owned(),
         }

@@ -80,7 +80,7 @@ fn gather(store: &Store, run: &RunRecord, dir: &Path) -> Result<()> {
 
 /// `pipeline metrics diff [A] [B]`: B defaults to the latest run with metrics, A to the latest
 /// one before B.
-pub fn metrics_diff(store: &Store, a: Option<&str>, b: Option<&str>, all: bool, json: bool) -> Result<String> {
+pub fn metrics_diff(store: &Store, domain: &dyn crate::domain::Domain, a: Option<&str>, b: Option<&str>, all: bool, json: bool) -> Result<String> {
     let runs = RunRecord::all(&store.runs_dir());
     let new = pick(&runs, store, b, 0)?;
     let old = match a {
@@ -98,9 +98,9 @@ pub fn metrics_diff(store: &Store, a: Option<&str>, b: Option<&str>, all: bool, 
     std::fs::create_dir_all(&new_dir)?;
     gather(store, old, &old_dir)?;
     gather(store, new, &new_dir)?;
-    let changes = crate::registry::metrics_diff(&old_dir, &new_dir).map_err(|e| anyhow::anyhow!(e.chain()))?;
+    let diff = domain.metrics_diff(&old_dir, &new_dir, all, json).map_err(anyhow::Error::msg)?;
     if json {
-        return Ok(serde_json::to_string_pretty(&changes)? + "\n");
+        return Ok(diff);
     }
-    Ok(format!("{} -> {}\n{}", old.id, new.id, crate::registry::render_diff_table(&changes, all)))
+    Ok(format!("{} -> {}\n{diff}", old.id, new.id))
 }

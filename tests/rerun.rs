@@ -160,11 +160,21 @@ fn status_json_lists_state_and_reasons() {
     ws.write("pipeline.yaml", &pipeline_yaml("4", ""));
     let out = ws.pipeline(&["status", "--json"]);
     let rows: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(rows[0], serde_json::json!({"stage": "gen", "state": "stale", "reasons": ["param n changed 3 -> 4"]}));
+    let why = serde_json::json!([{"reason": "param_changed", "name": "n", "old": 3, "new": 4}]);
+    assert_eq!(rows[0], serde_json::json!({"stage": "gen", "state": "stale", "reasons": ["param n changed 3 -> 4"], "why": why}));
     assert_eq!(rows[1]["state"], "stale");
     assert_eq!(rows.as_array().unwrap().len(), 4);
     // status ran nothing.
     assert_eq!(ws.count("gen"), 1);
+    // The run record keeps the same reasons, as text and as data.
+    assert_eq!(ws.pipeline(&["run"]).code, 0);
+    let records: Vec<serde_json::Value> = std::fs::read_dir(ws.store().join("runs"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    let gen_records: Vec<&serde_json::Value> =
+        records.iter().flat_map(|r| r["stages"].as_array().unwrap()).filter(|s| s["instance"] == "gen" && s["state"] == "ran").collect();
+    assert!(gen_records.iter().any(|s| s["why"] == why && s["reasons"][0] == "param n changed 3 -> 4"), "{records:?}");
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //!   log_dir: logs/slurm         # slurm: job logs (default <store>/slurm-logs)
 //!   sbatch_args: [--account=lab]  # slurm
 //!   namespace: ml               # kubernetes (default: the kubeconfig's, else `default`)
-//!   image: registry/pipeline:1  # kubernetes, required: the `pipeline` binary and the checkout
+//!   image: registry/pipeline:1  # kubernetes, required: `pipeline`, `pipeline-torch` and the checkout
 //!   workdir: /work              # kubernetes: this working directory in the image (default: same path)
 //!   resources:
 //!     default: {cpus: 2, mem: 4G, time: "01:00:00"}
@@ -38,7 +38,7 @@ pub enum ExecutorKind {
 /// The error for the kubernetes executor without `image:`, and its hint.
 pub const KUBERNETES_NEEDS_IMAGE: &str = "the kubernetes executor needs `image:` in the `executor:` section";
 pub const KUBERNETES_IMAGE_HINT: &str =
-    "the container image the Jobs run: it holds the same `pipeline` binary (on PATH) and this checkout (at `workdir`, default the same path as here)";
+    "the container image the Jobs run: it holds the same `pipeline` binary and its `pipeline-torch` worker (side by side, on PATH) and this checkout (at `workdir`, default the same path as here)";
 
 const SLURM_KEYS: [&str; 3] = ["partition", "log_dir", "sbatch_args"];
 const KUBERNETES_KEYS: [&str; 3] = ["namespace", "image", "workdir"];

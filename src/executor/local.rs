@@ -3,9 +3,12 @@
 
 use std::time::Instant;
 
+use stage_api::StageInput;
+
 use super::{part_name, Context, Done, Executor, Part, Task};
 use crate::artifact_paths::StorePaths;
-use crate::execute::{execute, Job, JobPart, Upstream};
+use crate::config::Action;
+use crate::execute::{execute, Job, JobPart};
 use crate::fingerprint::Key;
 
 pub struct Local;
@@ -25,15 +28,26 @@ impl Executor for Local {
             Part::Merge { count } => JobPart::Merge((0..count).map(|i| ctx.store.output_dir(&task.key.shard(i, count))).collect()),
         };
         let started = Instant::now();
-        let work_dir = ctx.store.new_tmp(task.key).map_err(|e| format!("cannot create a work directory: {e}"))?;
-        let upstream_dirs: Vec<Upstream> = task
+        let upstream_dirs: Vec<StageInput> = task
             .upstream
             .iter()
             .map(|(n, m)| {
                 let up = &ctx.plan.instances[*n];
-                Upstream { need: up.stage.clone(), instance: up.name.clone(), params: up.params.clone(), dir: ctx.store.output_dir(&key_of(m)) }
+                let key = key_of(m).ok_or_else(|| format!("the manifest of `{}` holds no valid key (`{}`): run `pipeline verify`", up.name, m.key))?;
+                Ok(StageInput {
+                    need: up.stage.clone(),
+                    instance: up.name.clone(),
+                    kind: match &up.action {
+                        Action::Builtin(stage) => Some(stage.kind().to_owned()),
+                        Action::Shell { .. } => None,
+                    },
+                    matrix: up.matrix.iter().cloned().collect(),
+                    params: up.params.clone(),
+                    dir: ctx.store.output_dir(&key),
+                })
             })
-            .collect();
+            .collect::<Result<_, String>>()?;
+        let work_dir = ctx.store.new_tmp(task.key).map_err(|e| format!("cannot create a work directory: {e}"))?;
         match task.part {
             Part::Merge { count } => ctx.reporter.line(&format!("{name}: merging the {count} shards")),
             _ => ctx.reporter.line(&format!("{name}: running")),
@@ -70,6 +84,7 @@ impl Executor for Local {
     }
 }
 
-pub fn key_of(manifest: &crate::store::Manifest) -> Key {
-    Key::parse(&manifest.key).expect("manifests written by the store hold valid keys")
+/// The key a manifest records; `None` for a manifest edited or damaged by hand.
+pub fn key_of(manifest: &crate::store::Manifest) -> Option<Key> {
+    Key::parse(&manifest.key)
 }

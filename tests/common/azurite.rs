@@ -103,9 +103,20 @@ fn create_container(port: u16) {
         http.request({ host: "127.0.0.1", port, method: "PUT", path: `/${account}/${container}?restype=container`, headers },
             (res) => { console.log(res.statusCode); res.resume(); }).end();
     "#;
-    let out = Command::new("node").args(["-e", SCRIPT, &port.to_string(), ACCOUNT, KEY, CONTAINER]).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.trim(), "201", "Azurite did not create the container: {}", String::from_utf8_lossy(&out.stderr));
+    // Azurite can accept a first connection before its blob service answers (seen once as
+    // ECONNREFUSED right after the port opened): retry a refused connection for a few seconds.
+    let mut attempts = 0;
+    loop {
+        let out = Command::new("node").args(["-e", SCRIPT, &port.to_string(), ACCOUNT, KEY, CONTAINER]).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        attempts += 1;
+        if stdout.trim() != "201" && stderr.contains("ECONNREFUSED") && attempts < 50 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            continue;
+        }
+        assert_eq!(stdout.trim(), "201", "Azurite did not create the container (attempt {attempts}): {stderr}");
+        break;
+    }
 }
 
 impl Backend for Azurite {

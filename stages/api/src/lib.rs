@@ -26,22 +26,45 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+pub mod testing;
+pub mod worker;
 
 /// Parameters of a stage instance: the `with:` mapping (plus matrix values) as JSON.
 pub type Params = serde_json::Map<String, serde_json::Value>;
 
 /// An upstream output a stage reads.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageInput {
     /// The stage name as written in `needs:` (e.g. `train`).
     pub need: String,
-    /// The instance name (e.g. `train[arch=r3d18]`); equal to `need` without a matrix.
+    /// The instance name (e.g. `train[arch=r3d18]`); equal to `need` without a matrix. For
+    /// messages: pair inputs by [`StageInput::kind`] and [`StageInput::matrix`], never by
+    /// parsing this.
     pub instance: String,
-    /// The instance's resolved parameters (useful to tell matrix instances apart).
+    /// The upstream's stage kind (`uses: train` gives `train`); `None` for a `run:` stage.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The upstream instance's matrix values (`{"arch": "r3d18"}`); empty without a matrix.
+    #[serde(default)]
+    pub matrix: Params,
+    /// The instance's resolved parameters (`with:` plus matrix values, defaults filled in).
     pub params: Params,
     /// The published, read-only output directory of that instance.
     pub dir: PathBuf,
+}
+
+impl StageInput {
+    /// An input from the need `need` (instance of the same name, no kind, no matrix) in `dir`.
+    pub fn new(need: &str, dir: impl Into<PathBuf>) -> Self {
+        Self { need: need.into(), instance: need.into(), kind: None, matrix: Params::new(), params: Params::new(), dir: dir.into() }
+    }
+
+    /// Whether this input comes from a stage of kind `kind`.
+    pub fn is_kind(&self, kind: &str) -> bool {
+        self.kind.as_deref() == Some(kind)
+    }
 }
 
 /// Where a stage reports progress; the engine draws bars or prints plain lines.
@@ -122,6 +145,33 @@ impl StageContext<'_> {
     pub fn locate_recorded(&self, path: impl AsRef<Path>) -> Result<PathBuf, StageError> {
         let full = std::path::absolute(self.base_dir.join(path.as_ref())).unwrap_or_else(|_| self.base_dir.join(path.as_ref()));
         self.artifacts.locate(&full).map_err(StageError::msg)
+    }
+
+    /// The inputs that are `kind` outputs: those of the need called `kind` when `needs:` has
+    /// one; else every input from a stage of that kind; else (a `run:` stage has no kind) every
+    /// kind-less input whose folder holds `marker`, the file that kind of output always has.
+    pub fn inputs_like(&self, kind: &str, marker: &str) -> Vec<&StageInput> {
+        let named = self.inputs_of(kind);
+        if !named.is_empty() {
+            return named;
+        }
+        let of_kind: Vec<&StageInput> = self.inputs.iter().filter(|i| i.is_kind(kind)).collect();
+        if !of_kind.is_empty() {
+            return of_kind;
+        }
+        self.inputs.iter().filter(|i| i.kind.is_none() && i.dir.join(marker).is_file()).collect()
+    }
+
+    /// The single input [`StageContext::inputs_like`] finds, or an error naming the problem.
+    pub fn input_like(&self, kind: &str, marker: &str) -> Result<&StageInput, StageError> {
+        match self.inputs_like(kind, marker).as_slice() {
+            [one] => Ok(one),
+            [] => Err(StageError::msg(format!("this stage needs a `{kind}` output (add a `{kind}` stage to `needs:`)"))),
+            many => Err(StageError::msg(format!(
+                "several inputs are `{kind}` outputs ({}); name the one to use `{kind}` in `needs:`",
+                many.iter().map(|i| i.instance.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
     }
 
     /// The output directories of every instance of the need called `name`.
@@ -322,6 +372,38 @@ mod tests {
         let a: Params = serde_json::from_str(r#"{"lr": 1, "lrr": 2}"#).unwrap();
         let err = typed_params::<P>(&a).err().unwrap();
         assert_eq!(err.param.as_deref(), Some("lrr"));
+    }
+
+    /// The need of the input `input_like(kind, marker)` finds among `inputs`, or its error.
+    fn found(inputs: &[StageInput], kind: &str, marker: &str) -> Result<String, String> {
+        let params = Params::new();
+        let ctx = StageContext {
+            params: &params,
+            inputs,
+            out_dir: Path::new("/"),
+            base_dir: Path::new("/"),
+            progress: &NoProgress,
+            threads: 1,
+            artifacts: &SameStore,
+        };
+        ctx.input_like(kind, marker).map(|i| i.need.clone()).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn inputs_are_found_by_need_name_then_kind_then_marker() {
+        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        std::fs::write(dirs[2].path().join("index.parquet"), b"").unwrap();
+        let by_kind = StageInput { kind: Some("extract".into()), ..StageInput::new("frames10", dirs[0].path()) };
+        let scan = StageInput { kind: Some("scan".into()), ..StageInput::new("scan", dirs[1].path()) };
+        let shell = StageInput::new("my_cache", dirs[2].path());
+        let all = [by_kind.clone(), scan.clone(), shell.clone()];
+        assert_eq!(found(&all, "extract", "index.parquet").unwrap(), "frames10", "the kind beats the marker");
+        assert_eq!(found(&all, "scan", "clips.parquet").unwrap(), "scan");
+        let no_kind = [scan, shell];
+        assert_eq!(found(&no_kind, "extract", "index.parquet").unwrap(), "my_cache", "a run: stage by its marker file");
+        assert!(found(&no_kind, "split", "assignment.parquet").unwrap_err().contains("`split`"));
+        let two = [by_kind.clone(), StageInput { need: "frames4".into(), ..by_kind }];
+        assert!(found(&two, "extract", "index.parquet").unwrap_err().contains("several"));
     }
 
     #[test]

@@ -230,14 +230,14 @@ impl ClipLoader {
         Ok(&self.shards[slot.shard][slot.start..slot.end])
     }
 
-    /// A CPU uint8 tensor `[B, T, S, S, 3]` holding the given clips in order.
-    pub fn batch(&self, clip_ids: &[&str]) -> Result<tch::Tensor, StageError> {
+    /// The bytes of `[B, T, S, S, 3]` holding the given clips in order, and that shape.
+    pub fn batch_bytes(&self, clip_ids: &[&str]) -> Result<(Vec<u8>, [i64; 5]), StageError> {
         let mut bytes = Vec::with_capacity(clip_ids.len() * self.clip_len());
         for id in clip_ids {
             bytes.extend_from_slice(self.clip(id)?);
         }
         let (t, s) = (self.frames, self.size);
-        Ok(tch::Tensor::from_slice(&bytes).view([clip_ids.len() as i64, t, s, s, 3]))
+        Ok((bytes, [clip_ids.len() as i64, t, s, s, 3]))
     }
 }
 
@@ -355,6 +355,90 @@ pub mod testing {
             &serde_json::json!({ "frames": frames, "size": size, "clips": n }),
         )
     }
+
+    /// Tensor geometry of the toy caches: T frames of SIZE x SIZE.
+    pub const FRAMES: i64 = 4;
+    pub const SIZE: i64 = 32;
+
+    /// The colour of each toy class: a bright square of this colour on a noisy grey field.
+    const PALETTE: [[u8; 3]; 8] = [
+        [230, 30, 30],
+        [30, 230, 30],
+        [30, 30, 230],
+        [230, 230, 30],
+        [230, 30, 230],
+        [30, 230, 230],
+        [250, 250, 250],
+        [5, 5, 5],
+    ];
+
+    /// A clip of class `label`: noisy background (a tiny LCG seeded by `seed`) with a 14x14
+    /// square of the class colour at a position that moves a little from frame to frame.
+    pub fn toy_clip(label: i64, seed: u64, frames: i64, size: i64) -> Vec<u8> {
+        let (t, s) = (frames as usize, size as usize);
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut noise = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 56) as u8
+        };
+        let colour = PALETTE[label as usize];
+        let mut data = vec![0u8; t * s * s * 3];
+        let offset = (seed % 5) as usize;
+        for f in 0..t {
+            for y in 0..s {
+                for x in 0..s {
+                    let (lo, hi) = (s * 6 / 32 + offset, s * 20 / 32 + offset);
+                    let inside = (y >= lo && y < hi) && (x >= lo + f && x < hi + f);
+                    for c in 0..3 {
+                        let v = if inside { colour[c] } else { 90 + noise() / 4 };
+                        data[((f * s + y) * s + x) * 3 + c] = v;
+                    }
+                }
+            }
+        }
+        data
+    }
+
+    /// Writes a cache with `per_class` clips of each class in `classes` for each actor.
+    pub fn toy_cache(dir: &Path, actors: &[i64], classes: &[i64], per_class: usize) -> PathBuf {
+        let groups: Vec<(i64, &[i64])> = actors.iter().map(|&a| (a, classes)).collect();
+        toy_cache_with(dir, &groups, per_class)
+    }
+
+    /// Writes a cache with `per_class` clips of each listed class for each listed actor.
+    pub fn toy_cache_with(dir: &Path, groups: &[(i64, &[i64])], per_class: usize) -> PathBuf {
+        toy_cache_sized(dir, groups, per_class, FRAMES, SIZE)
+    }
+
+    /// [`toy_cache_with`] with another clip geometry.
+    pub fn toy_cache_sized(
+        dir: &Path,
+        groups: &[(i64, &[i64])],
+        per_class: usize,
+        frames: i64,
+        size: i64,
+    ) -> PathBuf {
+        let mut clips = Vec::new();
+        for &(actor, classes) in groups {
+            for &label in classes {
+                for k in 0..per_class {
+                    let seed = (actor * 1000 + label * 10 + k as i64) as u64;
+                    clips.push(FakeClip {
+                        clip_id: format!("01-{:02}-01-01-{:02}-{:02}", label + 1, k + 1, actor),
+                        actor,
+                        label,
+                        data: toy_clip(label, seed, frames, size),
+                    });
+                }
+            }
+        }
+        write_cache(dir, frames, size, &clips).unwrap();
+        dir.to_path_buf()
+    }
 }
 
 #[cfg(test)]
@@ -383,9 +467,9 @@ mod tests {
         );
         let loader = ClipLoader::open(dir.path(), &clips).unwrap();
         assert_eq!(loader.clip("b").unwrap(), &[9u8; 96][..]);
-        let batch = loader.batch(&["b", "a"]).unwrap();
-        assert_eq!(batch.size(), [2, 2, 4, 4, 3]);
-        assert_eq!(batch.int64_value(&[1, 0, 0, 0, 0]), 7);
+        let (bytes, shape) = loader.batch_bytes(&["b", "a"]).unwrap();
+        assert_eq!(shape, [2, 2, 4, 4, 3]);
+        assert_eq!((bytes[0], bytes[96]), (9, 7));
         assert!(loader.clip("zzz").unwrap_err().message.contains("zzz"));
     }
 

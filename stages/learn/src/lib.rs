@@ -1,23 +1,23 @@
-//! Learning stages: actor-based splits (`split`), training (`train`) and the inference API
-//! the evaluation stage and `pipeline predict` use.
+//! Learning stages without libtorch, so the `pipeline` binary can plan, key and schedule them
+//! without loading it:
 //!
-//! - [`cache`] reads the `extract` stage's tensor cache (index + memory-mapped shards).
-//! - [`split`] assigns clips to train/val/test by actor.
-//! - [`models`] holds the five architectures of the study.
-//! - [`train`] is the training stage: data feeding, augmentation, optimiser and schedule,
-//!   the epoch loop, checkpoints and history.
-//! - [`inference`] loads a trained model directory and predicts class probabilities.
+//! - [`split`] assigns clips to train/val/test by actor (runs in the engine's process);
+//! - [`train`] and [`evaluate`] are the parameters, validation and versions of those stages;
+//!   their work runs in the `pipeline-torch` worker (crate `stages-torch`), see
+//!   [`stage_api::worker`];
+//! - [`cache`] reads the `extract` stage's tensor cache (index + memory-mapped shards);
+//! - [`arch`] and [`device`] name the architectures and devices a `train` stage may ask for.
 
+pub mod arch;
 pub mod cache;
+pub mod device;
 pub mod evaluate;
-pub mod inference;
-pub mod inputs;
-pub mod models;
-pub mod predict;
-pub mod preprocess;
 pub mod split;
 pub mod table;
 pub mod train;
+
+/// The worker program that runs the stages needing libtorch.
+pub const TORCH_WORKER: &str = "pipeline-torch";
 
 /// RAVDESS emotion names by label (0..7); the class order of every model.
 pub const CLASS_NAMES: [&str; 8] = [

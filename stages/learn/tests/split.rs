@@ -1,11 +1,10 @@
 //! The `split` stage end to end on a tiny cache: outputs, disjointness, k-fold coverage,
 //! determinism and errors.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{input, params, run_stage, toy_cache};
+use stage_api::testing::{input, params, run_stage};
+use stages_learn::cache::testing::toy_cache;
 use serde_json::json;
 use stage_api::Stage;
 use stages_learn::split::{read_assignment, Split, SplitStage};

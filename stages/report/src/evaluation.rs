@@ -1,5 +1,5 @@
 //! Everything the `evaluate` stage writes about one model, from its test-set predictions:
-//! metrics, tables and plots. The stage itself (model inference) lives in `stages-learn`; it
+//! metrics, tables and plots. The stage itself (model inference) lives in `stages-torch` (run by the `pipeline-torch` worker); it
 //! calls [`write_evaluation`] and, with the extract stage's tensor cache at hand,
 //! [`write_misclassified_examples`].
 //!

@@ -3,7 +3,7 @@
 //! - [`metrics`]: accuracy with a 95 % Wilson interval, macro-F1, UAR, per-class scores and
 //!   the confusion matrix (pure computation).
 //! - [`evaluation`]: what the `evaluate` stage writes for one model ([`write_evaluation`]);
-//!   the stage itself, which runs the model, lives in `stages-learn`.
+//!   the stage itself, which runs the model, lives in `stages-torch` (run by the `pipeline-torch` worker).
 //! - [`plots`]: the PNG plots.
 //! - [`report`]: the `report` stage ([`ReportStage`], `uses: report`), comparing every trained
 //!   model in `report.md`, a self-contained `report.html`, `comparison.csv` and

@@ -191,23 +191,13 @@ impl Report {
     }
 }
 
-/// The inputs of the need called `name`, or else every input whose folder holds `marker`
-/// (so a pipeline may name its stages `evaluate_t10` or `train_small`).
-fn inputs_like<'a>(ctx: &'a StageContext<'_>, name: &str, marker: &str) -> Vec<&'a StageInput> {
-    let named = ctx.inputs_of(name);
-    if !named.is_empty() {
-        return named;
-    }
-    ctx.inputs.iter().filter(|i| i.dir.join(marker).is_file()).collect()
-}
-
 /// Gathers the inputs, draws and copies the plots, and writes every output file.
 fn build_report(ctx: &StageContext<'_>, params: &ReportParams) -> Result<Report, StageError> {
-    let evaluates = inputs_like(ctx, "evaluate", "metrics.json");
+    let evaluates = ctx.inputs_like("evaluate", "metrics.json");
     if evaluates.is_empty() {
         return Err(StageError::msg("the report needs at least one `evaluate` stage in `needs:`"));
     }
-    let trains = inputs_like(ctx, "train", "model.json");
+    let trains = ctx.inputs_like("train", "model.json");
     let plots_dir = ctx.out_dir.join("plots");
     std::fs::create_dir_all(&plots_dir).map_err(|e| file_error("creating", &plots_dir, e))?;
     ctx.progress.start(evaluates.len() as u64, "models");
@@ -269,18 +259,6 @@ fn build_report(ctx: &StageContext<'_>, params: &ReportParams) -> Result<Report,
     Ok(report)
 }
 
-/// The matrix values in an instance name: `train[arch=r3d18, fold=1]` → {arch: r3d18, fold: 1}.
-pub fn matrix_values(instance: &str) -> BTreeMap<String, String> {
-    let Some(inner) = instance.split_once('[').and_then(|(_, rest)| rest.strip_suffix(']')) else {
-        return BTreeMap::new();
-    };
-    inner
-        .split(',')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
-        .collect()
-}
-
 /// A parameter value as plain text (strings without quotes).
 fn text_of(v: &Value) -> String {
     match v {
@@ -291,15 +269,14 @@ fn text_of(v: &Value) -> String {
 
 /// The train instance that `eval` evaluated (see the module doc); `None` when none agrees.
 fn match_train<'a>(eval: &StageInput, trains: &[&'a StageInput]) -> Result<Option<&'a StageInput>, StageError> {
-    let mut keys: BTreeMap<String, String> = matrix_values(&eval.instance);
+    let mut keys: BTreeMap<String, String> = eval.matrix.iter().map(|(k, v)| (k.clone(), text_of(v))).collect();
     for key in ["arch", "fold"] {
         if let Some(v) = eval.params.get(key) {
             keys.entry(key.to_owned()).or_insert_with(|| text_of(v));
         }
     }
     let agrees = |t: &StageInput| {
-        let theirs = matrix_values(&t.instance);
-        keys.iter().all(|(k, v)| match t.params.get(k).map(text_of).or_else(|| theirs.get(k).cloned()) {
+        keys.iter().all(|(k, v)| match t.params.get(k).or_else(|| t.matrix.get(k)).map(text_of) {
             Some(other) => &other == v,
             None => true,
         })
@@ -451,7 +428,7 @@ fn model_figures(eval: &StageInput, train: Option<&StageInput>, plots_dir: &Path
 
 /// Class and actor distribution plots of the (first) split instance, when there is one.
 fn split_figures(ctx: &StageContext<'_>, plots_dir: &Path, notes: &mut Vec<String>) -> Result<Vec<Figure>, StageError> {
-    let splits = inputs_like(ctx, "split", "assignment.parquet");
+    let splits = ctx.inputs_like("split", "assignment.parquet");
     let Some(split) = splits.first() else {
         return Ok(Vec::new());
     };
@@ -558,14 +535,6 @@ mod tests {
         assert_eq!(study_reference("early_fusion_resnet18").unwrap().1, 42.5);
         assert_eq!(study_reference("late_fusion_resnet18").unwrap().1, 52.9);
         assert_eq!(study_reference("transformer"), None);
-    }
-
-    #[test]
-    fn matrix_values_from_instance_names() {
-        let m = matrix_values("train[arch=r3d18, fold=2]");
-        assert_eq!(m.get("arch").map(String::as_str), Some("r3d18"));
-        assert_eq!(m.get("fold").map(String::as_str), Some("2"));
-        assert!(matrix_values("train").is_empty());
     }
 
     fn row(arch: &str, fold: Option<&str>, acc: f64) -> ComparisonRow {

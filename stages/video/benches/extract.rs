@@ -88,7 +88,7 @@ fn extract(tmp: &Path, clips: &[ClipRecord], threads: usize) -> PathBuf {
     // BENCH_PARAMS: extract parameters as JSON (e.g. '{"detect_frames": 2}'), defaults otherwise.
     let raw: Params = std::env::var("BENCH_PARAMS").ok().map(|j| serde_json::from_str(&j).expect("BENCH_PARAMS: a JSON object")).unwrap_or_default();
     let params = stage.resolve_params(&raw).unwrap();
-    let inputs = [StageInput { need: "scan".into(), instance: "scan".into(), params: Params::new(), dir: scan }];
+    let inputs = [StageInput { kind: Some("scan".into()), ..StageInput::new("scan", scan) }];
     let ctx = StageContext { params: &params, inputs: &inputs, out_dir: &out, base_dir: tmp, progress: &NoProgress, threads, artifacts: &SameStore };
     stage.run(&ctx).unwrap();
     out

@@ -96,7 +96,7 @@ fn stage_writes_tables_and_strict_names_the_bad_files() {
     let planted = planted_tree(data.path());
     let out = tempfile::tempdir().unwrap();
     // Without `root`, the `synth` need is the dataset.
-    let inputs = [StageInput { need: "synth".into(), instance: "synth".into(), params: Params::new(), dir: data.path().to_path_buf() }];
+    let inputs = [StageInput { kind: Some("synth".into()), ..StageInput::new("synth", data.path()) }];
     let (_, p): (ScanParams, Params) = params(&ScanStage, r#"{"emotions": ["calm", "happy", "sad", "angry"]}"#);
     let ctx = StageContext { params: &p, inputs: &inputs, out_dir: out.path(), base_dir: Path::new("/nonexistent"), progress: &NoProgress, threads: 2, artifacts: &SameStore };
     let outcome = ScanStage.run(&ctx).unwrap();
@@ -212,7 +212,7 @@ fn files_in(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 fn shards_of_the_probing_merge_to_the_same_tables() {
     let data = tempfile::tempdir().unwrap();
     planted_tree(data.path());
-    let inputs = [StageInput { need: "synth".into(), instance: "synth".into(), params: Params::new(), dir: data.path().to_path_buf() }];
+    let inputs = [StageInput { kind: Some("synth".into()), ..StageInput::new("synth", data.path()) }];
     let (_, p): (ScanParams, Params) = params(&ScanStage, r#"{"emotions": ["calm", "happy", "sad", "angry"]}"#);
     let whole = tempfile::tempdir().unwrap();
     let ctx = StageContext { params: &p, inputs: &inputs, out_dir: whole.path(), base_dir: Path::new("/nonexistent"), progress: &NoProgress, threads: 2, artifacts: &SameStore };

@@ -178,7 +178,7 @@ impl Stage for SplitStage {
         let (params, _): (SplitParams, Params) = typed_params(ctx.params)
             .map_err(|e| StageError::msg(format!("split parameters: {e}")))?;
         let rule = params.rule().map_err(|e| StageError::msg(e.message))?;
-        let extract = crate::inputs::find_input(ctx, "extract", crate::cache::INDEX_FILE)?;
+        let extract = ctx.input_like("extract", crate::cache::INDEX_FILE)?;
         let clips = read_cache_index(&extract.dir)?;
         if clips.is_empty() {
             return Err(StageError::msg(format!(

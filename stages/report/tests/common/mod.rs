@@ -61,8 +61,21 @@ pub fn params(json: &str) -> Params {
     serde_json::from_str(json).unwrap()
 }
 
+/// An input as the engine hands it over: kind `need`, and the matrix values the instance name
+/// shows (`evaluate[arch=r3d18, fold=2]`), as the engine knows them from the plan.
 pub fn input(need: &str, instance: &str, params_json: &str, dir: PathBuf) -> StageInput {
-    StageInput { need: need.into(), instance: instance.into(), params: params(params_json), dir }
+    let matrix = instance
+        .split_once('[')
+        .and_then(|(_, rest)| rest.strip_suffix(']'))
+        .map(|inner| {
+            inner
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.trim().to_owned(), serde_json::from_str(v.trim()).unwrap_or_else(|_| serde_json::Value::String(v.trim().to_owned()))))
+                .collect()
+        })
+        .unwrap_or_default();
+    StageInput { need: need.into(), instance: instance.into(), kind: Some(need.into()), matrix, params: params(params_json), dir }
 }
 
 /// A train stage output: `model.json` and `history.parquet`.

@@ -146,7 +146,7 @@ impl ExtractStage {
         let (params, canonical): (ExtractParams, Params) =
             typed_params(ctx.params).map_err(|e| StageError::msg(format!("extract parameters: {e}")))?;
         params.validate().map_err(|e| StageError::msg(format!("extract parameters: {e}")))?;
-        let scan = ctx.single_input("scan")?;
+        let scan = ctx.input_like("scan", "clips.parquet")?;
         let clips = read_clips_table(&scan.dir.join("clips.parquet"))?;
         Ok((params, canonical, clips))
     }
@@ -276,7 +276,8 @@ pub fn merge_extract(
     let (clips, duplicates) = unique_clips(clips)?;
     let mut assembler = Assembler::new(ctx.out_dir, params, duplicates)?;
     let by_id: std::collections::HashMap<&str, &ClipRecord> = clips.iter().map(|c| (c.clip_id.as_str(), c)).collect();
-    let clip_bytes = (params.frames * params.size * params.size * 3) as usize;
+    // In usize: T·S·S·3 overflows u32 within the range validation allows (1024 frames of 2048²).
+    let clip_bytes = params.frames as usize * params.size as usize * params.size as usize * 3;
     let mut seen = 0;
     for part in parts {
         let rows = super::cache::read_index(&part.join(PART_ROWS))?;

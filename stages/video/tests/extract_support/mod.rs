@@ -79,7 +79,7 @@ pub fn run_with(stage: &ExtractStage, clips: &[ClipRecord], params: serde_json::
     write_clips_table(&scan.join("clips.parquet"), clips).unwrap();
     let raw: Params = serde_json::from_value(params).unwrap();
     let params = stage.resolve_params(&raw).unwrap();
-    let inputs = [StageInput { need: "scan".into(), instance: "scan".into(), params: Params::new(), dir: scan }];
+    let inputs = [StageInput { kind: Some("scan".into()), ..StageInput::new("scan", scan) }];
     let ctx = StageContext { params: &params, inputs: &inputs, out_dir: &out, base_dir: tmp.path(), progress: &NoProgress, threads, artifacts: &SameStore };
     let result = stage.run(&ctx);
     Run { tmp, out, result }
@@ -94,7 +94,7 @@ pub fn run_sharded(clips: &[ClipRecord], params: serde_json::Value, count: usize
     write_clips_table(&scan.join("clips.parquet"), clips).unwrap();
     let raw: Params = serde_json::from_value(params).unwrap();
     let params = stage.resolve_params(&raw).unwrap();
-    let inputs = [StageInput { need: "scan".into(), instance: "scan".into(), params: Params::new(), dir: scan }];
+    let inputs = [StageInput { kind: Some("scan".into()), ..StageInput::new("scan", scan) }];
     let mut parts = Vec::new();
     for index in 0..count {
         let part = tmp.path().join(format!("part{index}"));

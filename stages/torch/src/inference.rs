@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), stage_api::StageError> {
-//! use stages_learn::inference::Predictor;
+//! use stages_torch::inference::Predictor;
 //! let predictor = Predictor::load("out/train".as_ref(), tch::Device::Cpu)?;
 //! let clip = vec![0u8; (predictor.frames() * predictor.size() * predictor.size() * 3) as usize];
 //! let probabilities = predictor.predict(&[&clip])?;

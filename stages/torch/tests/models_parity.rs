@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use stages_learn::models::{build, load_pretrained, Arch, LoadReport, ModelSpec, TemporalPool};
+use stages_torch::models::{build, load_pretrained, Arch, LoadReport, ModelSpec, TemporalPool};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 

@@ -2,24 +2,13 @@
 //! the CPU; `cuda` insists on a GPU (an error when none is visible, rather than a silent
 //! hour-long CPU run); `cpu` forces the CPU.
 
-use serde::{Deserialize, Serialize};
 use stage_api::StageError;
+pub use stages_learn::device::DeviceChoice;
 use tch::{Cuda, Device};
 
-/// The `device` parameter.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceChoice {
-    #[default]
-    Auto,
-    Cpu,
-    Cuda,
-}
-
-impl DeviceChoice {
-    /// The device this choice means on this machine.
-    pub fn resolve(self) -> Result<Device, StageError> {
-        match self {
+/// The device `choice` means on this machine.
+pub fn resolve_device(choice: DeviceChoice) -> Result<Device, StageError> {
+        match choice {
             DeviceChoice::Cpu => Ok(Device::Cpu),
             DeviceChoice::Auto => Ok(Device::cuda_if_available()),
             DeviceChoice::Cuda if Cuda::is_available() => Ok(Device::Cuda(0)),
@@ -28,7 +17,6 @@ impl DeviceChoice {
                  and the binary linked with -Wl,--no-as-needed?); use `device: auto` to fall back to the CPU",
             )),
         }
-    }
 }
 
 /// `cpu` or `cuda:N`, for `model.json`.
@@ -46,13 +34,12 @@ mod tests {
 
     #[test]
     fn cpu_is_always_available() {
-        assert_eq!(DeviceChoice::Cpu.resolve().unwrap(), Device::Cpu);
+        assert_eq!(resolve_device(DeviceChoice::Cpu).unwrap(), Device::Cpu);
         assert_eq!(device_name(Device::Cpu), "cpu");
         assert_eq!(device_name(Device::Cuda(1)), "cuda:1");
         if !Cuda::is_available() {
-            assert_eq!(DeviceChoice::Auto.resolve().unwrap(), Device::Cpu);
-            assert!(DeviceChoice::Cuda
-                .resolve()
+            assert_eq!(resolve_device(DeviceChoice::Auto).unwrap(), Device::Cpu);
+            assert!(resolve_device(DeviceChoice::Cuda)
                 .unwrap_err()
                 .message
                 .contains("no CUDA device"));

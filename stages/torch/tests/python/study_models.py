@@ -1,6 +1,6 @@
 """PyTorch reference implementations of the study's five architectures.
 
-The Rust models in stages/learn/src/models/ mirror these module for module, parameter name for
+The Rust models in stages/torch/src/models/ mirror these module for module, parameter name for
 parameter name; the parity tests (parity.py) and the training-step benchmark
 (benches/train_step.py) both build their Python side from here. Input: [B, T, 3, S, S].
 """

@@ -19,7 +19,6 @@ use super::epoch::{evaluate, train_epoch, Criterion, Stepper};
 use super::history::{write_history, EpochRecord};
 use super::schedule::{EarlyStopping, ReduceOnPlateau};
 use super::TrainParams;
-use crate::inputs::find_input;
 use crate::models::{self, ModelSpec};
 use crate::CLASS_NAMES;
 
@@ -36,8 +35,8 @@ pub fn run(
     canonical: &Params,
 ) -> Result<StageOutcome, StageError> {
     let started = Instant::now();
-    let extract = find_input(ctx, "extract", crate::cache::INDEX_FILE)?;
-    let split = find_input(ctx, "split", crate::split::ASSIGNMENT_FILE)?;
+    let extract = ctx.input_like("extract", crate::cache::INDEX_FILE)?;
+    let split = ctx.input_like("split", crate::split::ASSIGNMENT_FILE)?;
     let data = TrainingData::open(&extract.dir, &split.dir)?;
     // The preprocessing the model was trained on travels with it (`pipeline predict` reads it).
     let extract_json = extract.dir.join("extract.json");
@@ -46,7 +45,7 @@ pub fn run(
             .map_err(|e| StageError::with_source(format!("copying {}", extract_json.display()), e))?;
     }
 
-    let device = params.device.resolve()?;
+    let device = super::device::resolve_device(params.device)?;
     let threads = if params.threads > 0 {
         params.threads
     } else {

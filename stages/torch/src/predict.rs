@@ -48,7 +48,7 @@ pub fn predict_videos(
     threads: usize,
 ) -> Result<Vec<Result<VideoPrediction, StageError>>, StageError> {
     tch::set_num_threads(threads.max(1) as i32);
-    let predictor = Predictor::load(model_dir, DeviceChoice::Auto.resolve()?)?;
+    let predictor = Predictor::load(model_dir, crate::train::device::resolve_device(DeviceChoice::Auto)?)?;
     let (params, canonical) = extract_params(model_dir)?;
     if (i64::from(params.frames), i64::from(params.size)) != (predictor.frames(), predictor.size()) {
         return Err(StageError::msg(format!(
@@ -95,7 +95,12 @@ pub fn predict_videos(
     // Every video may be rejected; that is reported per video below, not as a failure here.
     let extracted = run_extract(&params, &canonical, clips, &ctx, &decoder);
     let index = if work.path().join("index.parquet").is_file() { read_cache_index(work.path())? } else { Vec::new() };
-    let rejects = rejects_by_clip(work.path());
+    let rejects = match (&extracted, rejects_by_clip(work.path())) {
+        (_, Ok(rejects)) => rejects,
+        // Extraction failed as a whole: its error explains every video below.
+        (Err(_), Err(_)) => Vec::new(),
+        (Ok(_), Err(e)) => return Err(e),
+    };
     let loader = if index.is_empty() { None } else { Some(ClipLoader::open(work.path(), &index)?) };
 
     let mut results = Vec::with_capacity(videos.len());
@@ -125,15 +130,22 @@ pub fn predict_videos(
 }
 
 /// (clip_id, reason) of the clips extract rejected, from its `extract.json`.
-fn rejects_by_clip(dir: &Path) -> Vec<(String, String)> {
-    let Ok(text) = std::fs::read_to_string(dir.join("extract.json")) else { return Vec::new() };
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else { return Vec::new() };
-    json.get("rejects")
+fn rejects_by_clip(dir: &Path) -> Result<Vec<(String, String)>, StageError> {
+    let path = dir.join("extract.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| StageError::with_source(format!("{}: cannot read", path.display()), e))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| StageError::with_source(format!("{}: not valid JSON", path.display()), e))?;
+    let rows = json
+        .get("rejects")
         .and_then(|r| r.as_array())
-        .map(|rows| {
-            rows.iter()
-                .filter_map(|r| Some((r.get("clip_id")?.as_str()?.to_owned(), r.get("reason")?.as_str()?.to_owned())))
-                .collect()
+        .ok_or_else(|| StageError::msg(format!("{}: no `rejects` list", path.display())))?;
+    rows.iter()
+        .map(|r| {
+            let field = |name: &str| r.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+            match (field("clip_id"), field("reason")) {
+                (Some(id), Some(reason)) => Ok((id, reason)),
+                _ => Err(StageError::msg(format!("{}: a reject without `clip_id` and `reason`: {r}", path.display()))),
+            }
         })
-        .unwrap_or_default()
+        .collect()
 }

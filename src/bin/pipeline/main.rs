@@ -1,7 +1,10 @@
 //! The `pipeline` binary: parse flags, run, map the outcome to an exit status
-//! (0 success, 1 a stage failed, 2 bad configuration or usage).
+//! (0 success, 1 a stage failed, 2 bad configuration or usage). The built-in stages and what
+//! `predict` and `metrics diff` do come from [`builtin`].
 
 use clap::Parser;
+
+mod builtin;
 
 fn main() {
     // Die quietly on a closed pipe (`pipeline show x | head -1`) like other Unix tools, instead
@@ -13,7 +16,7 @@ fn main() {
     }
     let argv: Vec<String> = std::env::args().collect();
     let cli = pipeline::cli::Cli::parse();
-    let code = match pipeline::cli::run(cli, &argv) {
+    let code = match pipeline::cli::run(cli, &argv, &builtin::Builtin) {
         Ok(true) => 0,
         Ok(false) => 1,
         Err(e) => {

@@ -1,6 +1,6 @@
 //! The five architectures: output shapes, names, parameter counts against torchvision.
 
-use stages_learn::models::{build, parameter_count, Arch, ModelSpec, TemporalPool};
+use stages_torch::models::{build, parameter_count, Arch, ModelSpec, TemporalPool};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 

@@ -126,7 +126,7 @@ fn make_batch(
     let transforms =
         augment_rng.map(|rng| indices.iter().map(|_| ClipTransform::sample(rng)).collect());
     Ok(Batch {
-        images: loader.batch(&ids)?,
+        images: crate::cache::batch_tensor(loader, &ids)?,
         labels: Tensor::from_slice(&labels),
         transforms,
         inputs: None,

@@ -7,7 +7,7 @@ mod common;
 
 use common::{history, input, params, run_stage, toy_cache, train_in};
 use serde_json::json;
-use stages_learn::split::SplitStage;
+use stages_torch::split::SplitStage;
 
 #[test]
 fn same_seed_same_history_other_seed_other_history() {

@@ -3,7 +3,7 @@
 //! same batch, sizes, optimiser and thread count.
 //!
 //! ```text
-//! cargo bench -p stages-learn --bench train_step -- [--threads 2] [--warmup 3] [--steps 5]
+//! cargo bench -p stages-torch --bench train_step -- [--threads 2] [--warmup 3] [--steps 5]
 //!     [--rounds 2] [--batch 8] [--frames 10] [--size 112] [--arch r3d18 ...] [--device cuda]
 //! ```
 //!
@@ -22,8 +22,8 @@
 use std::process::Command;
 use std::time::Instant;
 
-use stages_learn::models::{build, Arch, ModelSpec, TemporalPool};
-use stages_learn::train::device::{device_name, DeviceChoice};
+use stages_torch::models::{build, Arch, ModelSpec, TemporalPool};
+use stages_torch::train::device::{device_name, DeviceChoice};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
@@ -70,7 +70,7 @@ fn parse() -> Result<Options, String> {
             "--device" => {
                 let choice: DeviceChoice = serde_json::from_value(serde_json::Value::String(value.clone()))
                     .map_err(|_| format!("--device {value}: cpu, cuda or auto"))?;
-                o.device = choice.resolve().map_err(|e| e.message)?;
+                o.device = stages_torch::train::device::resolve_device(choice).map_err(|e| e.message)?;
             }
             "--arch" => picked.push(
                 serde_json::from_value(serde_json::Value::String(value.clone()))
@@ -118,7 +118,7 @@ fn python_script() -> std::path::PathBuf {
     if built.is_file() {
         built.to_path_buf()
     } else {
-        std::path::PathBuf::from("stages/learn/benches/train_step.py")
+        std::path::PathBuf::from("stages/torch/benches/train_step.py")
     }
 }
 

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use common::{history, input, params, run_stage, toy_cache, toy_cache_with, train_in};
 use serde_json::json;
-use stages_learn::cache::{read_cache_index, ClipLoader};
-use stages_learn::inference::Predictor;
-use stages_learn::split::{read_assignment, Split, SplitStage};
-use stages_learn::train::schedule::{EarlyStopping, ReduceOnPlateau};
-use stages_learn::train::{ModelCard, TrainStage};
+use stages_torch::cache::{read_cache_index, ClipLoader};
+use stages_torch::inference::Predictor;
+use stages_torch::split::{read_assignment, Split, SplitStage};
+use stages_torch::train::schedule::{EarlyStopping, ReduceOnPlateau};
+use stages_torch::train::{ModelCard, TrainStage};
 
 /// A cache of 4 classes x 2 clips for actors 1-6, split 1-4 / 5 / 6.
 fn prepared(root: &Path) -> (PathBuf, PathBuf) {

@@ -1,38 +1,16 @@
-//! The `train` stage: trains one architecture on the training split of a tensor cache,
-//! selects the epoch with the best validation accuracy, and writes that model.
-//!
-//! Modules, one job each:
-//! - [`dataset`]: joins the cache index with the split assignment into examples, checks classes;
-//! - [`data`]: the producer thread that assembles batches from the memory-mapped cache;
-//! - [`augment`]: per-clip random crop / flip / rotation / colour jitter on the device;
-//! - [`schedule`]: ReduceLROnPlateau and early stopping on validation accuracy;
-//! - [`amp`]: loss scaling for fp16 autocast on CUDA;
-//! - [`epoch`]: one training pass and one evaluation pass;
-//! - [`checkpoint`]: `model.safetensors` + `model.json`, strict loading;
-//! - [`history`]: `history.parquet` / `history.csv`;
-//! - [`run`]: the stage's run, tying them together.
-//!
-//! Frames (T) and size (S) come from the cache, never from parameters.
-
-pub mod amp;
-pub mod augment;
-pub mod checkpoint;
-pub mod data;
-pub mod dataset;
-pub mod device;
-pub mod epoch;
-pub mod history;
-pub mod run;
-pub mod schedule;
+//! The `train` stage's parameters and its place in the engine: kind, version, validation and
+//! raw inputs. Training itself needs libtorch and runs in the `pipeline-torch` worker
+//! (`stages_torch::train`, which documents the training loop).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use stage_api::worker::{run_in_worker, WorkerPart};
 use stage_api::{typed_params, ParamError, Params, Stage, StageContext, StageError, StageOutcome};
 
-use crate::models::{Arch, TemporalPool};
-pub use checkpoint::ModelCard;
-pub use device::DeviceChoice;
+use crate::arch::{Arch, TemporalPool};
+use crate::device::DeviceChoice;
+use crate::TORCH_WORKER;
 
 /// `with:` of a `train` stage; every field but `arch` has the study's default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,7 +133,8 @@ impl TrainParams {
     }
 }
 
-/// The `train` stage kind.
+/// The `train` stage kind as the engine sees it: parameters, key and version; the work runs
+/// in the `pipeline-torch` worker.
 pub struct TrainStage;
 
 impl Stage for TrainStage {
@@ -179,13 +158,9 @@ impl Stage for TrainStage {
         Ok(typed.pretrained_path(base_dir).into_iter().collect())
     }
 
+    /// In the libtorch worker (`stages_torch::train`).
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
-        let (params, canonical): (TrainParams, Params) = typed_params(ctx.params)
-            .map_err(|e| StageError::msg(format!("train parameters: {e}")))?;
-        params
-            .validate()
-            .map_err(|e| StageError::msg(format!("train parameters: {e}")))?;
-        run::run(ctx, &params, &canonical)
+        run_in_worker(TORCH_WORKER, self.kind(), ctx, WorkerPart::Whole)
     }
 }
 

@@ -1,0 +1,79 @@
+//! The built-in domain of the `pipeline` binary: the stage crates' kinds, `predict` through the
+//! `pipeline-torch` worker, `metrics diff` with the report crate's reading of metrics files.
+//!
+//! Nothing here links libtorch: `train`, `evaluate` and `predict` run in the worker process, so
+//! every other command starts in milliseconds.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use pipeline::domain::{Domain, Prediction};
+use pipeline::registry::Registry;
+use stage_api::Stage;
+
+pub struct Builtin;
+
+impl Domain for Builtin {
+    fn registry(&self) -> Registry {
+        let mut stages: Vec<Arc<dyn Stage>> = vec![Arc::new(stages_report::ReportStage)];
+        stages.extend(stages_video::stages().into_iter().map(Arc::from));
+        stages.extend(stages_learn::stages().into_iter().map(Arc::from));
+        Registry::from_stages(stages)
+    }
+
+    fn predict(&self, model_dir: &Path, videos: &[PathBuf], threads: usize) -> Result<Vec<Result<Prediction, String>>, String> {
+        let worker = stage_api::worker::locate_worker(stages_learn::TORCH_WORKER).map_err(|e| e.chain())?;
+        let output = Command::new(&worker)
+            .arg("predict")
+            .arg(model_dir)
+            .arg(threads.to_string())
+            .args(videos)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot start the worker {}: {e}", worker.display()))?;
+        if !output.status.success() {
+            return Err(format!("prediction with the model in {} failed ({})", model_dir.display(), output.status));
+        }
+        parse_predictions(&output.stdout, videos.len())
+    }
+
+    fn metrics_diff(&self, old: &Path, new: &Path, all: bool, json: bool) -> Result<String, String> {
+        let changes = stages_report::diff::metrics_diff(old, new).map_err(|e| e.chain())?;
+        if json {
+            return serde_json::to_string_pretty(&changes).map(|s| s + "\n").map_err(|e| e.to_string());
+        }
+        Ok(stages_report::diff::render_diff_table(&changes, all))
+    }
+}
+
+/// The worker's `[{"ok": {...}} | {"error": "..."}]`, one entry per video.
+fn parse_predictions(stdout: &[u8], expected: usize) -> Result<Vec<Result<Prediction, String>>, String> {
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(stdout).map_err(|e| format!("the worker's predictions are not valid JSON: {e}"))?;
+    if rows.len() != expected {
+        return Err(format!("the worker returned {} predictions for {expected} videos", rows.len()));
+    }
+    rows.into_iter()
+        .map(|row| match (row.get("ok"), row.get("error")) {
+            (Some(ok), _) => serde_json::from_value(ok.clone()).map(Ok).map_err(|e| format!("a prediction the worker returned is malformed: {e}")),
+            (None, Some(error)) => Ok(Err(error.as_str().unwrap_or("unknown error").to_owned())),
+            (None, None) => Err(format!("a prediction the worker returned has neither `ok` nor `error`: {row}")),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predictions_and_errors_are_read_in_order() {
+        let out = br#"[{"ok": {"video": "a.mp4", "predicted": "calm", "probabilities": [["neutral", 0.25], ["calm", 0.75]]}}, {"error": "b.mp4: no face"}]"#;
+        let rows = parse_predictions(out, 2).unwrap();
+        assert_eq!(rows[0].as_ref().unwrap().probabilities[1], ("calm".to_owned(), 0.75));
+        assert_eq!(rows[1].as_ref().unwrap_err(), "b.mp4: no face");
+        assert!(parse_predictions(out, 3).unwrap_err().contains("2 predictions for 3 videos"));
+        assert!(parse_predictions(b"[{}]", 1).unwrap_err().contains("neither"));
+    }
+}

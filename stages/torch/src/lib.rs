@@ -1,0 +1,38 @@
+//! The stages that need libtorch, and the `pipeline-torch` worker that runs them (see
+//! [`stage_api::worker`]): the `pipeline` binary never loads libtorch itself.
+//!
+//! - [`models`] holds the five architectures of the study, one file each.
+//! - [`train`] is the training stage: data feeding, augmentation, optimiser and schedule,
+//!   the epoch loop, checkpoints and history.
+//! - [`evaluate`] runs a trained model on its test split and writes the metrics.
+//! - [`inference`] loads a trained model directory and predicts class probabilities.
+//! - [`predict`] is `pipeline predict`: new videos through the model's own preprocessing.
+//!
+//! The torch-free parts (parameters, splits, the tensor cache reader) are `stages-learn`'s;
+//! they are re-exported here under the same names.
+
+pub mod evaluate;
+pub mod inference;
+pub mod models;
+pub mod predict;
+pub mod preprocess;
+pub mod train;
+
+pub use stages_learn::{split, table, CLASS_NAMES, TORCH_WORKER};
+
+/// The tensor cache reader, and the step from its bytes to a tensor.
+pub mod cache {
+    pub use stages_learn::cache::*;
+    use stage_api::StageError;
+
+    /// A CPU uint8 tensor `[B, T, S, S, 3]` holding the given clips in order.
+    pub fn batch_tensor(loader: &ClipLoader, clip_ids: &[&str]) -> Result<tch::Tensor, StageError> {
+        let (bytes, shape) = loader.batch_bytes(clip_ids)?;
+        Ok(tch::Tensor::from_slice(&bytes).view(shape))
+    }
+}
+
+/// The stages the worker runs.
+pub fn stages() -> Vec<Box<dyn stage_api::Stage>> {
+    vec![Box::new(train::TrainStage), Box::new(evaluate::EvaluateStage)]
+}
