@@ -8,6 +8,7 @@
 //! - [`decode`]: one ffmpeg process per clip returning only the sampled frames as RGB;
 //! - [`face`]: rustface detection on a downscaled grey copy;
 //! - [`crop`]: median smoothing, the square crop, fallback, borders, resize;
+//! - [`one_clip`]: those steps for one video (what `pipeline predict` runs too);
 //! - [`cache`]: streaming safetensors shards and `index.parquet`;
 //! - [`qa`]: `qa/contact_sheet.png` and `qa/detection.csv`;
 //! - [`stage`]: the [`ExtractStage`] that ties them together (parallel, deterministic).
@@ -19,6 +20,7 @@ pub mod clips;
 pub mod crop;
 pub mod decode;
 pub mod face;
+pub mod one_clip;
 pub mod qa;
 pub mod sampling;
 pub mod stage;

@@ -9,23 +9,20 @@
 //! `strict: true`.
 
 use std::path::{Path, PathBuf};
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use rayon::prelude::*;
-use rustface::Model;
 use serde::{Deserialize, Serialize};
 use stage_api::{typed_params, ParamError, Params, Shard, Stage, StageContext, StageError, StageOutcome};
 
 use super::cache::{write_index, IndexRow, ShardWriter};
 use super::clips::{read_clips_table, write_parquet, ClipRecord};
-use super::crop::{face_square, fallback_square, smooth, CropSquare, Cropper};
-use super::decode::{DecodeError, Decoder};
-use super::face::{bundled_model, DetectorSettings, FaceBox, FaceDetector};
+use super::decode::Decoder;
+use super::face::DetectorSettings;
+use super::one_clip::{ClipPreprocessor, ClipTensor};
 use super::qa::{write_detection_csv, ContactSheet};
-use super::sampling::{is_padded, spread_indices};
 
 /// Parameters of `uses: extract`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,33 +147,6 @@ impl ExtractStage {
         let clips = read_clips_table(&scan.dir.join("clips.parquet"))?;
         Ok((params, canonical, clips))
     }
-}
-
-/// Everything one worker thread needs. rustface's detector is not `Send`, so each pool
-/// thread builds its own on first use and keeps it in a thread-local.
-struct Worker {
-    settings: DetectorSettings,
-    detector: FaceDetector,
-    cropper: Cropper,
-}
-
-thread_local! {
-    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
-}
-
-/// Runs `f` with this thread's worker, (re)building it when the settings differ.
-fn with_worker<R>(model: &Model, settings: DetectorSettings, f: impl FnOnce(&mut Worker) -> R) -> R {
-    WORKER.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|w| w.settings != settings) {
-            *slot = Some(Worker {
-                settings,
-                detector: FaceDetector::new(model.clone(), settings),
-                cropper: Cropper::new(),
-            });
-        }
-        f(slot.as_mut().expect("set above"))
-    })
 }
 
 /// One extracted clip before it is written.
@@ -343,23 +313,20 @@ fn unique_clips(mut clips: Vec<ClipRecord>) -> Result<(Vec<ClipRecord>, Vec<Reje
 struct Extractor<'a> {
     params: &'a ExtractParams,
     ctx: &'a StageContext<'a>,
-    decoder: &'a Decoder,
-    model: Model,
+    preprocessor: ClipPreprocessor,
     settings: DetectorSettings,
     pool: rayon::ThreadPool,
 }
 
 impl<'a> Extractor<'a> {
     fn new(params: &'a ExtractParams, ctx: &'a StageContext<'a>, decoder: &'a Decoder, clips: &[ClipRecord]) -> Result<Self, StageError> {
-        decoder.check().map_err(|e| {
-            StageError::msg(format!("extract: {e} (needed to decode {} clips, first {})", clips.len(), clips[0].source))
-        })?;
-        let model = bundled_model().map_err(|e| StageError::with_source("extract: cannot parse the bundled face model", e))?;
+        let what = format!("needed to decode {} clips, first {}", clips.len(), clips[0].source);
+        let preprocessor = ClipPreprocessor::new(params, decoder.clone(), &what)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(ctx.threads.max(1))
             .build()
             .map_err(|e| StageError::with_source("extract: cannot start the thread pool", e))?;
-        Ok(Extractor { params, ctx, decoder, model, settings: DetectorSettings::new(params.detect_width), pool })
+        Ok(Extractor { params, ctx, settings: preprocessor.settings(), preprocessor, pool })
     }
 
     /// Clips extracted in parallel before their results are written, in order.
@@ -368,12 +335,12 @@ impl<'a> Extractor<'a> {
     }
 
     fn extract(&self, chunk: &[ClipRecord]) -> Vec<Result<Extracted, String>> {
-        let (model, settings, params, ctx, decoder) = (&self.model, self.settings, self.params, self.ctx, self.decoder);
+        let (params, ctx, preprocessor) = (self.params, self.ctx, &self.preprocessor);
         self.pool.install(|| {
             chunk
                 .par_iter()
                 .map(|clip| {
-                    let result = with_worker(model, settings, |worker| extract_clip(clip, params, ctx, decoder, worker));
+                    let result = extract_clip(clip, params, ctx, preprocessor);
                     ctx.progress.advance(1);
                     result
                 })
@@ -521,84 +488,16 @@ fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<(), StageError> {
     write_parquet(path, &batch)
 }
 
-/// Decodes, detects, crops and resizes one clip. The error names the file and the problem.
-fn extract_clip(
-    clip: &ClipRecord,
-    params: &ExtractParams,
-    ctx: &StageContext<'_>,
-    decoder: &Decoder,
-    worker: &mut Worker,
-) -> Result<Extracted, String> {
+/// One clip of the scan through the preprocessing, with its index row. The error names the
+/// file and the problem.
+fn extract_clip(clip: &ClipRecord, params: &ExtractParams, ctx: &StageContext<'_>, preprocessor: &ClipPreprocessor) -> Result<Extracted, String> {
     // A recorded path may point into an upstream artifact this machine has to fetch first.
     let path = ctx.locate_recorded(PathBuf::from(&clip.source)).map_err(|e| e.chain())?;
-    let name = path.display();
-    match std::fs::metadata(&path) {
-        Err(e) => return Err(format!("{name}: cannot read the video ({e})")),
-        Ok(m) if !m.is_file() => return Err(format!("{name}: not a file")),
-        Ok(m) if m.len() == 0 => return Err(format!("{name}: the file is empty (0 bytes)")),
-        Ok(_) => {}
-    }
-    let (t, s) = (params.frames, params.size);
-    let hint = u64::try_from(clip.frame_count).ok().filter(|&n| n > 0);
-    let sampled = decoder.sample(&path, t, hint).map_err(|e| match e {
-        DecodeError::ZeroFrames => format!("{name}: the video has no frames (ffmpeg decoded 0)"),
-        other => format!("{name}: {other}"),
-    })?;
-    let (w, h) = (sampled.width, sampled.height);
-    if w == 0 || h == 0 {
-        return Err(format!("{name}: ffmpeg returned frames of size {w}x{h}"));
-    }
-
-    // Detection on a spread subset of the distinct decoded frames (all of them when the subset
-    // finds no face), mapped onto the T outputs.
-    let n = sampled.frames.len();
-    let mut distinct: Vec<Option<FaceBox>> = vec![None; n];
-    let mut checked = vec![false; n];
-    for i in spread_indices(n, params.detect_frames) {
-        distinct[i] = worker.detector.detect_rgb(&sampled.frames[i], w, h);
-        checked[i] = true;
-    }
-    if distinct.iter().all(Option::is_none) {
-        for i in 0..n {
-            if !checked[i] {
-                distinct[i] = worker.detector.detect_rgb(&sampled.frames[i], w, h);
-                checked[i] = true;
-            }
-        }
-    }
-    let mut per_output: Vec<Option<FaceBox>> = Vec::with_capacity(t as usize);
-    let mut checked_outputs = 0i32;
-    let mut pos = 0;
-    for (i, idx) in sampled.indices.iter().enumerate() {
-        if i > 0 && *idx != sampled.indices[i - 1] {
-            pos += 1;
-        }
-        per_output.push(distinct[pos]);
-        checked_outputs += i32::from(checked[pos]);
-    }
-    let smoothed = smooth(&per_output);
-    let square: CropSquare = match &smoothed {
-        Some(sf) => face_square(&sf.face, params.margin as f32),
-        None => fallback_square(w, h),
-    };
-
-    let frame_bytes = (s * s * 3) as usize;
-    let mut tensor = vec![0u8; t as usize * frame_bytes];
-    let outputs = sampled.output_frames();
-    for (i, frame) in outputs.iter().enumerate() {
-        if i > 0 && sampled.indices[i] == sampled.indices[i - 1] {
-            // A repeated frame (padded clip): same crop as the previous output.
-            let (done, rest) = tensor.split_at_mut(i * frame_bytes);
-            rest[..frame_bytes].copy_from_slice(&done[(i - 1) * frame_bytes..]);
-            continue;
-        }
-        let dst = &mut tensor[i * frame_bytes..(i + 1) * frame_bytes];
-        worker.cropper.crop_resize(frame, w, h, square, s, dst).map_err(|e| format!("{name}: cannot crop: {e}"))?;
-    }
-
-    let (bx, by, bw, bh, score, found) = match &smoothed {
-        Some(sf) => (sf.face.x, sf.face.y, sf.face.w, sf.face.h, sf.face.score, sf.found_frames as i32),
-        None => (f32::NAN, f32::NAN, f32::NAN, f32::NAN, 0.0, 0),
+    let hint = u64::try_from(clip.frame_count).ok();
+    let ClipTensor { tensor, report } = preprocessor.clip(&path, hint)?;
+    let (bx, by, bw, bh, score) = match &report.face {
+        Some(face) => (face.x, face.y, face.w, face.h, face.score),
+        None => (f32::NAN, f32::NAN, f32::NAN, f32::NAN, 0.0),
     };
     let row = IndexRow {
         clip_id: clip.clip_id.clone(),
@@ -612,24 +511,24 @@ fn extract_clip(
         vocal_channel: clip.vocal_channel,
         shard: String::new(),
         tensor: clip.clip_id.clone(),
-        frames: t as i32,
-        size: s as i32,
+        frames: params.frames as i32,
+        size: params.size as i32,
         box_x: bx,
         box_y: by,
         box_w: bw,
         box_h: bh,
         detect_score: score,
-        face_found_frames: found,
-        face_checked_frames: checked_outputs,
-        fallback: smoothed.is_none(),
-        crop_x: square.x as i32,
-        crop_y: square.y as i32,
-        crop_side: square.side as i32,
-        source_width: w as i32,
-        source_height: h as i32,
-        decoded_frames: sampled.decoded_count as i32,
-        padded: is_padded(sampled.decoded_count, t),
-        decode_passes: sampled.decode_passes as i32,
+        face_found_frames: report.face_found_frames,
+        face_checked_frames: report.face_checked_frames,
+        fallback: report.face.is_none(),
+        crop_x: report.square.x as i32,
+        crop_y: report.square.y as i32,
+        crop_side: report.square.side as i32,
+        source_width: report.source_width as i32,
+        source_height: report.source_height as i32,
+        decoded_frames: report.decoded_frames as i32,
+        padded: report.padded,
+        decode_passes: report.decode_passes as i32,
     };
     Ok(Extracted { row, tensor })
 }
