@@ -43,9 +43,17 @@ fn main() {
     println!("| measurement | seconds | throughput | ratio |");
     println!("|---|---|---|---|");
     println!("| plain blake3 read of every file (baseline) | {baseline:.2} | {:.2} GB/s | 1.00 |", gb / baseline);
-    println!("| first `pipeline run` (hash everything) | {first:.2} | {:.2} GB/s | {:.2}x baseline throughput |", gb / first, baseline / first);
+    println!(
+        "| first `pipeline run` (hash everything) | {first:.2} | {:.2} GB/s | {:.2}x baseline throughput |",
+        gb / first,
+        baseline / first
+    );
     println!("| second `pipeline run`, nothing changed | {second:.3} | | |");
-    println!("| `pipeline run` after touching every file | {touched:.2} | {:.2} GB/s | {:.2}x baseline throughput |", gb / touched, baseline / touched);
+    println!(
+        "| `pipeline run` after touching every file | {touched:.2} | {:.2} GB/s | {:.2}x baseline throughput |",
+        gb / touched,
+        baseline / touched
+    );
     println!("| third `pipeline run`, nothing changed | {third:.3} | | |");
 }
 

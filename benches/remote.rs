@@ -32,9 +32,7 @@ fn main() {
     let a = root.join("a");
     fs::create_dir_all(a.join("gen")).unwrap();
     fs::write(a.join("gen/make.py"), GENERATOR).unwrap();
-    let yaml = format!(
-        "stages:\n  cache:\n    run: \"python3 gen/make.py $PIPELINE_OUT {count} {FILE_SIZE}\"\n    deps: [gen]\n"
-    );
+    let yaml = format!("stages:\n  cache:\n    run: \"python3 gen/make.py $PIPELINE_OUT {count} {FILE_SIZE}\"\n    deps: [gen]\n");
     fs::write(a.join("pipeline.yaml"), &yaml).unwrap();
     pipeline(&a, &["run", "-q"], &[]);
     let out = output_dir(&a);
@@ -169,9 +167,9 @@ fn remove(p: &Path) {
 
 /// The AWS CLI from the project's venv, installed with pip when missing.
 fn aws_cli() -> PathBuf {
-    let venv = std::env::var_os("PIPELINE_TORCH_VENV").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/pipeline/torch-2.13.0")
-    });
+    let venv = std::env::var_os("PIPELINE_TORCH_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/pipeline/torch-2.13.0"));
     let aws = venv.join("bin/aws");
     if !aws.is_file() {
         eprintln!("installing awscli into {}", venv.display());

@@ -45,7 +45,12 @@ fn main() {
         };
         must(Command::new(bin).args(["run", "-q"]).current_dir(root), "first pipeline run");
         for (what, args) in [("--help", vec!["--help"]), ("status", vec!["status"]), ("no-op run", vec!["run", "-q"])] {
-            rows.push((format!("`pipeline {}` ({label})", what), measure(rounds, || Command::new(bin).args(&args).current_dir(root).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())));
+            rows.push((
+                format!("`pipeline {}` ({label})", what),
+                measure(rounds, || {
+                    Command::new(bin).args(&args).current_dir(root).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+                }),
+            ));
         }
     }
     match &dvc {
@@ -53,8 +58,14 @@ fn main() {
             must(Command::new("git").args(["init", "-q"]).current_dir(root), "git init");
             must(Command::new(dvc).args(["init", "-q"]).current_dir(root), "dvc init");
             must(Command::new(dvc).args(["repro", "-q"]).current_dir(root), "first dvc repro");
-            rows.push(("`dvc --version`".into(), measure(rounds, || Command::new(dvc).arg("--version").current_dir(root).stdout(Stdio::null()).spawn().unwrap())));
-            rows.push(("no-op `dvc repro`".into(), measure(rounds, || Command::new(dvc).args(["repro", "-q"]).current_dir(root).stdout(Stdio::null()).spawn().unwrap())));
+            rows.push((
+                "`dvc --version`".into(),
+                measure(rounds, || Command::new(dvc).arg("--version").current_dir(root).stdout(Stdio::null()).spawn().unwrap()),
+            ));
+            rows.push((
+                "no-op `dvc repro`".into(),
+                measure(rounds, || Command::new(dvc).args(["repro", "-q"]).current_dir(root).stdout(Stdio::null()).spawn().unwrap()),
+            ));
         }
         None => println!("(no DVC: set BENCH_DVC)"),
     }
@@ -113,6 +124,8 @@ fn measure(rounds: usize, mut start: impl FnMut() -> std::process::Child) -> Mea
     let mut peak_kib = 0i64;
     for _ in 0..rounds {
         let began = Instant::now();
+        // Reaped by `wait4` right below (std's `wait` does not report the peak RSS).
+        #[allow(clippy::zombie_processes)]
         let child = start();
         let (ok, maxrss) = wait_with_rusage(child.id() as libc::pid_t);
         times.push(began.elapsed().as_secs_f64());

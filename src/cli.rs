@@ -7,13 +7,13 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{ConfigError, ExecutorKind, Plan};
+use crate::dag::{render, DagFormat};
+use crate::domain::Domain;
 use crate::executor::job_note;
 use crate::executor::slurm::Slurm;
 use crate::fingerprint::Key;
-use crate::runlog::RunRecord;
-use crate::dag::{render, DagFormat};
-use crate::domain::Domain;
 use crate::remote::Remote;
+use crate::runlog::RunRecord;
 use crate::runner::{Engine, Freshness, RunOptions};
 
 #[derive(Debug, Parser)]
@@ -139,7 +139,13 @@ pub fn run(cli: Cli, argv: &[String], domain: &dyn Domain) -> Result<bool> {
     let registry = domain.registry();
     let plan = Plan::load(&cli.config, &registry)?;
     if let Command::Dag { dot, mermaid } = cli.command {
-        let format = if dot { DagFormat::Dot } else if mermaid { DagFormat::Mermaid } else { DagFormat::Text };
+        let format = if dot {
+            DagFormat::Dot
+        } else if mermaid {
+            DagFormat::Mermaid
+        } else {
+            DagFormat::Text
+        };
         print!("{}", render(&plan, format));
         return Ok(true);
     }
@@ -185,7 +191,7 @@ pub fn run(cli: Cli, argv: &[String], domain: &dyn Domain) -> Result<bool> {
             if json {
                 let rows: Vec<serde_json::Value> = statuses
                     .iter()
-                        .map(|s| {
+                    .map(|s| {
                         let mut row = serde_json::json!({
                             "stage": s.stage,
                             "state": s.state,
@@ -215,9 +221,11 @@ pub fn run(cli: Cli, argv: &[String], domain: &dyn Domain) -> Result<bool> {
             Ok(true)
         }
         Command::Show { stage } => {
-            let rows = engine.output_dirs(&[stage.clone()]).map_err(anyhow::Error::msg)?;
+            let rows = engine.output_dirs(std::slice::from_ref(&stage)).map_err(anyhow::Error::msg)?;
             let mut any = false;
-            for (name, dir, manifest) in rows.into_iter().filter(|(n, ..)| engine.plan.select(&stage).iter().any(|&i| engine.plan.instances[i].name == *n)) {
+            for (name, dir, manifest) in
+                rows.into_iter().filter(|(n, ..)| engine.plan.select(&stage).iter().any(|&i| engine.plan.instances[i].name == *n))
+            {
                 any = true;
                 match (dir, manifest) {
                     (Some(dir), Some(m)) => {
@@ -319,7 +327,9 @@ fn use_kubernetes(engine: &mut Engine, run_id: &str) -> Result<()> {
     let remote = needs_remote(engine, "kubernetes")?;
     // `image:` is checked with the file for `kind: kubernetes`; `--executor kubernetes` gets here.
     if engine.plan.executor.image.is_none() {
-        return Err(ConfigError::new(&engine.plan.config_file, engine.plan.executor.position, KUBERNETES_NEEDS_IMAGE).with_hint(KUBERNETES_IMAGE_HINT).into());
+        return Err(ConfigError::new(&engine.plan.config_file, engine.plan.executor.position, KUBERNETES_NEEDS_IMAGE)
+            .with_hint(KUBERNETES_IMAGE_HINT)
+            .into());
     }
     let kubernetes = crate::executor::kubernetes::Kubernetes::new(engine.plan.executor.clone(), run_id, remote.url(), &engine.plan)
         .map_err(|e| anyhow::anyhow!("the kubernetes executor: {e}"))?;
@@ -343,7 +353,14 @@ fn parse_shard(text: &str) -> Result<stage_api::Shard, String> {
 }
 
 /// `pipeline exec-task KEY`, run by a cluster job.
-fn exec_task(plan: &Plan, remote_url: Option<&str>, key: &str, shard: Option<stage_api::Shard>, store: Option<&std::path::Path>, quiet: bool) -> Result<bool> {
+fn exec_task(
+    plan: &Plan,
+    remote_url: Option<&str>,
+    key: &str,
+    shard: Option<stage_api::Shard>,
+    store: Option<&std::path::Path>,
+    quiet: bool,
+) -> Result<bool> {
     let Some(url) = remote_url else { bail!("exec-task needs a remote: pass --remote URL") };
     let key = Key::parse(key).with_context(|| format!("`{key}` is not a cache key (64 lower-case hex digits)"))?;
     let remote = Remote::open(url, &plan.base_dir)?;
@@ -394,7 +411,11 @@ fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(all(test, not(feature = "kubernetes")))]

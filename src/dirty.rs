@@ -25,19 +25,55 @@ pub enum DirtyReason {
     Forced,
     /// Same inputs as the last success, but its artifact is gone (garbage-collected or damaged).
     OutputMissing,
-    CodeVersionChanged { kind: String, old: u32, new: u32 },
-    KindChanged { old: String, new: String },
-    CommandChanged { old: String, new: String },
-    ParamChanged { name: String, old: Value, new: Value },
-    ParamAdded { name: String, value: Value },
-    ParamRemoved { name: String, old: Value },
-    UpstreamChanged { stage: String },
-    UpstreamAdded { stage: String },
-    UpstreamRemoved { stage: String },
+    CodeVersionChanged {
+        kind: String,
+        old: u32,
+        new: u32,
+    },
+    KindChanged {
+        old: String,
+        new: String,
+    },
+    CommandChanged {
+        old: String,
+        new: String,
+    },
+    ParamChanged {
+        name: String,
+        old: Value,
+        new: Value,
+    },
+    ParamAdded {
+        name: String,
+        value: Value,
+    },
+    ParamRemoved {
+        name: String,
+        old: Value,
+    },
+    UpstreamChanged {
+        stage: String,
+    },
+    UpstreamAdded {
+        stage: String,
+    },
+    UpstreamRemoved {
+        stage: String,
+    },
     /// An upstream instance is stale itself, so this one's key is not known yet.
-    UpstreamStale { stage: String },
-    DepsChanged { changed: Vec<String>, added: Vec<String>, removed: Vec<String> },
-    InputsChanged { changed: Vec<String>, added: Vec<String>, removed: Vec<String> },
+    UpstreamStale {
+        stage: String,
+    },
+    DepsChanged {
+        changed: Vec<String>,
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+    InputsChanged {
+        changed: Vec<String>,
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
 }
 
 impl fmt::Display for DirtyReason {
@@ -98,11 +134,9 @@ pub fn explain(old: Option<&Fingerprint>, new: &Fingerprint) -> Vec<DirtyReason>
     for (name, new_value) in &new.params {
         match old.params.get(name) {
             None => reasons.push(DirtyReason::ParamAdded { name: name.clone(), value: new_value.clone() }),
-            Some(old_value) if old_value != new_value => reasons.push(DirtyReason::ParamChanged {
-                name: name.clone(),
-                old: old_value.clone(),
-                new: new_value.clone(),
-            }),
+            Some(old_value) if old_value != new_value => {
+                reasons.push(DirtyReason::ParamChanged { name: name.clone(), old: old_value.clone(), new: new_value.clone() })
+            }
             _ => {}
         }
     }

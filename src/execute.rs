@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use stage_api::{ArtifactPaths, Params, Progress, Shard, StageContext, StageInput};
+use stage_api::{panic_message, ArtifactPaths, Params, Progress, Shard, StageContext, StageInput};
 
 use crate::config::canonical::display_value;
 use crate::config::Action;
@@ -139,14 +139,6 @@ fn combine_logs(stdout: &Path, stderr: &Path, log: &Path) -> std::io::Result<()>
         text.push_str(&err);
     }
     fs::write(log, text)
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 #[cfg(test)]

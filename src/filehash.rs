@@ -38,11 +38,7 @@ struct Signature {
 
 impl Signature {
     fn of(meta: &fs::Metadata) -> Self {
-        let mtime_ns = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as i64);
+        let mtime_ns = meta.modified().ok().and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos() as i64);
         Self { size: meta.len(), mtime_ns, inode: inode(meta) }
     }
 }

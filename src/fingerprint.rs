@@ -40,8 +40,7 @@ pub struct Key(String);
 
 impl Key {
     pub fn parse(text: &str) -> Option<Key> {
-        (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-            .then(|| Key(text.to_owned()))
+        (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())).then(|| Key(text.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -142,12 +141,7 @@ pub enum KeyError {
 }
 
 /// Computes an instance's fingerprint from its upstream content hashes.
-pub fn compute(
-    instance: &Instance,
-    upstream: Vec<UpstreamInput>,
-    base_dir: &Path,
-    memo: &HashMemo,
-) -> Result<Fingerprint, KeyError> {
+pub fn compute(instance: &Instance, upstream: Vec<UpstreamInput>, base_dir: &Path, memo: &HashMemo) -> Result<Fingerprint, KeyError> {
     Ok(Fingerprint {
         action: ActionId::of(&instance.action),
         params: instance.params.clone(),
@@ -190,7 +184,11 @@ fn hash_raw_inputs(instance: &Instance, base_dir: &Path, memo: &HashMemo) -> Res
         let files = if root.is_dir() { files_below(&root)? } else { vec![root.clone()] };
         let prefix = if many { format!("{i}:") } else { String::new() };
         let named = hash_named(&files, memo, |p| {
-            let rel = if root.is_dir() { relative_name(p, &root) } else { p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()) };
+            let rel = if root.is_dir() {
+                relative_name(p, &root)
+            } else {
+                p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            };
             format!("{prefix}{rel}")
         })?;
         all.extend(named);
@@ -198,11 +196,7 @@ fn hash_raw_inputs(instance: &Instance, base_dir: &Path, memo: &HashMemo) -> Res
     Ok(all)
 }
 
-fn hash_named(
-    files: &[PathBuf],
-    memo: &HashMemo,
-    name: impl Fn(&Path) -> String,
-) -> Result<BTreeMap<String, String>, KeyError> {
+fn hash_named(files: &[PathBuf], memo: &HashMemo, name: impl Fn(&Path) -> String) -> Result<BTreeMap<String, String>, KeyError> {
     files
         .iter()
         .zip(memo.hash_files(files))
@@ -216,10 +210,8 @@ fn hash_named(
 fn files_below(root: &Path) -> Result<Vec<PathBuf>, KeyError> {
     let mut files = Vec::new();
     for entry in WalkDir::new(root).sort_by_file_name() {
-        let entry = entry.map_err(|e| KeyError::Read {
-            path: e.path().map_or_else(|| root.to_path_buf(), Path::to_path_buf),
-            source: e.into(),
-        })?;
+        let entry =
+            entry.map_err(|e| KeyError::Read { path: e.path().map_or_else(|| root.to_path_buf(), Path::to_path_buf), source: e.into() })?;
         if entry.file_type().is_file() || (entry.file_type().is_symlink() && entry.path().is_file()) {
             files.push(entry.into_path());
         }

@@ -28,8 +28,9 @@ pub fn resolve_model(engine: &Engine, model: Option<&str>) -> Result<(String, Pa
         }
         let Some(dir) = dir.filter(|d| d.join(MODEL_FILE).is_file()) else { continue };
         let card_path = dir.join(MODEL_FILE);
-        let card: serde_json::Value = serde_json::from_slice(&std::fs::read(&card_path).with_context(|| format!("{}: cannot read", card_path.display()))?)
-            .with_context(|| format!("{}: not valid JSON", card_path.display()))?;
+        let card: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&card_path).with_context(|| format!("{}: cannot read", card_path.display()))?)
+                .with_context(|| format!("{}: not valid JSON", card_path.display()))?;
         // The choice among models rests on it: a card without it is damaged, not "accuracy 0".
         let accuracy = card
             .get("best_val_accuracy")
@@ -40,7 +41,9 @@ pub fn resolve_model(engine: &Engine, model: Option<&str>) -> Result<(String, Pa
     candidates.sort_by(|a, b| b.2.total_cmp(&a.2));
     match (model, candidates.first()) {
         (_, Some((name, dir, _))) => Ok((name.clone(), dir.clone())),
-        (Some(m), None) => bail!("`{m}` is neither a folder with {MODEL_FILE} nor a trained, up-to-date stage (run `pipeline run {m}` first)"),
+        (Some(m), None) => {
+            bail!("`{m}` is neither a folder with {MODEL_FILE} nor a trained, up-to-date stage (run `pipeline run {m}` first)")
+        }
         (None, None) => bail!("no trained model is up to date: run `pipeline run` first, or pass --model"),
     }
 }

@@ -18,8 +18,7 @@ pub struct Reporter {
 impl Reporter {
     /// Bars when stderr is a terminal, plain lines otherwise.
     pub fn new(quiet: bool) -> Self {
-        let bars = (!quiet && std::io::stderr().is_terminal())
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let bars = (!quiet && std::io::stderr().is_terminal()).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Self { bars, quiet }
     }
 
@@ -86,7 +85,7 @@ impl stage_api::Progress for StageProgress<'_> {
             bar.inc(n);
             return;
         }
-        let due = state.last_line.map_or(true, |t| t.elapsed() >= PLAIN_INTERVAL) || state.done == state.total;
+        let due = state.last_line.is_none_or(|t| t.elapsed() >= PLAIN_INTERVAL) || state.done == state.total;
         if due && state.total > 0 {
             state.last_line = Some(Instant::now());
             self.reporter.line(&format!("{}: {}/{} {}", self.instance, state.done, state.total, state.unit));

@@ -76,7 +76,9 @@ impl Remote {
                 let store = object_store::aws::AmazonS3Builder::from_env().with_url(url).build().map_err(config)?;
                 (with_prefix(store, url), false)
             }
-            Some("gs") => (with_prefix(object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url).build().map_err(config)?, url), false),
+            Some("gs") => {
+                (with_prefix(object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url).build().map_err(config)?, url), false)
+            }
             Some("az") | Some("abfs") | Some("abfss") => {
                 (with_prefix(object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url).build().map_err(config)?, url), false)
             }
@@ -163,9 +165,8 @@ impl Remote {
                             return Ok::<u64, RemoteError>(0);
                         }
                         let expected = f.size;
-                        let payload = tokio::task::spawn_blocking(move || map_file(&file, expected))
-                            .await
-                            .map_err(std::io::Error::other)??;
+                        let payload =
+                            tokio::task::spawn_blocking(move || map_file(&file, expected)).await.map_err(std::io::Error::other)??;
                         store.put(&blob, payload).await?;
                         Ok(expected)
                     }
@@ -237,20 +238,18 @@ impl Remote {
                         match store.get(&blob).await?.payload {
                             // A directory remote: one blocking copy with a large buffer, not
                             // object_store's stream of 8 KiB reads.
-                            GetResultPayload::File(mut source, _) => {
-                                tokio::task::spawn_blocking(move || {
-                                    let mut buf = vec![0u8; 1 << 20];
-                                    loop {
-                                        let n = source.read(&mut buf)?;
-                                        if n == 0 {
-                                            return sink.finish();
-                                        }
-                                        sink.write(&buf[..n])?;
+                            GetResultPayload::File(mut source, _) => tokio::task::spawn_blocking(move || {
+                                let mut buf = vec![0u8; 1 << 20];
+                                loop {
+                                    let n = source.read(&mut buf)?;
+                                    if n == 0 {
+                                        return sink.finish();
                                     }
-                                })
-                                .await
-                                .map_err(std::io::Error::other)?
-                            }
+                                    sink.write(&buf[..n])?;
+                                }
+                            })
+                            .await
+                            .map_err(std::io::Error::other)?,
                             GetResultPayload::Stream(mut chunks) => {
                                 while let Some(chunk) = chunks.next().await {
                                     sink.write(&chunk?)?;
@@ -348,9 +347,7 @@ pub fn validate_manifest(manifest: &Manifest, key: &Key) -> Result<(), String> {
     let mut seen = std::collections::BTreeSet::new();
     for f in &manifest.files {
         let path = Path::new(&f.path);
-        let clean = !f.path.is_empty()
-            && !f.path.contains('\\')
-            && path.components().all(|c| matches!(c, Component::Normal(_)));
+        let clean = !f.path.is_empty() && !f.path.contains('\\') && path.components().all(|c| matches!(c, Component::Normal(_)));
         if !clean {
             return Err(format!("unsafe path `{}` (paths must be relative, without `..`)", f.path));
         }

@@ -80,7 +80,14 @@ fn gather(store: &Store, run: &RunRecord, dir: &Path) -> Result<()> {
 
 /// `pipeline metrics diff [A] [B]`: B defaults to the latest run with metrics, A to the latest
 /// one before B.
-pub fn metrics_diff(store: &Store, domain: &dyn crate::domain::Domain, a: Option<&str>, b: Option<&str>, all: bool, json: bool) -> Result<String> {
+pub fn metrics_diff(
+    store: &Store,
+    domain: &dyn crate::domain::Domain,
+    a: Option<&str>,
+    b: Option<&str>,
+    all: bool,
+    json: bool,
+) -> Result<String> {
     let runs = RunRecord::all(&store.runs_dir());
     let new = pick(&runs, store, b, 0)?;
     let old = match a {
@@ -88,8 +95,7 @@ pub fn metrics_diff(store: &Store, domain: &dyn crate::domain::Domain, a: Option
         None => runs
             .iter()
             .rev()
-            .filter(|r| r.started_unix_ms < new.started_unix_ms && !metric_files(store, r).is_empty())
-            .next()
+            .find(|r| r.started_unix_ms < new.started_unix_ms && !metric_files(store, r).is_empty())
             .context("no earlier run with metrics to compare with")?,
     };
     let scratch = tempfile::tempdir()?;

@@ -100,18 +100,14 @@ impl Store {
         let dir = self.object_dir(key);
         let manifest: Manifest = serde_json::from_slice(&fs::read(dir.join("manifest.json")).ok()?).ok()?;
         let out = dir.join("out");
-        let complete = manifest
-            .files
-            .iter()
-            .all(|f| fs::metadata(out.join(&f.path)).map_or(false, |m| m.len() == f.size));
+        let complete = manifest.files.iter().all(|f| fs::metadata(out.join(&f.path)).is_ok_and(|m| m.len() == f.size));
         complete.then_some(manifest)
     }
 
     /// Re-hashes every file of an artifact; the paths that do not match the manifest.
     pub fn verify(&self, key: &Key) -> io::Result<Vec<String>> {
         let dir = self.object_dir(key);
-        let manifest: Manifest =
-            serde_json::from_slice(&fs::read(dir.join("manifest.json"))?).map_err(io::Error::other)?;
+        let manifest: Manifest = serde_json::from_slice(&fs::read(dir.join("manifest.json"))?).map_err(io::Error::other)?;
         let out = dir.join("out");
         Ok(manifest
             .files
@@ -132,15 +128,7 @@ impl Store {
     /// Hashes, syncs and atomically publishes `tmp` as the artifact for `key`. With `replace`
     /// an existing artifact is swapped out (forced reruns); without, an artifact another run
     /// published meanwhile wins and `tmp` is discarded.
-    pub fn publish(
-        &self,
-        key: &Key,
-        instance: &str,
-        tmp: &Path,
-        summary: &str,
-        seconds: f64,
-        replace: bool,
-    ) -> io::Result<Manifest> {
+    pub fn publish(&self, key: &Key, instance: &str, tmp: &Path, summary: &str, seconds: f64, replace: bool) -> io::Result<Manifest> {
         let files = hash_tree(&tmp.join("out"))?;
         let manifest = Manifest {
             key: key.as_str().to_owned(),
@@ -238,8 +226,7 @@ impl Store {
         let mut freed = 0;
         for entry in fs::read_dir(self.root.join("tmp"))? {
             let path = entry?.path();
-            let Some(key) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.split('.').next()).and_then(Key::parse)
-            else {
+            let Some(key) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.split('.').next()).and_then(Key::parse) else {
                 continue;
             };
             // A tmp dir is in use only while its key's lock is held.
@@ -256,8 +243,7 @@ impl Store {
     }
 
     fn state_file(&self, instance: &str) -> PathBuf {
-        let safe: String =
-            instance.chars().map(|c| if c.is_ascii_alphanumeric() || "-_=,.".contains(c) { c } else { '_' }).collect();
+        let safe: String = instance.chars().map(|c| if c.is_ascii_alphanumeric() || "-_=,.".contains(c) { c } else { '_' }).collect();
         let tag = &blake3::hash(instance.as_bytes()).to_hex()[..8];
         self.root.join("state").join(format!("{safe}.{tag}.json"))
     }
@@ -274,10 +260,7 @@ impl Store {
 
     pub fn all_states(&self) -> Vec<InstanceState> {
         let Ok(dir) = fs::read_dir(self.root.join("state")) else { return Vec::new() };
-        dir.filter_map(|e| e.ok())
-            .filter_map(|e| fs::read(e.path()).ok())
-            .filter_map(|b| serde_json::from_slice(&b).ok())
-            .collect()
+        dir.filter_map(|e| e.ok()).filter_map(|e| fs::read(e.path()).ok()).filter_map(|b| serde_json::from_slice(&b).ok()).collect()
     }
 }
 

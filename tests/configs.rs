@@ -23,5 +23,8 @@ fn study_configs_validate() {
     assert_eq!(study.lines().filter(|l| l.starts_with("evaluate[")).count(), 5);
     let grid = dag("configs/ravdess-grid.yaml");
     assert_eq!(grid.lines().filter(|l| l.starts_with("train_t")).count(), 30, "{grid}");
-    assert!(grid.contains("evaluate_t10[augment=false,arch=r3d18] <- train_t10[augment=false,arch=r3d18], extract_t10, split_t10"), "{grid}");
+    assert!(
+        grid.contains("evaluate_t10[augment=false,arch=r3d18] <- train_t10[augment=false,arch=r3d18], extract_t10, split_t10"),
+        "{grid}"
+    );
 }

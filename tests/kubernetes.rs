@@ -101,7 +101,11 @@ fn kubernetes_run_gives_the_same_bytes_as_a_local_run() {
     let created: BTreeSet<String> = mock.created().iter().map(|j| j["metadata"]["name"].as_str().unwrap().to_owned()).collect();
     assert_eq!(created, jobs.values().cloned().collect());
     for (name, job) in &jobs {
-        assert!(out.stderr.contains(&format!("{name}: submitted as kubernetes job {job} in namespace {NAMESPACE} (cpus 1, mem ")), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("{name}: submitted as kubernetes job {job} in namespace {NAMESPACE} (cpus 1, mem ")),
+            "{}",
+            out.stderr
+        );
         assert!(out.stderr.contains(&format!("{name}: done in kubernetes job {job} (Complete)")), "{}", out.stderr);
         assert!(mock.log(job).contains("computed and pushed"), "{}", mock.log(job));
     }
@@ -160,7 +164,12 @@ stages:
     ws.write("sub/pipeline.yaml", &yaml);
     let out = ws.pipeline(&["--config", "sub/pipeline.yaml", "run"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stderr.contains("train: submitted as kubernetes job") && out.stderr.contains("in namespace ml-jobs (cpus 2, mem 1024M, time 5, gpus 1)"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("train: submitted as kubernetes job")
+            && out.stderr.contains("in namespace ml-jobs (cpus 2, mem 1024M, time 5, gpus 1)"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(artifacts_in(&ws.path().join("sub/.pipeline"))["train"]["cpus.txt"], b"2\n", "the worker is told how many CPUs it has");
 
     let requests = mock.requests();
@@ -176,7 +185,10 @@ stages:
         json!({"requests": {"cpu": "2", "memory": "1024Mi"}, "limits": {"cpu": "2", "memory": "1024Mi", "nvidia.com/gpu": "1"}})
     );
     assert_eq!(train["spec"]["activeDeadlineSeconds"], 300);
-    assert_eq!(container(prep)["resources"], json!({"requests": {"cpu": "2", "memory": "1024Mi"}, "limits": {"cpu": "2", "memory": "1024Mi"}}));
+    assert_eq!(
+        container(prep)["resources"],
+        json!({"requests": {"cpu": "2", "memory": "1024Mi"}, "limits": {"cpu": "2", "memory": "1024Mi"}})
+    );
     assert_eq!(prep["spec"]["activeDeadlineSeconds"], 86_400);
 
     let run_id = prep["metadata"]["labels"]["pipeline.run-id"].as_str().unwrap().to_owned();
@@ -200,9 +212,16 @@ stages:
         assert_eq!(c["image"], IMAGE);
         // Default workdir: the coordinator's working directory, the pipeline file relative to it.
         assert_eq!(c["workingDir"], std::fs::canonicalize(ws.path()).unwrap().display().to_string());
-        assert_eq!(c["command"], json!(["pipeline", "--config", "sub/pipeline.yaml", "--remote", remote.path().display().to_string(), "exec-task", key]));
-        let env: BTreeMap<String, String> =
-            c["env"].as_array().unwrap().iter().map(|e| (e["name"].as_str().unwrap().to_owned(), e["value"].as_str().unwrap().to_owned())).collect();
+        assert_eq!(
+            c["command"],
+            json!(["pipeline", "--config", "sub/pipeline.yaml", "--remote", remote.path().display().to_string(), "exec-task", key])
+        );
+        let env: BTreeMap<String, String> = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap().to_owned(), e["value"].as_str().unwrap().to_owned()))
+            .collect();
         assert_eq!(env.get("PIPELINE_TASK_CPUS").map(String::as_str), Some("2"));
         assert_eq!(env.get("PIPELINE_TEST_MARK").map(String::as_str), Some("from-the-coordinator"));
         assert!(env.keys().all(|k| k.starts_with("PIPELINE_")), "only PIPELINE_* variables are passed: {env:?}");
@@ -261,7 +280,8 @@ fn one_list_call_per_poll_interval_for_the_whole_run() {
     let mock = KubeMock::start(NAMESPACE);
     let remote = tempfile::tempdir().unwrap();
     // Four tasks waiting at the same time for about a second, then one more.
-    let mut yaml = format!("remote: {}\nexecutor: {{kind: kubernetes, image: {IMAGE}, poll_seconds: 0.2}}\nstages:\n", remote.path().display());
+    let mut yaml =
+        format!("remote: {}\nexecutor: {{kind: kubernetes, image: {IMAGE}, poll_seconds: 0.2}}\nstages:\n", remote.path().display());
     for i in 0..4 {
         yaml.push_str(&format!("  s{i}:\n    run: \"sleep 1; echo {i} > $PIPELINE_OUT/x\"\n"));
     }
@@ -281,7 +301,10 @@ fn one_list_call_per_poll_interval_for_the_whole_run() {
     let requests = mock.requests();
     assert!(requests.iter().all(|r| r.method != "GET" || r.path.ends_with("/jobs")), "only list calls are used to poll");
     assert!(
-        requests.iter().filter(|r| r.method == "GET").all(|r| r.query.get("labelSelector").is_some_and(|s| s.starts_with("pipeline.run-id="))),
+        requests
+            .iter()
+            .filter(|r| r.method == "GET")
+            .all(|r| r.query.get("labelSelector").is_some_and(|s| s.starts_with("pipeline.run-id="))),
         "every list call selects the run's jobs"
     );
 }
@@ -406,7 +429,10 @@ fn config_errors_name_the_place() {
     assert!(err.contains("pipeline.yaml:4:3: bad namespace `ML_jobs`"), "{err}");
     let err = run_error(&format!("executor:\n  kind: kubernetes\n  image: {IMAGE}\n  workdir: work\n{stages}"), &["status"]);
     assert!(err.contains("pipeline.yaml:4:3: `workdir` must be an absolute path in the image, not `work`"), "{err}");
-    let err = run_error(&format!("executor:\n  kind: kubernetes\n  image: {IMAGE}\n  resources:\n    train: {{time: 1h}}\n{stages}"), &["status"]);
+    let err = run_error(
+        &format!("executor:\n  kind: kubernetes\n  image: {IMAGE}\n  resources:\n    train: {{time: 1h}}\n{stages}"),
+        &["status"],
+    );
     assert!(err.contains("pipeline.yaml:5:") && err.contains("bad time limit `1h` for `train`"), "{err}");
     // A local section may hold either scheduler's keys (`--executor` picks one).
     let ws = Workspace::new(&format!("executor:\n  kind: local\n  image: {IMAGE}\n  partition: gpu\n{stages}"));
@@ -423,10 +449,14 @@ fn config_errors_name_the_place() {
 #[test]
 fn no_cluster_or_a_dead_api_server_fails_before_computing_anything() {
     let remote = tempfile::tempdir().unwrap();
-    let yaml = format!("remote: {}\nexecutor: {{kind: kubernetes, image: {IMAGE}}}\nstages:\n  a:\n    run: \"echo > counts/a\"\n", remote.path().display());
+    let yaml = format!(
+        "remote: {}\nexecutor: {{kind: kubernetes, image: {IMAGE}}}\nstages:\n  a:\n    run: \"echo > counts/a\"\n",
+        remote.path().display()
+    );
     // No kubeconfig anywhere, not in a pod.
     let home = tempfile::tempdir().unwrap();
-    let nowhere = vec![("KUBECONFIG".into(), home.path().join("missing").display().to_string()), ("HOME".into(), home.path().display().to_string())];
+    let nowhere =
+        vec![("KUBECONFIG".into(), home.path().join("missing").display().to_string()), ("HOME".into(), home.path().display().to_string())];
     let ws = Workspace::with_env(&yaml, nowhere);
     let out = ws.pipeline(&["run"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
@@ -495,7 +525,13 @@ fn shards_go_as_one_indexed_job_and_a_failed_index_is_all_the_rerun_computes() {
     assert_eq!((&indexed[0]["spec"]["completions"], &indexed[0]["spec"]["backoffLimitPerIndex"]), (&json!(3), &json!(0)));
     let command = indexed[0]["spec"]["template"]["spec"]["containers"][0]["command"].as_array().unwrap().clone();
     assert_eq!(command[command.len() - 2..], [json!("--shard"), json!("$(JOB_COMPLETION_INDEX)/3")]);
-    assert!(out.stderr.contains(&format!("extract: submitted as kubernetes indexed job {job} in namespace {NAMESPACE} (3 indexes, 3 to compute) (cpus 1)")), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "extract: submitted as kubernetes indexed job {job} in namespace {NAMESPACE} (3 indexes, 3 to compute) (cpus 1)"
+        )),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("1 of 3 shards failed (2 finished and are kept for the rerun)"), "{}", out.stderr);
     assert!(out.stderr.contains(&format!("extract[shard 2/3]: kubernetes job {job} index 1 in namespace {NAMESPACE} published no result (the Job ended Failed (FailedIndexes")), "{}", out.stderr);
     assert!(out.stderr.contains(&format!("extract[shard 1/3]: done in kubernetes job {job} index 0 (Failed")), "{}", out.stderr);

@@ -5,24 +5,14 @@
 mod common;
 use common::Workspace;
 
-const TINY: &str = r#"stages:
-  synth:
-    uses: synth
-    with: {actors: 3, emotions: [neutral, happy, sad, angry], intensities: [1], duration_s: 1.0, width: 640, height: 360}
-  scan: {uses: scan, needs: [synth]}
-  extract:
-    uses: extract
-    needs: [scan]
-    with: {frames: 2, size: 32}
-  split:
-    uses: split
-    needs: [extract]
-    with: {train_actors: [1], val_actors: [2], test_actors: [3]}
-  train:
+fn tiny() -> String {
+    common::tiny_dataset(common::TRAINABLE_SYNTH)
+        + "  train:
     uses: train
     needs: [extract, split]
     with: {arch: early_fusion_cnn, epochs: 1, batch_size: 2, device: cpu}
-"#;
+"
+}
 
 fn real(name: &str) -> String {
     format!("{}/../shared/data/real/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -30,7 +20,7 @@ fn real(name: &str) -> String {
 
 #[test]
 fn predicts_real_videos_and_reports_bad_files() {
-    let ws = Workspace::new(TINY);
+    let ws = Workspace::new(&tiny());
     let run = ws.pipeline(&["run"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     ws.write("not_a_video.mp4", "hello\n");

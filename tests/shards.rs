@@ -7,27 +7,15 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-
 use common::Workspace;
 
-const STAGES: &str = r#"stages:
-  synth:
-    uses: synth
-    with: {actors: 3, emotions: [neutral, happy], intensities: [1], duration_s: 0.5, width: 320, height: 180}
-  scan: {uses: scan, needs: [synth]}
-  extract:
-    uses: extract
-    needs: [scan]
-    with: {frames: 2, size: 32}
-  split:
-    uses: split
-    needs: [extract]
-    with: {train_actors: [1], val_actors: [2], test_actors: [3]}
-"#;
+fn stages() -> String {
+    common::tiny_dataset("{actors: 3, emotions: [neutral, happy], intensities: [1], duration_s: 0.5, width: 320, height: 180}")
+}
 
 /// `extract` in `count` shards, and the probing of `scan` in 2.
 fn sharded(count: u32) -> String {
-    format!("executor:\n  resources:\n    scan: {{shards: 2}}\n    extract: {{shards: {count}}}\n{STAGES}")
+    format!("executor:\n  resources:\n    scan: {{shards: 2}}\n    extract: {{shards: {count}}}\n{}", stages())
 }
 
 /// instance -> (artifact directory, content hash), from every manifest in the store.
@@ -44,7 +32,7 @@ fn artifacts(ws: &Workspace) -> BTreeMap<String, (PathBuf, String)> {
 
 #[test]
 fn shards_then_a_merge_give_an_unsharded_runs_bytes_and_survive_a_stop_before_the_merge() {
-    let whole = Workspace::new(STAGES);
+    let whole = Workspace::new(&stages());
     let out = whole.pipeline(&["run"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("[shard") && !out.stderr.contains("split into"), "{}", out.stderr);
@@ -69,7 +57,7 @@ fn shards_then_a_merge_give_an_unsharded_runs_bytes_and_survive_a_stop_before_th
     assert_eq!(b.keys().filter(|k| k.starts_with("extract[shard ")).count(), 4, "{:?}", b.keys());
 
     // The same bytes whatever the count: back to one task, everything is fresh.
-    ws.write("pipeline.yaml", STAGES);
+    ws.write("pipeline.yaml", &stages());
     let out = ws.pipeline(&["status"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = format!("{}{}", out.stdout, out.stderr);
@@ -105,23 +93,23 @@ fn config_error(yaml: &str) -> String {
 
 #[test]
 fn shards_on_a_stage_that_cannot_be_split_are_config_errors() {
-    let err = config_error(&format!("executor:\n  resources:\n    split: {{shards: 2}}\n{STAGES}"));
+    let err = config_error(&format!("executor:\n  resources:\n    split: {{shards: 2}}\n{}", stages()));
     assert!(err.contains("pipeline.yaml:3:13: stage `split` cannot be split into shards"), "{err}");
     assert!(err.contains("hint: only data-parallel built-in stages can: extract, scan"), "{err}");
 
     let shell = "executor:\n  resources:\n    a: {shards: 3}\nstages:\n  a:\n    run: echo hi\n";
     assert!(config_error(shell).contains("stage `a` cannot be split into shards"));
 
-    let err = config_error(&format!("executor:\n  resources:\n    extract: {{shards: 0}}\n{STAGES}"));
+    let err = config_error(&format!("executor:\n  resources:\n    extract: {{shards: 0}}\n{}", stages()));
     assert!(err.contains("`extract` asks for 0 shards"), "{err}");
 
-    let err = config_error(&format!("executor:\n  resources:\n    default: {{shards: 4}}\n{STAGES}"));
+    let err = config_error(&format!("executor:\n  resources:\n    default: {{shards: 4}}\n{}", stages()));
     assert!(err.contains("`shards` is set per stage, not under `default`"), "{err}");
 }
 
 #[test]
 fn one_shard_is_one_task() {
-    let ws = Workspace::new(&format!("executor:\n  resources:\n    extract: {{shards: 1}}\n{STAGES}"));
+    let ws = Workspace::new(&format!("executor:\n  resources:\n    extract: {{shards: 1}}\n{}", stages()));
     let out = ws.pipeline(&["run", "extract"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("[shard") && !out.stderr.contains("split into"), "{}", out.stderr);

@@ -79,7 +79,8 @@ fn slurm_run_gives_the_same_bytes_as_a_local_run() {
     }
     assert!(out.stderr.contains("combine: submitted as slurm job") && out.stderr.contains("(cpus 1, mem 200M, time 5)"), "{}", out.stderr);
     let where_ran = std::fs::read_to_string(ws.path().join("where.txt")).unwrap();
-    let mut seen: Vec<(String, String)> = where_ran.lines().map(|l| l.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())).unwrap()).collect();
+    let mut seen: Vec<(String, String)> =
+        where_ran.lines().map(|l| l.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())).unwrap()).collect();
     seen.sort();
     let mut expected: Vec<(String, String)> = jobs.clone().into_iter().collect();
     expected.sort();
@@ -154,7 +155,9 @@ fn builtin_stages_through_slurm_write_the_same_videos_tables_and_tensors() {
     // into, and pushes the same result.
     let extract_key = remote_keys(remote.path(), "tasks")
         .into_iter()
-        .find(|k| std::fs::read_to_string(remote.path().join("tasks").join(format!("{k}.json"))).unwrap().contains("\"instance\": \"extract\""))
+        .find(|k| {
+            std::fs::read_to_string(remote.path().join("tasks").join(format!("{k}.json"))).unwrap().contains("\"instance\": \"extract\"")
+        })
         .unwrap();
     let manifest = remote.path().join("manifests").join(format!("{extract_key}.json"));
     let pushed = std::fs::read(&manifest).unwrap();
@@ -183,7 +186,9 @@ fn a_worker_elsewhere_computes_from_the_remote_and_a_different_checkout_refuses(
     // Forget the result of `combine` in the remote (its key is the one no other task needs).
     let combine_key = remote_keys(remote.path(), "tasks")
         .into_iter()
-        .find(|k| std::fs::read_to_string(remote.path().join("tasks").join(format!("{k}.json"))).unwrap().contains("\"instance\": \"combine\""))
+        .find(|k| {
+            std::fs::read_to_string(remote.path().join("tasks").join(format!("{k}.json"))).unwrap().contains("\"instance\": \"combine\"")
+        })
         .unwrap();
     std::fs::remove_file(remote.path().join("manifests").join(format!("{combine_key}.json"))).unwrap();
 
@@ -191,7 +196,11 @@ fn a_worker_elsewhere_computes_from_the_remote_and_a_different_checkout_refuses(
     let other = Workspace::new(&pipeline_yaml(remote.path()).replace("blob.bin", "other.bin"));
     let refused = other.pipeline(&["exec-task", &combine_key]);
     assert_eq!(refused.code, 1, "{}", refused.stderr);
-    assert!(refused.stderr.contains("combine: this worker's checkout gives another key than the coordinator's (command changed"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("combine: this worker's checkout gives another key than the coordinator's (command changed"),
+        "{}",
+        refused.stderr
+    );
     assert!(!remote.path().join("manifests").join(format!("{combine_key}.json")).exists());
 
     // An identical checkout elsewhere, with an empty store of its own: computes and pushes.
@@ -223,14 +232,20 @@ fn a_failing_stage_fails_its_job_and_the_error_shows_the_log() {
     assert!(out.stderr.contains("gpu: FAILED: sbatch refused the job: sbatch: error:"), "{}", out.stderr);
     assert_eq!(out.code, 1, "{}", out.stderr);
     let job = submitted(&out.stderr)["bad"].clone();
-    assert!(out.stderr.contains(&format!("bad: FAILED: slurm job {job} ended FAILED (exit code 1:0) without publishing a result")), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("bad: FAILED: slurm job {job} ended FAILED (exit code 1:0) without publishing a result")),
+        "{}",
+        out.stderr
+    );
     // The end of the job log: the worker's error with the stage's stderr.
-    assert!(out.stderr.contains("end of the job log:") && out.stderr.contains("about to fail") && out.stderr.contains("exit status 3"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("end of the job log:") && out.stderr.contains("about to fail") && out.stderr.contains("exit status 3"),
+        "{}",
+        out.stderr
+    );
     assert!(artifacts_of(&ws).is_empty());
     assert!(!remote.path().join("manifests").exists() || remote_keys(remote.path(), "manifests").is_empty());
 }
-
-/// Spawns `pipeline run` and returns it with a channel of its stderr lines.
 
 /// Starts `pipeline run` on [`slow_yaml`] and reads its stderr until `slow` is submitted;
 /// returns the run, its stderr channel, the lines read so far and the job id.

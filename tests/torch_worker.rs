@@ -12,29 +12,17 @@ use std::time::{Duration, Instant};
 use common::Workspace;
 
 /// Two small trainings (seeds 0 and 1) on a tiny synthetic set, one libtorch thread each.
-const TWO_TRAININGS: &str = r#"executor: {resources: {train: {cpus: 1}}}
-stages:
-  synth:
-    uses: synth
-    with: {actors: 3, emotions: [neutral, happy, sad, angry], intensities: [1], duration_s: 1.0, width: 640, height: 360}
-  scan: {uses: scan, needs: [synth]}
-  extract:
-    uses: extract
-    needs: [scan]
-    with: {frames: 2, size: 32}
-  split:
-    uses: split
-    needs: [extract]
-    with: {train_actors: [1], val_actors: [2], test_actors: [3]}
-  train:
+fn pipeline_yaml(epochs: usize) -> String {
+    format!(
+        "executor: {{resources: {{train: {{cpus: 1}}}}}}
+{}  train:
     uses: train
     needs: [extract, split]
-    matrix: {seed: [0, 1]}
-    with: {arch: early_fusion_cnn, epochs: EPOCHS, early_stopping_patience: 1000, batch_size: 2, device: cpu}
-"#;
-
-fn pipeline_yaml(epochs: usize) -> String {
-    TWO_TRAININGS.replace("EPOCHS", &epochs.to_string())
+    matrix: {{seed: [0, 1]}}
+    with: {{arch: early_fusion_cnn, epochs: {epochs}, early_stopping_patience: 1000, batch_size: 2, device: cpu}}
+",
+        common::tiny_dataset(common::TRAINABLE_SYNTH)
+    )
 }
 
 fn binary(name: &str) -> PathBuf {
@@ -47,10 +35,7 @@ fn dynamic_section(path: &Path) -> (Vec<String>, Vec<String>) {
     assert!(out.status.success(), "readelf -d {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let bracketed = |kind: &str| -> Vec<String> {
-        text.lines()
-            .filter(|l| l.contains(kind))
-            .filter_map(|l| Some(l[l.find('[')? + 1..l.rfind(']')?].to_owned()))
-            .collect()
+        text.lines().filter(|l| l.contains(kind)).filter_map(|l| Some(l[l.find('[')? + 1..l.rfind(']')?].to_owned())).collect()
     };
     let needed = bracketed("(NEEDED)");
     let paths = bracketed("PATH)").iter().flat_map(|p| p.split(':').map(str::to_owned).collect::<Vec<_>>()).collect();
@@ -168,12 +153,11 @@ fn trainings_side_by_side_give_the_bytes_they_give_one_at_a_time() {
         let ws = Workspace::with_env(&pipeline_yaml(3), vec![("PIPELINE_CPUS".into(), cpus.into())]);
         let run = ws.pipeline(&["run", "-j", jobs]);
         assert_eq!(run.code, 0, "{}", run.stderr);
-        ["train[seed=0]", "train[seed=1]"]
-            .map(|instance| {
-                let show = ws.pipeline(&["show", instance]);
-                let dir = show.stdout.lines().next().and_then(|l| l.split_once(": ")).map(|(_, d)| d.trim().to_owned()).unwrap();
-                std::fs::read(Path::new(&dir).join("model.safetensors")).unwrap()
-            })
+        ["train[seed=0]", "train[seed=1]"].map(|instance| {
+            let show = ws.pipeline(&["show", instance]);
+            let dir = show.stdout.lines().next().and_then(|l| l.split_once(": ")).map(|(_, d)| d.trim().to_owned()).unwrap();
+            std::fs::read(Path::new(&dir).join("model.safetensors")).unwrap()
+        })
     };
     let side_by_side = model_bytes("2", "2");
     let one_at_a_time = model_bytes("1", "1");

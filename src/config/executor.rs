@@ -150,7 +150,9 @@ pub fn validate(raw: &RawExecutor, stages: &[&str], base_dir: &std::path::Path) 
     if let Some(ns) = &raw.namespace {
         if !dns_label(ns) {
             let mut e = invalid(&["executor", "namespace"], format!("bad namespace `{ns}`"));
-            e.hint = Some("a Kubernetes namespace: at most 63 lower-case letters, digits and `-`, starting and ending with a letter or digit".into());
+            e.hint = Some(
+                "a Kubernetes namespace: at most 63 lower-case letters, digits and `-`, starting and ending with a letter or digit".into(),
+            );
             return Err(e);
         }
     }
@@ -189,7 +191,8 @@ pub fn validate(raw: &RawExecutor, stages: &[&str], base_dir: &std::path::Path) 
         } else if stages.contains(&name.as_str()) {
             per_stage.insert(name.clone(), checked);
         } else {
-            let mut e = invalid(&["executor", "resources", name], format!("`resources` names `{name}`, which is neither `default` nor a stage"));
+            let mut e =
+                invalid(&["executor", "resources", name], format!("`resources` names `{name}`, which is neither `default` nor a stage"));
             e.hint = super::error::did_you_mean(name, stages.iter().copied().chain(["default"]))
                 .or_else(|| Some(format!("stages: {}", stages.join(", "))));
             return Err(e);
@@ -230,7 +233,10 @@ fn other_schedulers_keys(raw: &RawExecutor, kind: ExecutorKind) -> Result<(), In
         None => Ok(()),
         Some(key) => {
             let mut e = invalid(&["executor", key], format!("`{key}` is a {other} setting, but `kind` is {this}"));
-            e.hint = Some(format!("the {this} executor's own keys are {}, `poll_seconds` and `resources`; remove `{key}`", own.map(|k| format!("`{k}`")).join(", ")));
+            e.hint = Some(format!(
+                "the {this} executor's own keys are {}, `poll_seconds` and `resources`; remove `{key}`",
+                own.map(|k| format!("`{k}`")).join(", ")
+            ));
             Err(e)
         }
     }
@@ -251,15 +257,25 @@ fn resources(raw: &RawResources, name: &str) -> Result<Resources, Invalid> {
     }
     let mem_mb = match &raw.mem {
         None => None,
-        Some(RawMem::Megabytes(0)) => return Err(fail("mem", format!("`{name}` asks for 0 MB of memory"), "leave `mem` out for the cluster's default")),
+        Some(RawMem::Megabytes(0)) => {
+            return Err(fail("mem", format!("`{name}` asks for 0 MB of memory"), "leave `mem` out for the cluster's default"))
+        }
         Some(RawMem::Megabytes(n)) => Some(*n),
         Some(RawMem::Text(text)) => Some(parse_mem(text).ok_or_else(|| {
-            fail("mem", format!("bad memory size `{text}` for `{name}`"), "a number of megabytes, or a number with K, M, G or T (`500M`, `4G`)")
+            fail(
+                "mem",
+                format!("bad memory size `{text}` for `{name}`"),
+                "a number of megabytes, or a number with K, M, G or T (`500M`, `4G`)",
+            )
         })?),
     };
     if let Some(time) = &raw.time {
         if !valid_time(time) {
-            return Err(fail("time", format!("bad time limit `{time}` for `{name}`"), "Slurm's format: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"));
+            return Err(fail(
+                "time",
+                format!("bad time limit `{time}` for `{name}`"),
+                "Slurm's format: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS",
+            ));
         }
     }
     if raw.shards == Some(0) {
@@ -350,7 +366,9 @@ mod tests {
 
     #[test]
     fn time_limits_in_seconds() {
-        for (text, seconds) in [("5", 300), ("30:15", 1815), ("01:30:00", 5400), ("2-00", 172_800), ("1-02:03", 93_780), ("1-00:00:07", 86_407)] {
+        for (text, seconds) in
+            [("5", 300), ("30:15", 1815), ("01:30:00", 5400), ("2-00", 172_800), ("1-02:03", 93_780), ("1-00:00:07", 86_407)]
+        {
             assert_eq!(time_seconds(text), Some(seconds), "{text}");
         }
         assert_eq!(time_seconds("1h"), None);
@@ -369,7 +387,8 @@ mod tests {
 
     #[test]
     fn stage_resources_are_merged_over_default() {
-        let mut config = ExecutorConfig { default: Resources { cpus: Some(2), mem_mb: Some(100), ..Default::default() }, ..Default::default() };
+        let mut config =
+            ExecutorConfig { default: Resources { cpus: Some(2), mem_mb: Some(100), ..Default::default() }, ..Default::default() };
         config.per_stage.insert("train".into(), Resources { gpus: Some(1), cpus: Some(4), ..Default::default() });
         assert_eq!(config.resources_for("train"), Resources { cpus: Some(4), mem_mb: Some(100), time: None, gpus: Some(1), shards: None });
         assert_eq!(config.resources_for("scan"), config.default);

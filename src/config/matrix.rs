@@ -35,9 +35,12 @@ pub struct IncludeError {
     pub hint: Option<String>,
 }
 
+/// Parameters an include entry adds to a combination.
+type Params = Map<String, Value>;
+
 /// Every combination of the axis values (one empty combination without axes), each with the extra
 /// parameters its include entries give it (later entries win).
-pub fn expand(matrix: &IndexMap<String, Vec<Value>>) -> Result<Vec<(Combination, Map<String, Value>)>, IncludeError> {
+pub fn expand(matrix: &IndexMap<String, Vec<Value>>) -> Result<Vec<(Combination, Params)>, IncludeError> {
     let axes: Vec<(&String, &Vec<Value>)> = matrix.iter().filter(|(k, _)| k.as_str() != INCLUDE).collect();
     let mut result: Vec<(Combination, Map<String, Value>)> = combinations(&axes).into_iter().map(|c| (c, Map::new())).collect();
     let includes = matrix.get(INCLUDE).map(Vec::as_slice).unwrap_or(&[]);
@@ -61,9 +64,8 @@ pub fn expand(matrix: &IndexMap<String, Vec<Value>>) -> Result<Vec<(Combination,
         }
         let mut matched = 0;
         for (combination, params) in &mut result {
-            let selected = selectors.iter().all(|(key, wanted)| {
-                combination.iter().any(|(k, v)| k == *key && *v == canonical((*wanted).clone()))
-            });
+            let selected =
+                selectors.iter().all(|(key, wanted)| combination.iter().any(|(k, v)| k == *key && *v == canonical((*wanted).clone())));
             if selected {
                 matched += 1;
                 for (key, value) in &extras {
@@ -135,12 +137,7 @@ mod tests {
         let params: Vec<Value> = expanded.iter().map(|(_, p)| Value::Object(p.clone())).collect();
         assert_eq!(
             params,
-            vec![
-                json!({"seed": 7}),
-                json!({"seed": 7}),
-                json!({"epochs": 20, "seed": 7}),
-                json!({"epochs": 30, "lr": 0.1, "seed": 7}),
-            ]
+            vec![json!({"seed": 7}), json!({"seed": 7}), json!({"epochs": 20, "seed": 7}), json!({"epochs": 30, "lr": 0.1, "seed": 7}),]
         );
         assert_eq!(expanded[3].0, vec![("arch".to_string(), json!("b")), ("fold".to_string(), json!(2))]);
     }

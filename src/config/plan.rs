@@ -94,23 +94,15 @@ impl Plan {
             ConfigError::new(config_file, position, e.to_string())
         })?;
         let spans = SpanIndex::build(text);
-        let base_dir = config_file
-            .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
+        let base_dir =
+            config_file.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }).unwrap_or(Path::new(".")).to_path_buf();
         let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
         Validator { file: config_file, spans: &spans, registry, base_dir: &base_dir }.plan(raw)
     }
 
     /// Instances whose stage or instance name is `name`.
     pub fn select(&self, name: &str) -> Vec<usize> {
-        self.instances
-            .iter()
-            .enumerate()
-            .filter(|(_, i)| i.name == name || i.stage == name)
-            .map(|(n, _)| n)
-            .collect()
+        self.instances.iter().enumerate().filter(|(_, i)| i.name == name || i.stage == name).map(|(n, _)| n).collect()
     }
 
     /// `targets` and everything they need, in plan order. No targets means everything.
@@ -219,8 +211,7 @@ impl Validator<'_> {
             }
             (Some(kind), None) if self.registry.get(kind).is_none() => {
                 let known: Vec<_> = self.registry.kinds().collect();
-                let hint = did_you_mean(kind, known.iter().copied())
-                    .unwrap_or_else(|| format!("built-in kinds: {}", known.join(", ")));
+                let hint = did_you_mean(kind, known.iter().copied()).unwrap_or_else(|| format!("built-in kinds: {}", known.join(", ")));
                 return Err(self.error(&["stages", name, "uses"], format!("unknown stage kind `{kind}`")).with_hint(hint));
             }
             _ => {}
@@ -253,8 +244,8 @@ impl Validator<'_> {
         for (i, pattern) in stage.deps.iter().enumerate() {
             let at = ["stages", name, "deps", &i.to_string()];
             let full = self.base_dir.join(pattern);
-            let matches = glob::glob(&full.to_string_lossy())
-                .map_err(|e| self.error(&at, format!("bad `deps` pattern `{pattern}`: {e}")))?;
+            let matches =
+                glob::glob(&full.to_string_lossy()).map_err(|e| self.error(&at, format!("bad `deps` pattern `{pattern}`: {e}")))?;
             if matches.filter_map(Result::ok).next().is_none() {
                 return Err(self
                     .error(&at, format!("`deps` pattern `{pattern}` of `{name}` matches no file"))
@@ -337,11 +328,7 @@ impl Validator<'_> {
             params.extend(included);
             let instance_name = instance_name(name, &combination);
             let (action, params, raw_inputs) = self.resolve(name, &instance_name, stage, params, &combination, &included_keys)?;
-            let needs = stage
-                .needs
-                .iter()
-                .flat_map(|need| matching_instances(&by_stage[need.as_str()], done, &combination))
-                .collect();
+            let needs = stage.needs.iter().flat_map(|need| matching_instances(&by_stage[need.as_str()], done, &combination)).collect();
             instances.push(Instance {
                 name: instance_name,
                 stage: name.to_owned(),
@@ -408,9 +395,7 @@ fn matching_instances(candidates: &[usize], done: &[Instance], combination: &[(S
         .iter()
         .copied()
         .filter(|&c| {
-            done[c].matrix.iter().all(|(key, value)| {
-                combination.iter().find(|(k, _)| k == key).map_or(true, |(_, mine)| mine == value)
-            })
+            done[c].matrix.iter().all(|(key, value)| combination.iter().find(|(k, _)| k == key).is_none_or(|(_, mine)| mine == value))
         })
         .collect()
 }

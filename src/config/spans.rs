@@ -64,9 +64,7 @@ impl Walker {
     }
 
     fn record_here(&mut self, mark: Marker) {
-        self.positions
-            .entry(self.path().join("."))
-            .or_insert(Position { line: mark.line(), column: mark.col() + 1 });
+        self.positions.entry(self.path().join(".")).or_insert(Position { line: mark.line(), column: mark.col() + 1 });
     }
 
     /// Called when a node (scalar or collection start) begins; returns whether the node is a

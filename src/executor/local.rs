@@ -33,7 +33,8 @@ impl Executor for Local {
             .iter()
             .map(|(n, m)| {
                 let up = &ctx.plan.instances[*n];
-                let key = key_of(m).ok_or_else(|| format!("the manifest of `{}` holds no valid key (`{}`): run `pipeline verify`", up.name, m.key))?;
+                let key = key_of(m)
+                    .ok_or_else(|| format!("the manifest of `{}` holds no valid key (`{}`): run `pipeline verify`", up.name, m.key))?;
                 Ok(StageInput {
                     need: up.stage.clone(),
                     instance: up.name.clone(),

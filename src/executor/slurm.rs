@@ -155,7 +155,10 @@ impl Slurm {
 
     /// Starts following job `id` (a job, or one array task `ID_I`).
     fn follow(&self, id: &str, name: &str) {
-        self.jobs.lock().expect("jobs lock").insert(id.to_owned(), JobInfo { instance: name.to_owned(), state: JobState::Queued("PENDING".into()) });
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .insert(id.to_owned(), JobInfo { instance: name.to_owned(), state: JobState::Queued("PENDING".into()) });
     }
 
     fn submit(&self, stage: &str, instance: &str, key: &Key, base_dir: &Path) -> Result<String, String> {
@@ -200,7 +203,17 @@ impl Slurm {
     /// After job `job` ended: its result, pulled from the remote into the local store, or why
     /// there is none.
     #[allow(clippy::too_many_arguments)]
-    fn collect(&self, ctx: &Context<'_>, remote: &Remote, job: &str, state: &str, exit_code: &str, key: &Key, name: &str, force: bool) -> Result<Done, String> {
+    fn collect(
+        &self,
+        ctx: &Context<'_>,
+        remote: &Remote,
+        job: &str,
+        state: &str,
+        exit_code: &str,
+        key: &Key,
+        name: &str,
+        force: bool,
+    ) -> Result<Done, String> {
         let log = self.job_log(job);
         let place = format!("slurm job {job} ({state})");
         if !remote.has(key) {
@@ -256,7 +269,10 @@ impl Slurm {
                     Ok(Some((state, exit_code))) => JobState::Ended { state, exit_code },
                     // Purged from the controller's memory (older than MinJobAge), or an array
                     // task cancelled before it started (its record is dropped at once).
-                    Ok(None) => JobState::Ended { state: "UNKNOWN (no longer known to the controller: purged, or cancelled before it started)".into(), exit_code: "?".into() },
+                    Ok(None) => JobState::Ended {
+                        state: "UNKNOWN (no longer known to the controller: purged, or cancelled before it started)".into(),
+                        exit_code: "?".into(),
+                    },
                     Err(e) => return self.unreachable(&[id], &e, reporter),
                 },
             };
@@ -281,7 +297,8 @@ impl Slurm {
         let first = match *since {
             Some(first) => first,
             None => {
-                reporter.line(&format!("slurm: the controller does not answer ({error}); trying again for {} s", UNREACHABLE_LIMIT.as_secs()));
+                reporter
+                    .line(&format!("slurm: the controller does not answer ({error}); trying again for {} s", UNREACHABLE_LIMIT.as_secs()));
                 *since.insert(Instant::now())
             }
         };
@@ -291,7 +308,10 @@ impl Slurm {
         let mut jobs = self.jobs.lock().expect("jobs lock");
         for id in active {
             if let Some(info) = jobs.get_mut(id) {
-                info.state = JobState::Ended { state: format!("UNKNOWN (controller unreachable for {} s: {error})", UNREACHABLE_LIMIT.as_secs()), exit_code: "?".into() };
+                info.state = JobState::Ended {
+                    state: format!("UNKNOWN (controller unreachable for {} s: {error})", UNREACHABLE_LIMIT.as_secs()),
+                    exit_code: "?".into(),
+                };
             }
         }
     }
@@ -372,7 +392,11 @@ pub(crate) fn describe(r: &Resources) -> String {
     if let Some(g) = r.gpus {
         parts.push(format!("gpus {g}"));
     }
-    if parts.is_empty() { String::new() } else { format!(" ({})", parts.join(", ")) }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
 }
 
 /// Job id -> state of every job named `run_id` still in the queue (array tasks as `ID_I`).
@@ -408,9 +432,8 @@ fn show_job(id: &str) -> Result<Option<(String, String)>, String> {
 }
 
 fn parse_show_job(text: &str) -> Option<(String, String)> {
-    let field = |name: &str| {
-        text.split_whitespace().find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('='))).map(str::to_owned)
-    };
+    let field =
+        |name: &str| text.split_whitespace().find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('='))).map(str::to_owned);
     Some((field("JobState")?, field("ExitCode").unwrap_or_else(|| "?".into())))
 }
 
@@ -418,7 +441,18 @@ fn parse_show_job(text: &str) -> Option<(String, String)> {
 fn is_terminal(state: &str) -> bool {
     !matches!(
         state,
-        "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "SUSPENDED" | "REQUEUED" | "REQUEUE_FED" | "REQUEUE_HOLD" | "RESIZING" | "SIGNALING" | "STAGE_OUT" | "STOPPED"
+        "PENDING"
+            | "RUNNING"
+            | "CONFIGURING"
+            | "COMPLETING"
+            | "SUSPENDED"
+            | "REQUEUED"
+            | "REQUEUE_FED"
+            | "REQUEUE_HOLD"
+            | "RESIZING"
+            | "SIGNALING"
+            | "STAGE_OUT"
+            | "STOPPED"
     )
 }
 
@@ -426,7 +460,11 @@ fn log_tail(log: &Path) -> String {
     let Ok(text) = std::fs::read_to_string(log) else { return String::new() };
     let lines: Vec<&str> = text.lines().collect();
     let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
-    if tail.is_empty() { String::new() } else { format!("\n  end of the job log:\n    {}", tail.join("\n    ")) }
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("\n  end of the job log:\n    {}", tail.join("\n    "))
+    }
 }
 
 fn shell_quote(text: &str) -> String {

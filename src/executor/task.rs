@@ -69,7 +69,14 @@ impl TaskSpec {
 
 /// `pipeline exec-task KEY`: computes the task in the private store `store_dir` and pushes the
 /// result. Returns the line to print.
-pub fn exec_task(plan: &Plan, remote: &Remote, key: &Key, shard: Option<Shard>, store_dir: &Path, reporter: &Reporter) -> Result<String, String> {
+pub fn exec_task(
+    plan: &Plan,
+    remote: &Remote,
+    key: &Key,
+    shard: Option<Shard>,
+    store_dir: &Path,
+    reporter: &Reporter,
+) -> Result<String, String> {
     let bytes = remote.get_task(key).map_err(|e| e.to_string())?;
     let spec: TaskSpec = serde_json::from_slice(&bytes).map_err(|e| format!("task spec for key {key} is invalid: {e}"))?;
     if spec.key != key.as_str() || spec.fingerprint.key() != *key {
@@ -92,7 +99,11 @@ pub fn exec_task(plan: &Plan, remote: &Remote, key: &Key, shard: Option<Shard>, 
     let store = Store::open(store_dir).map_err(|e| format!("cannot open the worker store {}: {e}", store_dir.display()))?;
 
     if spec.upstream.len() != spec.fingerprint.upstream.len() {
-        return Err(format!("task spec for key {key} lists {} upstream keys for {} upstream inputs", spec.upstream.len(), spec.fingerprint.upstream.len()));
+        return Err(format!(
+            "task spec for key {key} lists {} upstream keys for {} upstream inputs",
+            spec.upstream.len(),
+            spec.fingerprint.upstream.len()
+        ));
     }
     let mut upstream: Vec<(usize, Manifest)> = Vec::new();
     for (input, expected) in spec.upstream.iter().zip(&spec.fingerprint.upstream) {
@@ -133,8 +144,7 @@ pub fn exec_task(plan: &Plan, remote: &Remote, key: &Key, shard: Option<Shard>, 
 }
 
 fn find(plan: &Plan, instance: &str) -> Result<usize, String> {
-    plan.instances
-        .iter()
-        .position(|i| i.name == instance)
-        .ok_or_else(|| format!("{}: has no instance `{instance}` (the worker must see the coordinator's pipeline file)", plan.config_file.display()))
+    plan.instances.iter().position(|i| i.name == instance).ok_or_else(|| {
+        format!("{}: has no instance `{instance}` (the worker must see the coordinator's pipeline file)", plan.config_file.display())
+    })
 }

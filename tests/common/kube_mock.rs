@@ -85,7 +85,13 @@ impl KubeMock {
             ),
         )
         .unwrap();
-        let state = Arc::new(Mutex::new(State { jobs: BTreeMap::new(), requests: Vec::new(), kubelet: Kubelet::Run, killed: Vec::new(), resource_version: 1 }));
+        let state = Arc::new(Mutex::new(State {
+            jobs: BTreeMap::new(),
+            requests: Vec::new(),
+            kubelet: Kubelet::Run,
+            killed: Vec::new(),
+            resource_version: 1,
+        }));
         let (srv, st, logs) = (server.clone(), state.clone(), dir.path().join("logs"));
         let thread = std::thread::spawn(move || {
             for request in srv.incoming_requests() {
@@ -267,9 +273,18 @@ fn answer(mut request: tiny_http::Request, state: &Arc<Mutex<State>>, logs: &Pat
             respond(request, 201, &job);
         }
         ("GET", None) => {
-            let items: Vec<Value> = st.jobs.iter().filter(|((n, _), j)| *n == ns && matches(&j.object, query.get("labelSelector"))).map(|(_, j)| j.object.clone()).collect();
+            let items: Vec<Value> = st
+                .jobs
+                .iter()
+                .filter(|((n, _), j)| *n == ns && matches(&j.object, query.get("labelSelector")))
+                .map(|(_, j)| j.object.clone())
+                .collect();
             drop(st);
-            respond(request, 200, &json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {"resourceVersion": rv}, "items": items}));
+            respond(
+                request,
+                200,
+                &json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {"resourceVersion": rv}, "items": items}),
+            );
         }
         ("GET", Some(name)) => {
             let job = st.jobs.get(&(ns, name.clone())).map(|j| j.object.clone());
@@ -297,9 +312,15 @@ fn answer(mut request: tiny_http::Request, state: &Arc<Mutex<State>>, logs: &Pat
             }
             drop(st);
             match one {
-                Some(name) if deleted.is_empty() => respond(request, 404, &status_body(404, "NotFound", &format!("jobs.batch \"{name}\" not found"))),
+                Some(name) if deleted.is_empty() => {
+                    respond(request, 404, &status_body(404, "NotFound", &format!("jobs.batch \"{name}\" not found")))
+                }
                 Some(name) => respond(request, 200, &status_body(200, "", &format!("jobs.batch \"{name}\" deleted"))),
-                None => respond(request, 200, &json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {"resourceVersion": rv}, "items": deleted})),
+                None => respond(
+                    request,
+                    200,
+                    &json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {"resourceVersion": rv}, "items": deleted}),
+                ),
             }
         }
         _ => {
@@ -336,7 +357,8 @@ fn run_pods(state: &Arc<Mutex<State>>, logs: &Path, ns: &str, name: &str, kubele
     }
     let Some(job) = state.lock().unwrap().jobs.get(&(ns.to_owned(), name.to_owned())).map(|j| j.object.clone()) else { return };
     let container = &job["spec"]["template"]["spec"]["containers"][0];
-    let command: Vec<String> = container["command"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+    let command: Vec<String> =
+        container["command"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect();
     let env: Vec<(String, String)> = container["env"]
         .as_array()
         .into_iter()

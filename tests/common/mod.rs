@@ -13,6 +13,31 @@ pub mod remote;
 pub mod service;
 pub mod slurm;
 
+/// `synth -> scan -> extract (T=2, S=32) -> split (actors 1 / 2 / 3)`: the smallest dataset
+/// that trains, as the `stages:` section of a pipeline file (append more stages to it).
+pub fn tiny_dataset(synth_with: &str) -> String {
+    format!(
+        "stages:
+  synth:
+    uses: synth
+    with: {synth_with}
+  scan: {{uses: scan, needs: [synth]}}
+  extract:
+    uses: extract
+    needs: [scan]
+    with: {{frames: 2, size: 32}}
+  split:
+    uses: split
+    needs: [extract]
+    with: {{train_actors: [1], val_actors: [2], test_actors: [3]}}
+"
+    )
+}
+
+/// The synth settings of the tiny datasets that train a model: 3 actors, 4 emotions, 1 s.
+pub const TRAINABLE_SYNTH: &str =
+    "{actors: 3, emotions: [neutral, happy, sad, angry], intensities: [1], duration_s: 1.0, width: 640, height: 360}";
+
 pub struct Workspace {
     pub dir: tempfile::TempDir,
     /// Extra environment for every `pipeline` process run in this workspace.

@@ -142,7 +142,10 @@ impl Backend for S3Server {
 fn yaml(remote: &str) -> String {
     format!(
         "remote: {remote}\nstages:\n  prep:\n    run: \"{}\"\n    deps: [raw]\n  train:\n    run: \"{}\"\n    needs: [prep]\n",
-        counting("prep", "mkdir -p $PIPELINE_OUT/shards; cat raw/* > $PIPELINE_OUT/shards/all.bin; cp -r raw $PIPELINE_OUT/raw; echo prepped"),
+        counting(
+            "prep",
+            "mkdir -p $PIPELINE_OUT/shards; cat raw/* > $PIPELINE_OUT/shards/all.bin; cp -r raw $PIPELINE_OUT/raw; echo prepped"
+        ),
         counting("train", "wc -c < $PIPELINE_IN_PREP/shards/all.bin > $PIPELINE_OUT/model.txt"),
     )
 }
@@ -289,10 +292,8 @@ pub fn concurrent_pushes_of_the_same_key(remote: &dyn Backend) {
             ws
         })
         .collect();
-    let children: Vec<_> = machines
-        .iter()
-        .map(|ws| ws.command(&["push"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
-        .collect();
+    let children: Vec<_> =
+        machines.iter().map(|ws| ws.command(&["push"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()).collect();
     for child in children {
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);

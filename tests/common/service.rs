@@ -22,12 +22,8 @@ impl Drop for Service {
 
 /// `name` on PATH, else in one of `dirs`, else in `~/.cargo/bin`.
 pub fn find_exe(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
-    let on_path: Vec<PathBuf> =
-        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
-    let cargo_bin = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| home().map(|h| h.join(".cargo")))
-        .map(|c| c.join("bin"));
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let cargo_bin = std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| home().map(|h| h.join(".cargo"))).map(|c| c.join("bin"));
     on_path.into_iter().chain(dirs.iter().cloned()).chain(cargo_bin).map(|d| d.join(name)).find(|p| p.is_file())
 }
 

@@ -70,7 +70,11 @@ impl SlurmCluster {
         wait_for(|| munge.join("socket").exists(), Duration::from_secs(10), || cluster.logs("munge socket never appeared"));
         cluster.start_slurmctld();
         cluster.start_slurmd();
-        wait_for(|| cluster.node_state().as_deref() == Some("idle"), Duration::from_secs(30), || cluster.logs("the node never became idle"));
+        wait_for(
+            || cluster.node_state().as_deref() == Some("idle"),
+            Duration::from_secs(30),
+            || cluster.logs("the node never became idle"),
+        );
         cluster.started_in = started.elapsed();
         cluster
     }

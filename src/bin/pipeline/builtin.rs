@@ -56,7 +56,9 @@ fn parse_predictions(stdout: &[u8], expected: usize) -> Result<Vec<Result<Predic
     }
     rows.into_iter()
         .map(|row| match (row.get("ok"), row.get("error")) {
-            (Some(ok), _) => serde_json::from_value(ok.clone()).map(Ok).map_err(|e| format!("a prediction the worker returned is malformed: {e}")),
+            (Some(ok), _) => {
+                serde_json::from_value(ok.clone()).map(Ok).map_err(|e| format!("a prediction the worker returned is malformed: {e}"))
+            }
             (None, Some(error)) => Ok(Err(error.as_str().unwrap_or("unknown error").to_owned())),
             (None, None) => Err(format!("a prediction the worker returned has neither `ok` nor `error`: {row}")),
         })

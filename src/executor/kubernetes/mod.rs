@@ -198,10 +198,10 @@ impl Kubernetes {
         self.runtime
             .block_on(api.create(&PostParams::default(), &job))
             .map_err(|e| format!("the Kubernetes API server refused Job {name} in namespace {}: {e}", self.namespace))?;
-        self.jobs
-            .lock()
-            .expect("jobs lock")
-            .insert(name.clone(), JobInfo { instance: instance.to_owned(), submitted: Instant::now(), state: JobState::Active("Pending".into()) });
+        self.jobs.lock().expect("jobs lock").insert(
+            name.clone(),
+            JobInfo { instance: instance.to_owned(), submitted: Instant::now(), state: JobState::Active("Pending".into()) },
+        );
         Ok(name)
     }
 
@@ -261,7 +261,10 @@ impl Kubernetes {
         let first = match *since {
             Some(first) => first,
             None => {
-                reporter.line(&format!("kubernetes: the API server does not answer ({error}); trying again for {} s", UNREACHABLE_LIMIT.as_secs()));
+                reporter.line(&format!(
+                    "kubernetes: the API server does not answer ({error}); trying again for {} s",
+                    UNREACHABLE_LIMIT.as_secs()
+                ));
                 *since.insert(Instant::now())
             }
         };
@@ -356,7 +359,12 @@ impl Executor for Kubernetes {
             JobState::Gone => {
                 return Err(format!("kubernetes job {job} in namespace {ns} was deleted before it ended (by someone else, or by the cluster); no result was published"));
             }
-            _ => return Err(format!("kubernetes job {job} in namespace {ns} ended {state} without publishing a result; {}", self.logs_hint(&job))),
+            _ => {
+                return Err(format!(
+                    "kubernetes job {job} in namespace {ns} ended {state} without publishing a result; {}",
+                    self.logs_hint(&job)
+                ))
+            }
         }
         if !remote.has(task.key) {
             return Err(format!(
@@ -383,7 +391,11 @@ impl Executor for Kubernetes {
     fn cancel_all(&self) {
         let api = self.api();
         if let Err(e) = self.runtime.block_on(api.delete_collection(&DeleteParams::background(), &self.selector())) {
-            eprintln!("kubernetes: cannot delete the run's jobs ({e}); delete them with `kubectl delete jobs -l {RUN_LABEL}={} -n {}`", label_value(&self.run_id), self.namespace);
+            eprintln!(
+                "kubernetes: cannot delete the run's jobs ({e}); delete them with `kubectl delete jobs -l {RUN_LABEL}={} -n {}`",
+                label_value(&self.run_id),
+                self.namespace
+            );
         }
     }
 }

@@ -61,7 +61,11 @@ pub fn job_name(run_id: &str, key: &Key) -> String {
     let room = 63 - "pipeline-".len() - 1 - key_part.len();
     let run = &run[run.len().saturating_sub(room)..];
     let run = run.trim_matches('-');
-    if run.is_empty() { format!("pipeline-{key_part}") } else { format!("pipeline-{run}-{key_part}") }
+    if run.is_empty() {
+        format!("pipeline-{key_part}")
+    } else {
+        format!("pipeline-{run}-{key_part}")
+    }
 }
 
 /// `cpus` -> cpu request and limit, `mem` -> memory request and limit (MiB), `gpus` -> the
@@ -297,10 +301,14 @@ mod tests {
     #[test]
     fn an_indexed_jobs_progress() {
         let job = |status: serde_json::Value| -> Job {
-            serde_json::from_value(json!({"metadata": {"name": "j"}, "spec": {"completions": 4, "template": {}}, "status": status})).unwrap()
+            serde_json::from_value(json!({"metadata": {"name": "j"}, "spec": {"completions": 4, "template": {}}, "status": status}))
+                .unwrap()
         };
         assert_eq!(job_state(&job(json!({}))), JobState::Active("Pending (0 of 4 indexes succeeded)".into()));
-        assert_eq!(job_state(&job(json!({"active": 2, "ready": 2, "succeeded": 1, "failed": 1}))), JobState::Active("Running (1 of 4 indexes succeeded, 1 failed)".into()));
+        assert_eq!(
+            job_state(&job(json!({"active": 2, "ready": 2, "succeeded": 1, "failed": 1}))),
+            JobState::Active("Running (1 of 4 indexes succeeded, 1 failed)".into())
+        );
         let failed = json!({"succeeded": 3, "failed": 1, "failedIndexes": "2", "conditions": [{"type": "Failed", "status": "True", "reason": "FailedIndexes", "message": "Job has failed indexes"}]});
         assert_eq!(job_state(&job(failed)).to_string(), "Failed (FailedIndexes: Job has failed indexes)");
     }
@@ -314,7 +322,10 @@ mod tests {
         assert_eq!(job_state(&with_status(json!({}))), JobState::Active("Pending".into()));
         assert_eq!(job_state(&with_status(json!({"active": 1}))), JobState::Active("Starting".into()));
         assert_eq!(job_state(&with_status(json!({"active": 1, "ready": 1}))), JobState::Active("Running".into()));
-        assert_eq!(job_state(&with_status(json!({"active": 1, "failed": 1}))), JobState::Active("Starting (1 failed pod, retrying)".into()));
+        assert_eq!(
+            job_state(&with_status(json!({"active": 1, "failed": 1}))),
+            JobState::Active("Starting (1 failed pod, retrying)".into())
+        );
         let met = json!({"succeeded": 1, "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}]});
         assert_eq!(job_state(&with_status(met)), JobState::Active("Succeeded (finishing)".into()));
         let done = json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]});

@@ -184,10 +184,7 @@ impl StageContext<'_> {
         match self.inputs_of(name).as_slice() {
             [one] => Ok(one),
             [] => Err(StageError::msg(format!("this stage needs an upstream stage `{name}` (add it to `needs:`)"))),
-            many => Err(StageError::msg(format!(
-                "expected one instance of `{name}` in `needs:`, found {}",
-                many.len()
-            ))),
+            many => Err(StageError::msg(format!("expected one instance of `{name}` in `needs:`, found {}", many.len()))),
         }
     }
 }
@@ -308,6 +305,15 @@ impl Shard {
         let count = self.count.max(1);
         (self.index * n / count)..((self.index + 1) * n / count).min(n)
     }
+}
+
+/// The text of a caught panic (`catch_unwind`'s payload), for an error message.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 /// Deserializes `params` into `T` (use `#[serde(deny_unknown_fields)]` and serde defaults)

@@ -18,12 +18,7 @@ pub fn input(need: &str, dir: &Path) -> StageInput {
 }
 
 /// Resolves `params` and runs `stage` into `out` (created empty).
-pub fn run_stage(
-    stage: &dyn Stage,
-    params: Params,
-    inputs: &[StageInput],
-    out: &Path,
-) -> Result<StageOutcome, StageError> {
+pub fn run_stage(stage: &dyn Stage, params: Params, inputs: &[StageInput], out: &Path) -> Result<StageOutcome, StageError> {
     run_stage_with(stage, params, inputs, out, &NoProgress)
 }
 
@@ -35,20 +30,9 @@ pub fn run_stage_with(
     out: &Path,
     progress: &dyn Progress,
 ) -> Result<StageOutcome, StageError> {
-    let resolved = stage
-        .resolve_params(&params)
-        .map_err(|e| StageError::msg(e.message))?;
+    let resolved = stage.resolve_params(&params).map_err(|e| StageError::msg(e.message))?;
     std::fs::create_dir_all(out).unwrap();
     let base = out.parent().unwrap_or(out);
-    let ctx = StageContext {
-        params: &resolved,
-        inputs,
-        out_dir: out,
-        base_dir: base,
-        progress,
-        threads: 1,
-        artifacts: &SameStore,
-    };
+    let ctx = StageContext { params: &resolved, inputs, out_dir: out, base_dir: base, progress, threads: 1, artifacts: &SameStore };
     stage.run(&ctx)
 }
-

@@ -28,7 +28,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Params, Progress, SameStore, Shard, Stage, StageContext, StageError, StageInput, StageOutcome};
+use crate::{panic_message, Params, Progress, SameStore, Shard, Stage, StageContext, StageError, StageInput, StageOutcome};
 
 /// Lines of the worker's stderr quoted when it dies without saying why.
 const STDERR_TAIL_LINES: usize = 20;
@@ -41,9 +41,14 @@ pub const WORKER_DIR_ENV: &str = "PIPELINE_WORKER_DIR";
 #[serde(rename_all = "snake_case")]
 pub enum WorkerPart {
     Whole,
-    Shard { index: usize, count: usize },
+    Shard {
+        index: usize,
+        count: usize,
+    },
     /// The shards' output directories, in shard order.
-    Merge { parts: Vec<PathBuf> },
+    Merge {
+        parts: Vec<PathBuf>,
+    },
 }
 
 /// Everything a worker needs to run one stage instance: a [`StageContext`] made serializable.
@@ -70,6 +75,35 @@ pub enum WorkerEvent {
     Failed { message: String },
 }
 
+/// The worker's side of a stage: `describe` is the stage as the engine knows it (kind, version,
+/// parameters, raw inputs; its `run` hands the job to a worker), `work` does the job.
+pub struct WorkerStage<D> {
+    pub describe: D,
+    pub work: fn(&StageContext<'_>) -> Result<StageOutcome, StageError>,
+}
+
+impl<D: Stage> Stage for WorkerStage<D> {
+    fn kind(&self) -> &'static str {
+        self.describe.kind()
+    }
+
+    fn version(&self) -> u32 {
+        self.describe.version()
+    }
+
+    fn resolve_params(&self, params: &Params) -> Result<Params, crate::ParamError> {
+        self.describe.resolve_params(params)
+    }
+
+    fn raw_inputs(&self, params: &Params, base_dir: &Path, needs: &[String]) -> Result<Vec<PathBuf>, crate::ParamError> {
+        self.describe.raw_inputs(params, base_dir, needs)
+    }
+
+    fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
+        (self.work)(ctx)
+    }
+}
+
 /// Runs `ctx`'s job for the stage `kind` in the worker program `worker` and waits for it.
 pub fn run_in_worker(worker: &str, kind: &str, ctx: &StageContext<'_>, part: WorkerPart) -> Result<StageOutcome, StageError> {
     let program = locate_worker(worker)?;
@@ -86,9 +120,7 @@ pub fn run_in_worker(worker: &str, kind: &str, ctx: &StageContext<'_>, part: Wor
     let mut command = Command::new(&program);
     command.arg("stage").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     die_with_parent(&mut command);
-    let mut child = command
-        .spawn()
-        .map_err(|e| StageError::with_source(format!("cannot start the worker {}", program.display()), e))?;
+    let mut child = command.spawn().map_err(|e| StageError::with_source(format!("cannot start the worker {}", program.display()), e))?;
     // The job is small; write it and close stdin before reading, so neither side waits on the other.
     let written = child.stdin.take().map(|mut stdin| stdin.write_all(&request));
     let stderr = child.stderr.take().expect("stderr is piped");
@@ -319,14 +351,6 @@ impl Progress for EventSink {
     fn note(&self, message: &str) {
         self.send(&WorkerEvent::Note { message: message.to_owned() });
     }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 #[cfg(test)]

@@ -14,8 +14,7 @@ pub enum Arch {
 
 impl Arch {
     /// Every architecture, in the study's order.
-    pub const ALL: [Arch; 5] =
-        [Arch::EarlyFusionCnn, Arch::EarlyFusionResnet18, Arch::LateFusionResnet18, Arch::R3d18, Arch::Resnet18Lstm];
+    pub const ALL: [Arch; 5] = [Arch::EarlyFusionCnn, Arch::EarlyFusionResnet18, Arch::LateFusionResnet18, Arch::R3d18, Arch::Resnet18Lstm];
 
     /// The configuration name (`early_fusion_cnn`, ...).
     pub fn name(self) -> &'static str {

@@ -46,11 +46,7 @@ pub struct CacheClip {
 pub fn read_cache_index(dir: &Path) -> Result<Vec<CacheClip>, StageError> {
     let path = dir.join(INDEX_FILE);
     if !path.is_file() {
-        return Err(StageError::msg(format!(
-            "{}: missing; is `{}` the output of an `extract` stage?",
-            path.display(),
-            dir.display()
-        )));
+        return Err(StageError::msg(format!("{}: missing; is `{}` the output of an `extract` stage?", path.display(), dir.display())));
     }
     let table = Table::read(&path)?;
     let clip_id = table.strings("clip_id")?;
@@ -98,16 +94,9 @@ pub fn read_cache_index(dir: &Path) -> Result<Vec<CacheClip>, StageError> {
 
 /// The clip geometry every row of a cache shares: `(frames, size)`.
 pub fn cache_geometry(dir: &Path, clips: &[CacheClip]) -> Result<(i64, i64), StageError> {
-    let first = clips.first().ok_or_else(|| {
-        StageError::msg(format!(
-            "{}: the cache index has no clips",
-            dir.join(INDEX_FILE).display()
-        ))
-    })?;
-    if let Some(odd) = clips
-        .iter()
-        .find(|c| (c.frames, c.size) != (first.frames, first.size))
-    {
+    let first =
+        clips.first().ok_or_else(|| StageError::msg(format!("{}: the cache index has no clips", dir.join(INDEX_FILE).display())))?;
+    if let Some(odd) = clips.iter().find(|c| (c.frames, c.size) != (first.frames, first.size)) {
         return Err(StageError::msg(format!(
             "{}: clips of different shapes in one cache: `{}` has T={} S={}, `{}` has T={} S={}",
             dir.join(INDEX_FILE).display(),
@@ -120,12 +109,7 @@ pub fn cache_geometry(dir: &Path, clips: &[CacheClip]) -> Result<(i64, i64), Sta
         )));
     }
     if first.frames < 1 || first.size < 1 {
-        return Err(StageError::msg(format!(
-            "{}: invalid clip shape T={} S={}",
-            dir.join(INDEX_FILE).display(),
-            first.frames,
-            first.size
-        )));
+        return Err(StageError::msg(format!("{}: invalid clip shape T={} S={}", dir.join(INDEX_FILE).display(), first.frames, first.size)));
     }
     Ok((first.frames, first.size))
 }
@@ -163,12 +147,8 @@ impl ClipLoader {
                 None => {
                     let path = shard_path(dir, &clip.shard);
                     let map = map_file(&path)?;
-                    let (n, metadata) = SafeTensors::read_metadata(&map).map_err(|e| {
-                        StageError::msg(format!(
-                            "{}: not a valid safetensors file: {e}",
-                            path.display()
-                        ))
-                    })?;
+                    let (n, metadata) = SafeTensors::read_metadata(&map)
+                        .map_err(|e| StageError::msg(format!("{}: not a valid safetensors file: {e}", path.display())))?;
                     shards.push(map);
                     headers.push((n, metadata));
                     paths.push(path);
@@ -178,12 +158,7 @@ impl ClipLoader {
             };
             let (n, metadata) = &headers[shard];
             let info = metadata.info(&clip.tensor).ok_or_else(|| {
-                StageError::msg(format!(
-                    "{}: no tensor `{}` for clip `{}`",
-                    paths[shard].display(),
-                    clip.tensor,
-                    clip.clip_id
-                ))
+                StageError::msg(format!("{}: no tensor `{}` for clip `{}`", paths[shard].display(), clip.tensor, clip.clip_id))
             })?;
             if info.dtype != Dtype::U8 || info.shape != expected {
                 return Err(StageError::msg(format!(
@@ -199,12 +174,7 @@ impl ClipLoader {
             let (start, end) = (base + info.data_offsets.0, base + info.data_offsets.1);
             slots.insert(clip.clip_id.clone(), Slot { shard, start, end });
         }
-        Ok(Self {
-            shards,
-            slots,
-            frames,
-            size,
-        })
+        Ok(Self { shards, slots, frames, size })
     }
 
     /// Frames per clip (T).
@@ -224,9 +194,7 @@ impl ClipLoader {
 
     /// The raw `[T, S, S, 3]` bytes of a clip.
     pub fn clip(&self, clip_id: &str) -> Result<&[u8], StageError> {
-        let slot = self.slots.get(clip_id).ok_or_else(|| {
-            StageError::msg(format!("clip `{clip_id}` is not in the tensor cache"))
-        })?;
+        let slot = self.slots.get(clip_id).ok_or_else(|| StageError::msg(format!("clip `{clip_id}` is not in the tensor cache")))?;
         Ok(&self.shards[slot.shard][slot.start..slot.end])
     }
 
@@ -251,13 +219,10 @@ fn shard_path(dir: &Path, shard: &str) -> PathBuf {
 }
 
 fn map_file(path: &Path) -> Result<Mmap, StageError> {
-    let file = File::open(path).map_err(|e| {
-        StageError::with_source(format!("{}: cannot open shard", path.display()), e)
-    })?;
+    let file = File::open(path).map_err(|e| StageError::with_source(format!("{}: cannot open shard", path.display()), e))?;
     // SAFETY: published stage outputs are immutable (the engine never rewrites them), so the
     // mapping does not change under us.
-    unsafe { Mmap::map(&file) }
-        .map_err(|e| StageError::with_source(format!("{}: cannot map shard", path.display()), e))
+    unsafe { Mmap::map(&file) }.map_err(|e| StageError::with_source(format!("{}: cannot map shard", path.display()), e))
 }
 
 /// Test helper: writes a tiny cache (index + one shard) from in-memory clips.
@@ -281,15 +246,9 @@ pub mod testing {
     pub const EMOTIONS: [&str; 8] = crate::CLASS_NAMES;
 
     /// Writes `index.parquet` and `shards/shard-00000.safetensors` (plus `extract.json`) into `dir`.
-    pub fn write_cache(
-        dir: &Path,
-        frames: i64,
-        size: i64,
-        clips: &[FakeClip],
-    ) -> Result<(), StageError> {
+    pub fn write_cache(dir: &Path, frames: i64, size: i64, clips: &[FakeClip]) -> Result<(), StageError> {
         let shards = dir.join("shards");
-        std::fs::create_dir_all(&shards)
-            .map_err(|e| StageError::with_source("create shards", e))?;
+        std::fs::create_dir_all(&shards).map_err(|e| StageError::with_source("create shards", e))?;
         let shape = vec![frames as usize, size as usize, size as usize, 3];
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = clips
             .iter()
@@ -299,35 +258,18 @@ pub mod testing {
                 Ok((c.clip_id.clone(), view))
             })
             .collect::<Result<_, StageError>>()?;
-        safetensors::tensor::serialize_to_file(
-            views,
-            None,
-            &shards.join("shard-00000.safetensors"),
-        )
-        .map_err(|e| StageError::msg(format!("write shard: {e}")))?;
+        safetensors::tensor::serialize_to_file(views, None, &shards.join("shard-00000.safetensors"))
+            .map_err(|e| StageError::msg(format!("write shard: {e}")))?;
         let n = clips.len();
-        let strings = |f: &dyn Fn(&FakeClip) -> String| {
-            Arc::new(StringArray::from_iter_values(clips.iter().map(f))) as ArrayRef
-        };
-        let ints = |f: &dyn Fn(&FakeClip) -> i32| {
-            Arc::new(Int32Array::from_iter_values(clips.iter().map(f))) as ArrayRef
-        };
+        let strings = |f: &dyn Fn(&FakeClip) -> String| Arc::new(StringArray::from_iter_values(clips.iter().map(f))) as ArrayRef;
+        let ints = |f: &dyn Fn(&FakeClip) -> i32| Arc::new(Int32Array::from_iter_values(clips.iter().map(f))) as ArrayRef;
         let floats = Arc::new(Float32Array::from(vec![0.0f32; n])) as ArrayRef;
         let columns: Vec<(&str, ArrayRef)> = vec![
             ("clip_id", strings(&|c| c.clip_id.clone())),
             ("source", strings(&|c| format!("/fake/{}.mp4", c.clip_id))),
             ("actor", ints(&|c| c.actor as i32)),
             ("label", ints(&|c| c.label as i32)),
-            (
-                "emotion",
-                strings(&|c| {
-                    EMOTIONS
-                        .get(c.label as usize)
-                        .copied()
-                        .unwrap_or("unknown")
-                        .to_owned()
-                }),
-            ),
+            ("emotion", strings(&|c| EMOTIONS.get(c.label as usize).copied().unwrap_or("unknown").to_owned())),
             ("intensity", ints(&|_| 1)),
             ("statement", ints(&|_| 1)),
             ("repetition", ints(&|_| 1)),
@@ -343,17 +285,11 @@ pub mod testing {
             ("detect_score", floats),
             ("face_found_frames", ints(&|_| frames as i32)),
             ("face_checked_frames", ints(&|_| frames as i32)),
-            (
-                "fallback",
-                Arc::new(BooleanArray::from(vec![false; n])) as ArrayRef,
-            ),
+            ("fallback", Arc::new(BooleanArray::from(vec![false; n])) as ArrayRef),
         ];
         let batch = crate::table::batch(columns)?;
         crate::table::write_parquet(&dir.join(INDEX_FILE), &batch)?;
-        crate::table::write_json(
-            &dir.join("extract.json"),
-            &serde_json::json!({ "frames": frames, "size": size, "clips": n }),
-        )
+        crate::table::write_json(&dir.join("extract.json"), &serde_json::json!({ "frames": frames, "size": size, "clips": n }))
     }
 
     /// Tensor geometry of the toy caches: T frames of SIZE x SIZE.
@@ -361,28 +297,16 @@ pub mod testing {
     pub const SIZE: i64 = 32;
 
     /// The colour of each toy class: a bright square of this colour on a noisy grey field.
-    const PALETTE: [[u8; 3]; 8] = [
-        [230, 30, 30],
-        [30, 230, 30],
-        [30, 30, 230],
-        [230, 230, 30],
-        [230, 30, 230],
-        [30, 230, 230],
-        [250, 250, 250],
-        [5, 5, 5],
-    ];
+    const PALETTE: [[u8; 3]; 8] =
+        [[230, 30, 30], [30, 230, 30], [30, 30, 230], [230, 230, 30], [230, 30, 230], [30, 230, 230], [250, 250, 250], [5, 5, 5]];
 
     /// A clip of class `label`: noisy background (a tiny LCG seeded by `seed`) with a 14x14
     /// square of the class colour at a position that moves a little from frame to frame.
     pub fn toy_clip(label: i64, seed: u64, frames: i64, size: i64) -> Vec<u8> {
         let (t, s) = (frames as usize, size as usize);
-        let mut state = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let mut noise = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (state >> 56) as u8
         };
         let colour = PALETTE[label as usize];
@@ -415,13 +339,7 @@ pub mod testing {
     }
 
     /// [`toy_cache_with`] with another clip geometry.
-    pub fn toy_cache_sized(
-        dir: &Path,
-        groups: &[(i64, &[i64])],
-        per_class: usize,
-        frames: i64,
-        size: i64,
-    ) -> PathBuf {
+    pub fn toy_cache_sized(dir: &Path, groups: &[(i64, &[i64])], per_class: usize, frames: i64, size: i64) -> PathBuf {
         let mut clips = Vec::new();
         for &(actor, classes) in groups {
             for &label in classes {
@@ -447,12 +365,7 @@ mod tests {
     use super::*;
 
     fn clip(id: &str, actor: i64, label: i64, fill: u8) -> FakeClip {
-        FakeClip {
-            clip_id: id.into(),
-            actor,
-            label,
-            data: vec![fill; 2 * 4 * 4 * 3],
-        }
+        FakeClip { clip_id: id.into(), actor, label, data: vec![fill; 2 * 4 * 4 * 3] }
     }
 
     #[test]
@@ -461,10 +374,7 @@ mod tests {
         write_cache(dir.path(), 2, 4, &[clip("a", 1, 0, 7), clip("b", 2, 3, 9)]).unwrap();
         let clips = read_cache_index(dir.path()).unwrap();
         assert_eq!(clips.len(), 2);
-        assert_eq!(
-            (clips[1].actor, clips[1].label, clips[1].emotion.as_str()),
-            (2, 3, "sad")
-        );
+        assert_eq!((clips[1].actor, clips[1].label, clips[1].emotion.as_str()), (2, 3, "sad"));
         let loader = ClipLoader::open(dir.path(), &clips).unwrap();
         assert_eq!(loader.clip("b").unwrap(), &[9u8; 96][..]);
         let (bytes, shape) = loader.batch_bytes(&["b", "a"]).unwrap();
@@ -482,11 +392,7 @@ mod tests {
         let mut clips = read_cache_index(dir.path()).unwrap();
         clips[0].size = 8;
         let err = ClipLoader::open(dir.path(), &clips).err().unwrap();
-        assert!(
-            err.message.contains("expected U8 [2, 8, 8, 3]"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("expected U8 [2, 8, 8, 3]"), "{}", err.message);
     }
 
     #[test]
@@ -498,10 +404,6 @@ mod tests {
         std::fs::write(&shard, &bytes[..bytes.len() - 10]).unwrap();
         let clips = read_cache_index(dir.path()).unwrap();
         let err = ClipLoader::open(dir.path(), &clips).err().unwrap();
-        assert!(
-            err.message.contains("shard-00000.safetensors") && err.message.contains("not a valid"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("shard-00000.safetensors") && err.message.contains("not a valid"), "{}", err.message);
     }
 }

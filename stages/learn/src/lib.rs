@@ -20,16 +20,7 @@ pub mod train;
 pub const TORCH_WORKER: &str = "pipeline-torch";
 
 /// RAVDESS emotion names by label (0..7); the class order of every model.
-pub const CLASS_NAMES: [&str; 8] = [
-    "neutral",
-    "calm",
-    "happy",
-    "sad",
-    "angry",
-    "fearful",
-    "disgust",
-    "surprised",
-];
+pub const CLASS_NAMES: [&str; 8] = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"];
 
 /// The stage kinds this crate provides, for the engine's registry.
 pub fn stages() -> Vec<Box<dyn stage_api::Stage>> {

@@ -8,10 +8,7 @@ use std::fs::File;
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type,
-    UInt8Type,
-};
+use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt8Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -30,19 +27,13 @@ impl Table {
     /// Reads every row group of `path`.
     pub fn read(path: &Path) -> Result<Self, StageError> {
         let shown = path.display().to_string();
-        let fail = |e: &dyn std::fmt::Display| {
-            StageError::msg(format!("{shown}: cannot read Parquet: {e}"))
-        };
-        let file = File::open(path)
-            .map_err(|e| StageError::with_source(format!("{shown}: cannot open"), e))?;
+        let fail = |e: &dyn std::fmt::Display| StageError::msg(format!("{shown}: cannot read Parquet: {e}"));
+        let file = File::open(path).map_err(|e| StageError::with_source(format!("{shown}: cannot open"), e))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| fail(&e))?;
         let schema = builder.schema().clone();
         let reader = builder.build().map_err(|e| fail(&e))?;
-        let batches = reader
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| fail(&e))?;
-        let batch =
-            arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| fail(&e))?;
+        let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| fail(&e))?;
+        let batch = arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| fail(&e))?;
         Ok(Self { path: shown, batch })
     }
 
@@ -51,25 +42,16 @@ impl Table {
     }
 
     fn column(&self, name: &str) -> Result<&ArrayRef, StageError> {
-        self.batch
-            .column_by_name(name)
-            .ok_or_else(|| StageError::msg(format!("{}: no column `{name}`", self.path)))
+        self.batch.column_by_name(name).ok_or_else(|| StageError::msg(format!("{}: no column `{name}`", self.path)))
     }
 
     fn bad_type(&self, name: &str, found: &DataType) -> StageError {
-        StageError::msg(format!(
-            "{}: column `{name}` has type {found}, which cannot be read here",
-            self.path
-        ))
+        StageError::msg(format!("{}: column `{name}` has type {found}, which cannot be read here", self.path))
     }
 
     fn no_nulls(&self, name: &str, a: &ArrayRef) -> Result<(), StageError> {
         if a.null_count() > 0 {
-            return Err(StageError::msg(format!(
-                "{}: column `{name}` has {} missing value(s)",
-                self.path,
-                a.null_count()
-            )));
+            return Err(StageError::msg(format!("{}: column `{name}` has {} missing value(s)", self.path, a.null_count())));
         }
         Ok(())
     }
@@ -79,16 +61,8 @@ impl Table {
         let a = self.column(name)?;
         self.no_nulls(name, a)?;
         match a.data_type() {
-            DataType::Utf8 => Ok(a
-                .as_string::<i32>()
-                .iter()
-                .map(|s| s.unwrap_or_default().to_owned())
-                .collect()),
-            DataType::LargeUtf8 => Ok(a
-                .as_string::<i64>()
-                .iter()
-                .map(|s| s.unwrap_or_default().to_owned())
-                .collect()),
+            DataType::Utf8 => Ok(a.as_string::<i32>().iter().map(|s| s.unwrap_or_default().to_owned()).collect()),
+            DataType::LargeUtf8 => Ok(a.as_string::<i64>().iter().map(|s| s.unwrap_or_default().to_owned()).collect()),
             other => Err(self.bad_type(name, other)),
         }
     }
@@ -99,11 +73,7 @@ impl Table {
         self.no_nulls(name, a)?;
         macro_rules! widen {
             ($t:ty) => {
-                Ok(a.as_primitive::<$t>()
-                    .values()
-                    .iter()
-                    .map(|&v| i64::from(v))
-                    .collect())
+                Ok(a.as_primitive::<$t>().values().iter().map(|&v| i64::from(v)).collect())
             };
         }
         match a.data_type() {
@@ -123,12 +93,7 @@ impl Table {
         let a = self.column(name)?;
         self.no_nulls(name, a)?;
         match a.data_type() {
-            DataType::Float32 => Ok(a
-                .as_primitive::<Float32Type>()
-                .values()
-                .iter()
-                .map(|&v| f64::from(v))
-                .collect()),
+            DataType::Float32 => Ok(a.as_primitive::<Float32Type>().values().iter().map(|&v| f64::from(v)).collect()),
             DataType::Float64 => Ok(a.as_primitive::<Float64Type>().values().to_vec()),
             other => Err(self.bad_type(name, other)),
         }
@@ -145,15 +110,10 @@ pub fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, StageError> 
 }
 
 pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), StageError> {
-    let fail = |e: &dyn std::fmt::Display| {
-        StageError::msg(format!("{}: cannot write Parquet: {e}", path.display()))
-    };
+    let fail = |e: &dyn std::fmt::Display| StageError::msg(format!("{}: cannot write Parquet: {e}", path.display()));
     let file = File::create(path).map_err(|e| fail(&e))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
-    let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| fail(&e))?;
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| fail(&e))?;
     writer.write(batch).map_err(|e| fail(&e))?;
     writer.close().map_err(|e| fail(&e))?;
     Ok(())
@@ -161,14 +121,12 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), StageError>
 
 /// Writes `text` to `path`, naming the file on failure.
 pub fn write_text(path: &Path, text: &str) -> Result<(), StageError> {
-    std::fs::write(path, text)
-        .map_err(|e| StageError::with_source(format!("{}: cannot write", path.display()), e))
+    std::fs::write(path, text).map_err(|e| StageError::with_source(format!("{}: cannot write", path.display()), e))
 }
 
 /// Writes `value` as pretty JSON with a trailing newline.
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), StageError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| {
-        StageError::with_source(format!("{}: cannot encode JSON", path.display()), e)
-    })?;
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| StageError::with_source(format!("{}: cannot encode JSON", path.display()), e))?;
     write_text(path, &(text + "\n"))
 }

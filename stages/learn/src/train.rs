@@ -89,40 +89,19 @@ impl TrainParams {
             return bad("epochs", "`epochs` must be at least 1".into());
         }
         if self.batch_size < 2 {
-            return bad(
-                "batch_size",
-                format!(
-                    "`batch_size` must be at least 2 (BatchNorm), got {}",
-                    self.batch_size
-                ),
-            );
+            return bad("batch_size", format!("`batch_size` must be at least 2 (BatchNorm), got {}", self.batch_size));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(
-                "lr",
-                format!("`lr` must be a positive number, got {}", self.lr),
-            );
+            return bad("lr", format!("`lr` must be a positive number, got {}", self.lr));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad(
-                "weight_decay",
-                format!("`weight_decay` must be >= 0, got {}", self.weight_decay),
-            );
+            return bad("weight_decay", format!("`weight_decay` must be >= 0, got {}", self.weight_decay));
         }
         if !(self.plateau_factor > 0.0 && self.plateau_factor < 1.0) {
-            return bad(
-                "plateau_factor",
-                format!(
-                    "`plateau_factor` must be in (0, 1), got {}",
-                    self.plateau_factor
-                ),
-            );
+            return bad("plateau_factor", format!("`plateau_factor` must be in (0, 1), got {}", self.plateau_factor));
         }
         if self.early_stopping_patience == 0 {
-            return bad(
-                "early_stopping_patience",
-                "`early_stopping_patience` must be at least 1".into(),
-            );
+            return bad("early_stopping_patience", "`early_stopping_patience` must be at least 1".into());
         }
         Ok(())
     }
@@ -173,42 +152,18 @@ mod tests {
         let params: Params = serde_json::from_str(r#"{"arch": "r3d18"}"#).unwrap();
         let canonical = TrainStage.resolve_params(&params).unwrap();
         let p: TrainParams = serde_json::from_value(serde_json::Value::Object(canonical)).unwrap();
-        assert_eq!(
-            (p.epochs, p.batch_size, p.lr, p.weight_decay),
-            (30, 8, 1e-4, 1e-4)
-        );
-        assert_eq!(
-            (
-                p.plateau_factor,
-                p.plateau_patience,
-                p.early_stopping_patience
-            ),
-            (0.5, 2, 5)
-        );
+        assert_eq!((p.epochs, p.batch_size, p.lr, p.weight_decay), (30, 8, 1e-4, 1e-4));
+        assert_eq!((p.plateau_factor, p.plateau_patience, p.early_stopping_patience), (0.5, 2, 5));
         assert!(p.augment && !p.class_weights && !p.amp);
         assert_eq!(p.device, DeviceChoice::Auto);
     }
 
     #[test]
     fn bad_params_are_named() {
-        let bad = |json: &str| {
-            TrainStage
-                .resolve_params(&serde_json::from_str(json).unwrap())
-                .unwrap_err()
-        };
-        assert!(bad(r#"{"arch": "vgg"}"#)
-            .message
-            .contains("early_fusion_cnn"));
-        assert_eq!(
-            bad(r#"{"arch": "r3d18", "lr": 0}"#).param.as_deref(),
-            Some("lr")
-        );
-        assert_eq!(
-            bad(r#"{"arch": "r3d18", "frames": 4}"#).param.as_deref(),
-            Some("frames")
-        );
-        assert!(bad(r#"{"arch": "r3d18", "device": "tpu"}"#)
-            .message
-            .contains("auto"));
+        let bad = |json: &str| TrainStage.resolve_params(&serde_json::from_str(json).unwrap()).unwrap_err();
+        assert!(bad(r#"{"arch": "vgg"}"#).message.contains("early_fusion_cnn"));
+        assert_eq!(bad(r#"{"arch": "r3d18", "lr": 0}"#).param.as_deref(), Some("lr"));
+        assert_eq!(bad(r#"{"arch": "r3d18", "frames": 4}"#).param.as_deref(), Some("frames"));
+        assert!(bad(r#"{"arch": "r3d18", "device": "tpu"}"#).message.contains("auto"));
     }
 }

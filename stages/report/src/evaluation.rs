@@ -98,26 +98,18 @@ pub fn write_evaluation(
     model_name: &str,
 ) -> Result<Metrics, StageError> {
     if let Some(p) = predictions.iter().find(|p| p.probs.len() != class_names.len()) {
-        return Err(StageError::msg(format!(
-            "clip {}: {} probabilities for {} classes",
-            p.clip_id,
-            p.probs.len(),
-            class_names.len()
-        )));
+        return Err(StageError::msg(format!("clip {}: {} probabilities for {} classes", p.clip_id, p.probs.len(), class_names.len())));
     }
-    let rows: Vec<Row<'_>> =
-        predictions.iter().map(|p| Row { label: p.label, predicted: p.predicted, probs: &p.probs }).collect();
-    let mut metrics = metrics::compute(&rows, class_names)
-        .map_err(|e| StageError::with_source(format!("evaluating model `{model_name}`"), e))?;
+    let rows: Vec<Row<'_>> = predictions.iter().map(|p| Row { label: p.label, predicted: p.predicted, probs: &p.probs }).collect();
+    let mut metrics =
+        metrics::compute(&rows, class_names).map_err(|e| StageError::with_source(format!("evaluating model `{model_name}`"), e))?;
     metrics.model = model_name.to_owned();
 
     write_predictions(&out_dir.join("predictions.parquet"), predictions, class_names.len())?;
     write_json(&out_dir.join("metrics.json"), &metrics)?;
     write_per_class(&out_dir.join("per_class.csv"), &metrics)?;
     write_confusion(&out_dir.join("confusion.csv"), class_names, &metrics.confusion, |v| v.to_string())?;
-    write_confusion(&out_dir.join("confusion_normalized.csv"), class_names, &metrics.confusion_normalized, |v| {
-        format!("{v:.6}")
-    })?;
+    write_confusion(&out_dir.join("confusion_normalized.csv"), class_names, &metrics.confusion_normalized, |v| format!("{v:.6}"))?;
     write_misclassified(&out_dir.join("misclassified.csv"), predictions, class_names)?;
 
     let acc = format!(
@@ -127,12 +119,7 @@ pub fn write_evaluation(
         metrics.accuracy_ci.high * 100.0,
         metrics.n
     );
-    plots::confusion_heatmap(
-        &metrics.confusion,
-        class_names,
-        &format!("Confusion matrix — {acc}"),
-        &out_dir.join("confusion.png"),
-    )?;
+    plots::confusion_heatmap(&metrics.confusion, class_names, &format!("Confusion matrix — {acc}"), &out_dir.join("confusion.png"))?;
     let recall: Vec<f64> = metrics.per_class.iter().map(|c| c.recall).collect();
     let support: Vec<u64> = metrics.per_class.iter().map(|c| c.support).collect();
     plots::per_class_accuracy(
@@ -156,10 +143,7 @@ fn write_predictions(path: &Path, predictions: &[Prediction], k: usize) -> Resul
         ("predicted".into(), Arc::new(Int64Array::from_iter_values(predictions.iter().map(|p| p.predicted)))),
     ];
     for c in 0..k {
-        columns.push((
-            format!("prob_{c}"),
-            Arc::new(Float32Array::from_iter_values(predictions.iter().map(|p| p.probs[c]))),
-        ));
+        columns.push((format!("prob_{c}"), Arc::new(Float32Array::from_iter_values(predictions.iter().map(|p| p.probs[c])))));
     }
     let b = batch(path, columns.iter().map(|(n, a)| (n.as_str(), a.clone())).collect())?;
     write_parquet(path, &b)
@@ -185,18 +169,10 @@ fn write_per_class(path: &Path, m: &Metrics) -> Result<(), StageError> {
     write_csv(path, &header, &rows)
 }
 
-fn write_confusion<T>(
-    path: &Path,
-    names: &[String],
-    matrix: &[Vec<T>],
-    fmt: impl Fn(&T) -> String,
-) -> Result<(), StageError> {
+fn write_confusion<T>(path: &Path, names: &[String], matrix: &[Vec<T>], fmt: impl Fn(&T) -> String) -> Result<(), StageError> {
     let header: Vec<String> = std::iter::once("true\\predicted".to_owned()).chain(names.iter().cloned()).collect();
-    let rows: Vec<Vec<String>> = names
-        .iter()
-        .zip(matrix)
-        .map(|(name, row)| std::iter::once(name.clone()).chain(row.iter().map(&fmt)).collect())
-        .collect();
+    let rows: Vec<Vec<String>> =
+        names.iter().zip(matrix).map(|(name, row)| std::iter::once(name.clone()).chain(row.iter().map(&fmt)).collect()).collect();
     write_csv(path, &header, &rows)
 }
 
@@ -205,11 +181,8 @@ fn class_name(names: &[String], label: i64) -> String {
 }
 
 fn write_misclassified(path: &Path, predictions: &[Prediction], names: &[String]) -> Result<(), StageError> {
-    let header: Vec<String> = ["clip_id", "actor", "true", "predicted"]
-        .into_iter()
-        .map(String::from)
-        .chain(names.iter().map(|n| format!("prob_{n}")))
-        .collect();
+    let header: Vec<String> =
+        ["clip_id", "actor", "true", "predicted"].into_iter().map(String::from).chain(names.iter().map(|n| format!("prob_{n}"))).collect();
     let rows: Vec<Vec<String>> = predictions
         .iter()
         .filter(|p| p.label != p.predicted)
@@ -235,8 +208,7 @@ pub fn write_misclassified_examples(
     max_rows: usize,
 ) -> Result<usize, StageError> {
     let mut wrong: Vec<&Prediction> = predictions.iter().filter(|p| p.label != p.predicted).collect();
-    let confidence =
-        |p: &Prediction| usize::try_from(p.predicted).ok().and_then(|i| p.probs.get(i)).copied().unwrap_or(0.0);
+    let confidence = |p: &Prediction| usize::try_from(p.predicted).ok().and_then(|i| p.probs.get(i)).copied().unwrap_or(0.0);
     wrong.sort_by(|a, b| confidence(b).total_cmp(&confidence(a)).then_with(|| a.clip_id.cmp(&b.clip_id)));
     wrong.truncate(max_rows);
     if wrong.is_empty() {
@@ -260,10 +232,6 @@ pub fn write_misclassified_examples(
             frames,
         })
         .collect();
-    plots::misclassified_examples(
-        &rows,
-        "Misclassified test clips (most confident first)",
-        &out_dir.join("misclassified_examples.png"),
-    )?;
+    plots::misclassified_examples(&rows, "Misclassified test clips (most confident first)", &out_dir.join("misclassified_examples.png"))?;
     Ok(rows.len())
 }

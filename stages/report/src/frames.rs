@@ -52,8 +52,7 @@ impl FrameCache {
             let tensors = SafeTensors::deserialize(&bytes).map_err(|e| file_error("parsing safetensors", &path, e))?;
             for i in members {
                 let (_, name) = &self.index[clip_ids[i]];
-                let view =
-                    tensors.tensor(name).map_err(|e| file_error(&format!("reading tensor `{name}` from"), &path, e))?;
+                let view = tensors.tensor(name).map_err(|e| file_error(&format!("reading tensor `{name}` from"), &path, e))?;
                 out[i] = frames_of(view.dtype(), view.shape(), view.data(), count)
                     .map_err(|problem| StageError::msg(format!("{}: tensor `{name}` {problem}", path.display())))?;
             }

@@ -103,10 +103,7 @@ fn fold_cells(f: &FoldSummary) -> Vec<String> {
 fn columns(report: &Report, header: &[&str], rows: Vec<Vec<String>>) -> (Vec<String>, Vec<Vec<String>>) {
     let keep = |i: usize| report.references || header[i] != "Study";
     let h = header.iter().enumerate().filter(|(i, _)| keep(*i)).map(|(_, s)| s.to_string()).collect();
-    let r = rows
-        .into_iter()
-        .map(|row| row.into_iter().enumerate().filter(|(i, _)| keep(*i)).map(|(_, c)| c).collect())
-        .collect();
+    let r = rows.into_iter().map(|row| row.into_iter().enumerate().filter(|(i, _)| keep(*i)).map(|(_, c)| c).collect()).collect();
     (h, r)
 }
 
@@ -168,8 +165,7 @@ pub(crate) fn render_markdown(report: &Report) -> String {
     md.push('\n');
     if report.references {
         let _ = writeln!(md, "### The study's results\n");
-        let rows: Vec<Vec<String>> =
-            STUDY_REFERENCES.iter().map(|(m, a)| vec![m.to_string(), format!("{a:.1}%")]).collect();
+        let rows: Vec<Vec<String>> = STUDY_REFERENCES.iter().map(|(m, a)| vec![m.to_string(), format!("{a:.1}%")]).collect();
         table(&mut md, &["Model".into(), "Test accuracy".into()], &rows);
     }
     if !report.data.is_empty() {
@@ -279,8 +275,7 @@ pub(crate) fn render_html(report: &Report, out_dir: &Path) -> Result<String, Sta
     h.push_str("</ul>\n");
     if report.references {
         h.push_str("<h3>The study's results</h3>\n");
-        let rows: Vec<Vec<String>> =
-            STUDY_REFERENCES.iter().map(|(m, a)| vec![m.to_string(), format!("{a:.1}%")]).collect();
+        let rows: Vec<Vec<String>> = STUDY_REFERENCES.iter().map(|(m, a)| vec![m.to_string(), format!("{a:.1}%")]).collect();
         table(&mut h, &["Model".into(), "Test accuracy".into()], &rows, &|_| false);
     }
     if !report.data.is_empty() {

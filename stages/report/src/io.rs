@@ -61,8 +61,7 @@ pub(crate) fn write_csv(path: &Path, header: &[String], rows: &[Vec<String>]) ->
 pub(crate) fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), StageError> {
     let file = File::create(path).map_err(|e| file_error("creating", path, e))?;
     let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-    let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| file_error("writing", path, e))?;
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| file_error("writing", path, e))?;
     writer.write(batch).map_err(|e| file_error("writing", path, e))?;
     writer.close().map_err(|e| file_error("writing", path, e))?;
     Ok(())
@@ -77,9 +76,8 @@ pub(crate) struct Table {
 impl Table {
     pub(crate) fn read(path: &Path) -> Result<Self, StageError> {
         let file = File::open(path).map_err(|e| file_error("opening", path, e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.build())
-            .map_err(|e| file_error("reading Parquet", path, e))?;
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()).map_err(|e| file_error("reading Parquet", path, e))?;
         let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| file_error("reading Parquet", path, e))?;
         Ok(Self { path: path.to_owned(), batches })
     }
@@ -96,9 +94,7 @@ impl Table {
         self.batches
             .iter()
             .map(|b| {
-                b.column_by_name(name)
-                    .cloned()
-                    .ok_or_else(|| StageError::msg(format!("{}: missing column `{name}`", self.path.display())))
+                b.column_by_name(name).cloned().ok_or_else(|| StageError::msg(format!("{}: missing column `{name}`", self.path.display())))
             })
             .collect()
     }
@@ -138,18 +134,7 @@ impl Table {
                     })*
                 };
             }
-            take!(
-                Float64Type,
-                Float32Type,
-                Int64Type,
-                Int32Type,
-                Int16Type,
-                Int8Type,
-                UInt64Type,
-                UInt32Type,
-                UInt16Type,
-                UInt8Type
-            );
+            take!(Float64Type, Float32Type, Int64Type, Int32Type, Int16Type, Int8Type, UInt64Type, UInt32Type, UInt16Type, UInt8Type);
             if let Some(a) = col.as_boolean_opt() {
                 out.extend(a.iter().map(|v| v.map(|b| if b { 1.0 } else { 0.0 })));
                 continue;
@@ -165,9 +150,7 @@ impl Table {
             .into_iter()
             .enumerate()
             .map(|(row, v)| {
-                v.map(|v| v as i64).ok_or_else(|| {
-                    StageError::msg(format!("{}: column `{name}` is null in row {row}", self.path.display()))
-                })
+                v.map(|v| v as i64).ok_or_else(|| StageError::msg(format!("{}: column `{name}` is null in row {row}", self.path.display())))
             })
             .collect()
     }
@@ -175,13 +158,10 @@ impl Table {
 
 /// Builds a record batch, naming `path` when the columns disagree.
 pub(crate) fn batch(path: &Path, columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, StageError> {
-    let fields: Vec<arrow_schema::Field> = columns
-        .iter()
-        .map(|(name, a)| arrow_schema::Field::new(*name, a.data_type().clone(), a.null_count() > 0))
-        .collect();
+    let fields: Vec<arrow_schema::Field> =
+        columns.iter().map(|(name, a)| arrow_schema::Field::new(*name, a.data_type().clone(), a.null_count() > 0)).collect();
     let schema = Arc::new(arrow_schema::Schema::new(fields));
-    RecordBatch::try_new(schema, columns.into_iter().map(|(_, a)| a).collect())
-        .map_err(|e| file_error("building the table for", path, e))
+    RecordBatch::try_new(schema, columns.into_iter().map(|(_, a)| a).collect()).map_err(|e| file_error("building the table for", path, e))
 }
 
 #[cfg(test)]

@@ -149,11 +149,7 @@ pub fn compute(rows: &[Row<'_>], class_names: &[String]) -> Result<Metrics, Metr
         return Err(MetricsError::Empty);
     }
     let index = |row: usize, label: i64| -> Result<usize, MetricsError> {
-        usize::try_from(label).ok().filter(|&l| l < k).ok_or(MetricsError::LabelOutOfRange {
-            row,
-            label,
-            num_classes: k,
-        })
+        usize::try_from(label).ok().filter(|&l| l < k).ok_or(MetricsError::LabelOutOfRange { row, label, num_classes: k })
     };
     let mut confusion = vec![vec![0u64; k]; k];
     let mut log_loss_sum = 0.0;
@@ -332,10 +328,7 @@ mod tests {
     fn bad_rows_are_errors() {
         assert_eq!(compute(&[], &names(2)), Err(MetricsError::Empty));
         assert_eq!(compute(&rows(&[(0, 0)]), &[]), Err(MetricsError::NoClasses));
-        assert_eq!(
-            compute(&rows(&[(0, 0), (0, 2)]), &names(2)),
-            Err(MetricsError::LabelOutOfRange { row: 1, label: 2, num_classes: 2 })
-        );
+        assert_eq!(compute(&rows(&[(0, 0), (0, 2)]), &names(2)), Err(MetricsError::LabelOutOfRange { row: 1, label: 2, num_classes: 2 }));
         assert!(matches!(compute(&rows(&[(-1, 0)]), &names(2)), Err(MetricsError::LabelOutOfRange { .. })));
         let p = [1.0f32];
         let r = [Row { label: 0, predicted: 0, probs: &p }];

@@ -56,9 +56,7 @@ pub fn check_font() -> Result<(), StageError> {
             } else {
                 format!("{DEJAVU_SANS} is missing: install Debian's `fonts-dejavu-core` package (apt-get install fonts-dejavu-core)")
             };
-            Err(StageError::msg(format!(
-                "plots need a sans-serif font found through fontconfig, and none is usable ({detail}); {hint}"
-            )))
+            Err(StageError::msg(format!("plots need a sans-serif font found through fontconfig, and none is usable ({detail}); {hint}")))
         }
     }
 }
@@ -166,18 +164,10 @@ fn segment_name(names: &[String], v: &SegmentValue<i32>) -> String {
 }
 
 /// Heatmap of `counts[true][predicted]`; colour = row share, text = count.
-pub fn confusion_heatmap(
-    counts: &[Vec<u64>],
-    class_names: &[String],
-    title: &str,
-    path: &Path,
-) -> Result<(), StageError> {
+pub fn confusion_heatmap(counts: &[Vec<u64>], class_names: &[String], title: &str, path: &Path) -> Result<(), StageError> {
     let k = class_names.len();
     if k == 0 || counts.len() != k || counts.iter().any(|r| r.len() != k) {
-        return Err(StageError::msg(format!(
-            "drawing {}: the confusion matrix is not {k}×{k} for {k} classes",
-            path.display()
-        )));
+        return Err(StageError::msg(format!("drawing {}: the confusion matrix is not {k}×{k} for {k} classes", path.display())));
     }
     let side = 260 + 80 * k as u32;
     render(path, (side + 40, side), |root| {
@@ -209,15 +199,11 @@ pub fn confusion_heatmap(
                 let x = p as i32;
                 let fill = heat(share);
                 chart.draw_series(std::iter::once(Rectangle::new(
-                    [
-                        (SegmentValue::Exact(x), SegmentValue::Exact(y)),
-                        (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
-                    ],
+                    [(SegmentValue::Exact(x), SegmentValue::Exact(y)), (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1))],
                     fill.filled(),
                 )))?;
                 let ink = if share > 0.55 { WHITE } else { BLACK };
-                let style =
-                    TextStyle::from((FONT, 18).into_font()).color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
+                let style = TextStyle::from((FONT, 18).into_font()).color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
                 chart.draw_series(std::iter::once(Text::new(
                     count.to_string(),
                     (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y)),
@@ -238,13 +224,7 @@ fn heat(share: f64) -> RGBColor {
 
 /// Bars of per-class accuracy (recall) in percent, with the support under each class name and
 /// the chance level `100 / k` as a grey line.
-pub fn per_class_accuracy(
-    recall: &[f64],
-    support: &[u64],
-    class_names: &[String],
-    title: &str,
-    path: &Path,
-) -> Result<(), StageError> {
+pub fn per_class_accuracy(recall: &[f64], support: &[u64], class_names: &[String], title: &str, path: &Path) -> Result<(), StageError> {
     let k = class_names.len();
     if k == 0 || recall.len() != k || support.len() != k {
         return Err(StageError::msg(format!("drawing {}: {k} classes but {} recalls", path.display(), recall.len())));
@@ -271,15 +251,17 @@ pub fn per_class_accuracy(
             .draw()?;
         chart.draw_series(recall.iter().enumerate().map(|(i, r)| {
             let x = i as i32;
-            let mut bar =
-                Rectangle::new([(SegmentValue::Exact(x), 0.0), (SegmentValue::Exact(x + 1), r * 100.0)], BLUE.filled());
+            let mut bar = Rectangle::new([(SegmentValue::Exact(x), 0.0), (SegmentValue::Exact(x + 1), r * 100.0)], BLUE.filled());
             bar.set_margin(0, 0, 12, 12);
             bar
         }))?;
         let style = TextStyle::from((FONT, 15).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
-        chart.draw_series(recall.iter().enumerate().map(|(i, r)| {
-            Text::new(format!("{:.0}%", r * 100.0), (SegmentValue::CenterOf(i as i32), r * 100.0 + 1.0), style.clone())
-        }))?;
+        chart.draw_series(
+            recall
+                .iter()
+                .enumerate()
+                .map(|(i, r)| Text::new(format!("{:.0}%", r * 100.0), (SegmentValue::CenterOf(i as i32), r * 100.0 + 1.0), style.clone())),
+        )?;
         let chance = 100.0 / k as f64;
         chart
             .draw_series(std::iter::once(PathElement::new(
@@ -348,27 +330,19 @@ pub fn model_comparison(rows: &[ComparisonRow], references: bool, path: &Path) -
             let ink = BLACK.stroke_width(2);
             chart.draw_series(std::iter::once(PathElement::new(vec![(x.clone(), lo), (x.clone(), hi)], ink)))?;
             for y in [lo, hi] {
-                chart.draw_series(std::iter::once(
-                    EmptyElement::at((x.clone(), y)) + PathElement::new(vec![(-8, 0), (8, 0)], ink),
-                ))?;
+                chart.draw_series(std::iter::once(EmptyElement::at((x.clone(), y)) + PathElement::new(vec![(-8, 0), (8, 0)], ink)))?;
             }
             let style = TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Bottom));
             chart.draw_series(std::iter::once(
-                EmptyElement::at((x.clone(), r.accuracy * 100.0))
-                    + Text::new(format!("{:.1}%", r.accuracy * 100.0), (6, -4), style),
+                EmptyElement::at((x.clone(), r.accuracy * 100.0)) + Text::new(format!("{:.1}%", r.accuracy * 100.0), (6, -4), style),
             ))?;
         }
-        let refs: Vec<(usize, f64)> = rows
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| r.reference_accuracy.map(|a| (i, a)))
-            .filter(|_| references)
-            .collect();
+        let refs: Vec<(usize, f64)> =
+            rows.iter().enumerate().filter_map(|(i, r)| r.reference_accuracy.map(|a| (i, a))).filter(|_| references).collect();
         if !refs.is_empty() {
             chart
                 .draw_series(refs.iter().map(|&(i, a)| {
-                    EmptyElement::at((SegmentValue::CenterOf(i as i32), a))
-                        + Rectangle::new([(-40, -2), (40, 2)], RED.filled())
+                    EmptyElement::at((SegmentValue::CenterOf(i as i32), a)) + Rectangle::new([(-40, -2), (40, 2)], RED.filled())
                 }))?
                 .label("study")
                 .legend(|(x, y)| Rectangle::new([(x, y - 2), (x + 14, y + 2)], RED.filled()));
@@ -496,10 +470,8 @@ impl SplitBars {
                 let color = split_color(s);
                 let series = bars.iter().filter(|b| b.split == s).map(|b| {
                     let x = b.slot as i32;
-                    let mut bar = Rectangle::new(
-                        [(SegmentValue::Exact(x), 0.0), (SegmentValue::Exact(x + 1), b.count as f64)],
-                        color.filled(),
-                    );
+                    let mut bar =
+                        Rectangle::new([(SegmentValue::Exact(x), 0.0), (SegmentValue::Exact(x + 1), b.count as f64)], color.filled());
                     bar.set_margin(0, 0, self.bar_margin, self.bar_margin);
                     bar
                 });
@@ -536,10 +508,7 @@ pub fn misclassified_examples(rows: &[ExampleRow], title: &str, path: &Path) -> 
     let tiles: Vec<Vec<Vec<u8>>> = rows
         .iter()
         .map(|r| {
-            r.frames
-                .iter()
-                .map(|f| image::imageops::resize(f, TILE, TILE, image::imageops::FilterType::Triangle).into_raw())
-                .collect()
+            r.frames.iter().map(|f| image::imageops::resize(f, TILE, TILE, image::imageops::FilterType::Triangle).into_raw()).collect()
         })
         .collect();
     render(path, (width, height), |root| {
@@ -549,9 +518,8 @@ pub fn misclassified_examples(rows: &[ExampleRow], title: &str, path: &Path) -> 
             root.draw(&Text::new(row.caption.clone(), (GAP as i32, top + 6), (FONT, 17).into_font().color(&RED)))?;
             for (i, buf) in frames.into_iter().enumerate() {
                 let x = (GAP + i as u32 * (TILE + GAP)) as i32;
-                let element =
-                    BitMapElement::<_, RGBPixel>::with_owned_buffer((x, top + CAPTION as i32), (TILE, TILE), buf)
-                        .ok_or("frame buffer has the wrong size")?;
+                let element = BitMapElement::<_, RGBPixel>::with_owned_buffer((x, top + CAPTION as i32), (TILE, TILE), buf)
+                    .ok_or("frame buffer has the wrong size")?;
                 root.draw(&element)?;
             }
         }
@@ -572,10 +540,7 @@ pub(crate) mod tests {
     }
 
     fn names(k: usize) -> Vec<String> {
-        ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"][..k]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"][..k].iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
@@ -629,9 +594,8 @@ pub(crate) mod tests {
         let path = dir.path().join("classes.png");
         class_distribution(&classes, &path).unwrap();
         assert_png(&path, (140 + 32 * 28, 540), 5);
-        let actors: Vec<ActorCount> = (1..=24)
-            .map(|a| ActorCount { split: ["train", "val", "test"][(a % 3) as usize].into(), actor: a, count: 60 })
-            .collect();
+        let actors: Vec<ActorCount> =
+            (1..=24).map(|a| ActorCount { split: ["train", "val", "test"][(a % 3) as usize].into(), actor: a, count: 60 }).collect();
         let path = dir.path().join("actors.png");
         actor_distribution(&actors, &path).unwrap();
         assert_png(&path, (140 + 24 * 40, 540), 5);
@@ -642,14 +606,8 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let frame = |v: u8| image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([v, (x * 8) as u8, (y * 8) as u8]));
         let rows = vec![
-            ExampleRow {
-                caption: "clip A: true happy, predicted sad".into(),
-                frames: (0..6).map(|i| frame(i * 40)).collect(),
-            },
-            ExampleRow {
-                caption: "clip B: true calm, predicted neutral".into(),
-                frames: (0..3).map(|i| frame(i * 80)).collect(),
-            },
+            ExampleRow { caption: "clip A: true happy, predicted sad".into(), frames: (0..6).map(|i| frame(i * 40)).collect() },
+            ExampleRow { caption: "clip B: true calm, predicted neutral".into(), frames: (0..3).map(|i| frame(i * 80)).collect() },
         ];
         let path = dir.path().join("examples.png");
         misclassified_examples(&rows, "Misclassified", &path).unwrap();

@@ -69,16 +69,12 @@ impl Stage for ReportStage {
     }
 
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
-        let (params, _): (ReportParams, _) =
-            typed_params(ctx.params).map_err(|e| StageError::msg(format!("report parameters: {e}")))?;
+        let (params, _): (ReportParams, _) = typed_params(ctx.params).map_err(|e| StageError::msg(format!("report parameters: {e}")))?;
         let report = build_report(ctx, &params)?;
         let summary = format!(
             "{} model(s) compared{}",
             report.rows.len(),
-            report
-                .best()
-                .map(|r| format!(", best {} at {:.1}% test accuracy", r.model, r.accuracy * 100.0))
-                .unwrap_or_default()
+            report.best().map(|r| format!(", best {} at {:.1}% test accuracy", r.model, r.accuracy * 100.0)).unwrap_or_default()
         );
         Ok(StageOutcome::new(summary))
     }
@@ -230,26 +226,13 @@ fn build_report(ctx: &StageContext<'_>, params: &ReportParams) -> Result<Report,
     plots::model_comparison(&rows, params.references, &ctx.out_dir.join(file))?;
     overview.push(Figure {
         file: file.into(),
-        caption: "Test accuracy per model with its 95% Wilson interval (whiskers) and the study's number (red bar)"
-            .into(),
+        caption: "Test accuracy per model with its 95% Wilson interval (whiskers) and the study's number (red bar)".into(),
     });
     let data = split_figures(ctx, &plots_dir, &mut notes)?;
 
-    let report = Report {
-        title: params.title.clone(),
-        references: params.references,
-        rows,
-        folds,
-        overview,
-        data,
-        models,
-        notes,
-    };
+    let report = Report { title: params.title.clone(), references: params.references, rows, folds, overview, data, models, notes };
     write_comparison_csv(&ctx.out_dir.join("comparison.csv"), &report.rows)?;
-    write_json(
-        &ctx.out_dir.join("comparison.json"),
-        &serde_json::json!({ "models": report.rows, "folds": report.folds }),
-    )?;
+    write_json(&ctx.out_dir.join("comparison.json"), &serde_json::json!({ "models": report.rows, "folds": report.folds }))?;
     let md = render_markdown(&report);
     let md_path = ctx.out_dir.join("report.md");
     std::fs::write(&md_path, md).map_err(|e| file_error("writing", &md_path, e))?;
@@ -295,11 +278,7 @@ fn match_train<'a>(eval: &StageInput, trains: &[&'a StageInput]) -> Result<Optio
 
 /// Looks `key` up in model.json, then in the train params, then in the evaluate params.
 fn lookup<'a>(key: &str, model: &'a Value, train: Option<&'a StageInput>, eval: &'a StageInput) -> Option<&'a Value> {
-    model
-        .get(key)
-        .filter(|v| !v.is_null())
-        .or_else(|| train.and_then(|t| t.params.get(key)))
-        .or_else(|| eval.params.get(key))
+    model.get(key).filter(|v| !v.is_null()).or_else(|| train.and_then(|t| t.params.get(key))).or_else(|| eval.params.get(key))
 }
 
 fn augmentation_text(v: Option<&Value>) -> String {
@@ -314,13 +293,7 @@ fn augmentation_text(v: Option<&Value>) -> String {
 
 fn comparison_row(eval: &StageInput, train: Option<&StageInput>, model: &Value, m: &Metrics) -> ComparisonRow {
     let get = |key: &str| lookup(key, model, train, eval);
-    let arch = get("arch").map(text_of).unwrap_or_else(|| {
-        if m.model.is_empty() {
-            eval.instance.clone()
-        } else {
-            m.model.clone()
-        }
-    });
+    let arch = get("arch").map(text_of).unwrap_or_else(|| if m.model.is_empty() { eval.instance.clone() } else { m.model.clone() });
     let augmentation = augmentation_text(get("augment").or_else(|| get("augmentation")));
     let fold = get("fold").filter(|v| !v.is_null()).map(text_of);
     ComparisonRow {
@@ -411,15 +384,8 @@ fn model_figures(eval: &StageInput, train: Option<&StageInput>, plots_dir: &Path
             let history = read_history(&history_path)?;
             if !history.epochs.is_empty() {
                 let file = format!("{name}-curves.png");
-                plots::training_curves(
-                    &history,
-                    &format!("Training curves — {}", train.instance),
-                    &plots_dir.join(&file),
-                )?;
-                figures.insert(
-                    2.min(figures.len()),
-                    Figure { file: format!("plots/{file}"), caption: "Training curves".into() },
-                );
+                plots::training_curves(&history, &format!("Training curves — {}", train.instance), &plots_dir.join(&file))?;
+                figures.insert(2.min(figures.len()), Figure { file: format!("plots/{file}"), caption: "Training curves".into() });
             }
         }
     }
@@ -445,10 +411,7 @@ fn split_figures(ctx: &StageContext<'_>, plots_dir: &Path, notes: &mut Vec<Strin
             .collect();
         if !rows.is_empty() {
             plots::class_distribution(&rows, &plots_dir.join("class_distribution.png"))?;
-            figures.push(Figure {
-                file: "plots/class_distribution.png".into(),
-                caption: "Clips per class and split".into(),
-            });
+            figures.push(Figure { file: "plots/class_distribution.png".into(), caption: "Clips per class and split".into() });
         }
     }
     let actors_path = split.dir.join("actor_counts.parquet");
@@ -459,10 +422,7 @@ fn split_figures(ctx: &StageContext<'_>, plots_dir: &Path, notes: &mut Vec<Strin
             (0..s.len()).map(|i| ActorCount { split: s[i].clone(), actor: a[i], count: c[i].max(0) as u64 }).collect();
         if !rows.is_empty() {
             plots::actor_distribution(&rows, &plots_dir.join("actor_distribution.png"))?;
-            figures.push(Figure {
-                file: "plots/actor_distribution.png".into(),
-                caption: "Clips per actor and split".into(),
-            });
+            figures.push(Figure { file: "plots/actor_distribution.png".into(), caption: "Clips per actor and split".into() });
         }
     }
     Ok(figures)
@@ -560,12 +520,7 @@ mod tests {
 
     #[test]
     fn folds_are_summarised_per_architecture() {
-        let rows = vec![
-            row("r3d18", Some("0"), 0.5),
-            row("r3d18", Some("1"), 0.7),
-            row("lstm", Some("0"), 0.6),
-            row("cnn2d", None, 0.3),
-        ];
+        let rows = vec![row("r3d18", Some("0"), 0.5), row("r3d18", Some("1"), 0.7), row("lstm", Some("0"), 0.6), row("cnn2d", None, 0.3)];
         let f = fold_summaries(&rows);
         assert_eq!(f.len(), 2);
         let r3d = f.iter().find(|s| s.arch == "r3d18").unwrap();

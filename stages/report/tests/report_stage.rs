@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use stage_api::{NoProgress, SameStore, Params, Stage, StageContext, StageInput};
+use stage_api::{NoProgress, Params, SameStore, Stage, StageContext, StageInput};
 use stages_report::{write_evaluation, write_misclassified_examples, ReportStage};
 
 /// Two architectures (r3d18: 80/120 right, resnet18_lstm: 90/120 right), their train outputs
@@ -30,12 +30,7 @@ fn two_models(root: &Path) -> Vec<StageInput> {
     for (arch, epochs) in [("resnet18_lstm", 8), ("r3d18", 6)] {
         let train = root.join(format!("train-{arch}"));
         fake_train(&train, arch, serde_json::json!({}), epochs);
-        inputs.push(input(
-            "train",
-            &format!("train[arch={arch}]"),
-            &format!(r#"{{"arch": "{arch}", "epochs": 30}}"#),
-            train,
-        ));
+        inputs.push(input("train", &format!("train[arch={arch}]"), &format!(r#"{{"arch": "{arch}", "epochs": 30}}"#), train));
     }
     let split = root.join("split");
     fake_split(&split);
@@ -46,7 +41,8 @@ fn two_models(root: &Path) -> Vec<StageInput> {
 fn run_report(inputs: &[StageInput], out: &Path) -> Result<String, stage_api::StageError> {
     std::fs::create_dir_all(out).unwrap();
     let params = ReportStage.resolve_params(&Params::new()).unwrap();
-    let ctx = StageContext { params: &params, inputs, out_dir: out, base_dir: out, progress: &NoProgress, threads: 1, artifacts: &SameStore };
+    let ctx =
+        StageContext { params: &params, inputs, out_dir: out, base_dir: out, progress: &NoProgress, threads: 1, artifacts: &SameStore };
     ReportStage.run(&ctx).map(|o| o.summary)
 }
 
@@ -94,11 +90,7 @@ fn report_compares_every_model() {
     // accuracy comparison, 2 distributions, per model confusion + per-class + curves + examples.
     assert_eq!(images, 1 + 2 + 2 * 4, "embedded plots");
     assert!(!html.contains("src=\"plots/") && !html.contains("http://") && !html.contains("https://"));
-    assert!(
-        html.contains("<td>60.4%</td>")
-            && html.contains("<td class=\"wrap\">66.7% [57.8%–74.5%]</td>")
-            && html.contains("R3D-18")
-    );
+    assert!(html.contains("<td>60.4%</td>") && html.contains("<td class=\"wrap\">66.7% [57.8%–74.5%]</td>") && html.contains("R3D-18"));
 }
 
 #[test]
@@ -114,12 +106,7 @@ fn k_fold_runs_are_summarised() {
     for fold in [1, 0] {
         let train = dir.path().join(format!("train-{fold}"));
         fake_train(&train, "r3d18", serde_json::json!({"epochs_run": 3 + fold}), 3 + fold);
-        inputs.push(input(
-            "train",
-            &format!("train[fold={fold}]"),
-            &format!(r#"{{"arch": "r3d18", "fold": {fold}}}"#),
-            train,
-        ));
+        inputs.push(input("train", &format!("train[fold={fold}]"), &format!(r#"{{"arch": "r3d18", "fold": {fold}}}"#), train));
     }
     let out = dir.path().join("out");
     run_report(&inputs, &out).unwrap();

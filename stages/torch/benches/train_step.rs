@@ -73,8 +73,7 @@ fn parse() -> Result<Options, String> {
                 o.device = stages_torch::train::device::resolve_device(choice).map_err(|e| e.message)?;
             }
             "--arch" => picked.push(
-                serde_json::from_value(serde_json::Value::String(value.clone()))
-                    .map_err(|_| format!("unknown architecture {value}"))?,
+                serde_json::from_value(serde_json::Value::String(value.clone())).map_err(|_| format!("unknown architecture {value}"))?,
             ),
             _ => return Err(format!("unknown flag {flag}")),
         }
@@ -99,8 +98,7 @@ fn median(xs: &[f64]) -> f64 {
 fn python() -> std::path::PathBuf {
     match std::env::var_os("PIPELINE_TORCH_VENV") {
         Some(venv) => std::path::PathBuf::from(venv).join("bin/python"),
-        None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/pipeline/torch-2.13.0/bin/python"),
+        None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/pipeline/torch-2.13.0/bin/python"),
     }
 }
 

@@ -5,7 +5,8 @@
 //! Needs exactly one `train` instance (give `evaluate` the same `matrix:` as `train`, and the
 //! engine pairs `evaluate[arch=x]` with `train[arch=x]`), plus `extract` and `split`.
 
-use stage_api::{typed_params, ParamError, Params, Stage, StageContext, StageError, StageOutcome};
+use stage_api::worker::WorkerStage;
+use stage_api::{typed_params, Params, StageContext, StageError, StageOutcome};
 use stages_learn::evaluate::EvaluateParams;
 
 use crate::cache::{read_cache_index, ClipLoader};
@@ -16,91 +17,73 @@ use crate::train::device::resolve_device;
 /// Misclassified clips drawn in `misclassified_examples.png`.
 const EXAMPLE_ROWS: usize = 6;
 
-/// The `evaluate` stage as the worker runs it: what the engine knows of it comes from
-/// [`stages_learn::evaluate::EvaluateStage`]; `run` evaluates.
-pub struct EvaluateStage;
+/// The `evaluate` stage as the worker runs it: described by
+/// [`stages_learn::evaluate::EvaluateStage`], evaluated by [`evaluate`].
+pub const EVALUATE: WorkerStage<stages_learn::evaluate::EvaluateStage> =
+    WorkerStage { describe: stages_learn::evaluate::EvaluateStage, work: evaluate };
 
-impl Stage for EvaluateStage {
-    fn kind(&self) -> &'static str {
-        stages_learn::evaluate::EvaluateStage.kind()
+/// Runs one trained model on its test (or validation) split and writes the metrics.
+pub fn evaluate(ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
+    let (p, _): (EvaluateParams, Params) = typed_params(ctx.params).map_err(|e| StageError::msg(e.message))?;
+    let train = ctx.input_like("train", crate::train::checkpoint::CARD_FILE)?;
+    let extract = ctx.input_like("extract", crate::cache::INDEX_FILE)?;
+    let split = ctx.input_like("split", crate::split::ASSIGNMENT_FILE)?;
+    tch::set_num_threads(ctx.threads.max(1) as i32);
+
+    let predictor = Predictor::load(&train.dir, resolve_device(p.device)?)?;
+    let wanted = if p.split == "val" { Split::Val } else { Split::Test };
+    let chosen: Vec<_> = read_assignment(&split.dir)?.into_iter().filter(|a| a.split == wanted).collect();
+    if chosen.is_empty() {
+        return Err(StageError::msg(format!("the {} split of `{}` holds no clips", p.split, split.instance)));
+    }
+    let index = read_cache_index(&extract.dir)?;
+    let loader = ClipLoader::open(&extract.dir, &index)?;
+    if (loader.frames(), loader.size()) != (predictor.frames(), predictor.size()) {
+        return Err(StageError::msg(format!(
+            "the model in `{}` expects T={} frames of {}x{}, the cache of `{}` holds T={} of {}x{}",
+            train.instance,
+            predictor.frames(),
+            predictor.size(),
+            predictor.size(),
+            extract.instance,
+            loader.frames(),
+            loader.size(),
+            loader.size()
+        )));
     }
 
-    fn version(&self) -> u32 {
-        stages_learn::evaluate::EvaluateStage.version()
-    }
-
-    fn resolve_params(&self, params: &Params) -> Result<Params, ParamError> {
-        stages_learn::evaluate::EvaluateStage.resolve_params(params)
-    }
-
-    fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
-        let (p, _): (EvaluateParams, Params) = typed_params(ctx.params).map_err(|e| StageError::msg(e.message))?;
-        let train = ctx.input_like("train", crate::train::checkpoint::CARD_FILE)?;
-        let extract = ctx.input_like("extract", crate::cache::INDEX_FILE)?;
-        let split = ctx.input_like("split", crate::split::ASSIGNMENT_FILE)?;
-        tch::set_num_threads(ctx.threads.max(1) as i32);
-
-        let predictor = Predictor::load(&train.dir, resolve_device(p.device)?)?;
-        let wanted = if p.split == "val" { Split::Val } else { Split::Test };
-        let chosen: Vec<_> = read_assignment(&split.dir)?.into_iter().filter(|a| a.split == wanted).collect();
-        if chosen.is_empty() {
-            return Err(StageError::msg(format!("the {} split of `{}` holds no clips", p.split, split.instance)));
+    ctx.progress.start(chosen.len() as u64, "clips");
+    let mut predictions = Vec::with_capacity(chosen.len());
+    for batch in chosen.chunks(p.batch_size) {
+        let clips: Vec<&[u8]> = batch.iter().map(|a| loader.clip(&a.clip_id)).collect::<Result<_, _>>()?;
+        let probs = predictor.predict(&clips)?;
+        for (a, probs) in batch.iter().zip(probs) {
+            let predicted = argmax(&probs);
+            predictions.push(stages_report::Prediction {
+                clip_id: a.clip_id.clone(),
+                actor: a.actor as i32,
+                label: a.label,
+                predicted,
+                probs,
+            });
         }
-        let index = read_cache_index(&extract.dir)?;
-        let loader = ClipLoader::open(&extract.dir, &index)?;
-        if (loader.frames(), loader.size()) != (predictor.frames(), predictor.size()) {
-            return Err(StageError::msg(format!(
-                "the model in `{}` expects T={} frames of {}x{}, the cache of `{}` holds T={} of {}x{}",
-                train.instance,
-                predictor.frames(),
-                predictor.size(),
-                predictor.size(),
-                extract.instance,
-                loader.frames(),
-                loader.size(),
-                loader.size()
-            )));
-        }
-
-        ctx.progress.start(chosen.len() as u64, "clips");
-        let mut predictions = Vec::with_capacity(chosen.len());
-        for batch in chosen.chunks(p.batch_size) {
-            let clips: Vec<&[u8]> = batch.iter().map(|a| loader.clip(&a.clip_id)).collect::<Result<_, _>>()?;
-            let probs = predictor.predict(&clips)?;
-            for (a, probs) in batch.iter().zip(probs) {
-                let predicted = argmax(&probs);
-                predictions.push(stages_report::Prediction {
-                    clip_id: a.clip_id.clone(),
-                    actor: a.actor as i32,
-                    label: a.label,
-                    predicted,
-                    probs,
-                });
-            }
-            ctx.progress.advance(batch.len() as u64);
-        }
-
-        let history_file = train.dir.join("history.parquet");
-        let history = if history_file.is_file() { Some(stages_report::read_history(&history_file)?) } else { None };
-        let metrics = stages_report::write_evaluation(
-            ctx.out_dir,
-            &predictions,
-            predictor.class_names(),
-            history.as_ref(),
-            &train.instance,
-        )?;
-        stages_report::write_misclassified_examples(ctx.out_dir, &extract.dir, &predictions, predictor.class_names(), EXAMPLE_ROWS)?;
-        Ok(StageOutcome::new(format!(
-            "{} {} clips: accuracy {:.1} % [{:.1}, {:.1}], macro-F1 {:.3}, UAR {:.3}",
-            predictions.len(),
-            p.split,
-            100.0 * metrics.accuracy,
-            100.0 * metrics.accuracy_ci.low,
-            100.0 * metrics.accuracy_ci.high,
-            metrics.macro_f1,
-            metrics.uar
-        )))
+        ctx.progress.advance(batch.len() as u64);
     }
+
+    let history_file = train.dir.join("history.parquet");
+    let history = if history_file.is_file() { Some(stages_report::read_history(&history_file)?) } else { None };
+    let metrics = stages_report::write_evaluation(ctx.out_dir, &predictions, predictor.class_names(), history.as_ref(), &train.instance)?;
+    stages_report::write_misclassified_examples(ctx.out_dir, &extract.dir, &predictions, predictor.class_names(), EXAMPLE_ROWS)?;
+    Ok(StageOutcome::new(format!(
+        "{} {} clips: accuracy {:.1} % [{:.1}, {:.1}], macro-F1 {:.3}, UAR {:.3}",
+        predictions.len(),
+        p.split,
+        100.0 * metrics.accuracy,
+        100.0 * metrics.accuracy_ci.low,
+        100.0 * metrics.accuracy_ci.high,
+        metrics.macro_f1,
+        metrics.uar
+    )))
 }
 
 fn argmax(probs: &[f32]) -> i64 {

@@ -42,12 +42,7 @@ impl Predictor {
         let vs = VarStore::new(device);
         let model = models::build(&vs.root(), &card.spec())?;
         load_weights(&vs, &model_dir.join(WEIGHTS_FILE))?;
-        Ok(Self {
-            card,
-            _vs: vs,
-            model,
-            device,
-        })
+        Ok(Self { card, _vs: vs, model, device })
     }
 
     /// Everything `model.json` says.
@@ -93,8 +88,7 @@ impl Predictor {
             let bytes: Vec<u8> = chunk.concat();
             let images = Tensor::from_slice(&bytes).view([chunk.len() as i64, t, s, s, 3]);
             let probs = self.predict_tensor(&images)?;
-            let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(&probs)
-                .map_err(|e| StageError::with_source("reading probabilities", e))?;
+            let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(&probs).map_err(|e| StageError::with_source("reading probabilities", e))?;
             out.extend(rows);
         }
         Ok(out)
@@ -105,21 +99,11 @@ impl Predictor {
         let (t, s) = (self.frames(), self.size());
         let size = images.size();
         if size.len() != 5 || size[1..] != [t, s, s, 3] || images.kind() != Kind::Uint8 {
-            return Err(StageError::msg(format!(
-                "expected uint8 clips [B, {t}, {s}, {s}, 3], got {:?} {size:?}",
-                images.kind()
-            )));
+            return Err(StageError::msg(format!("expected uint8 clips [B, {t}, {s}, {s}, 3], got {:?} {size:?}", images.kind())));
         }
         let probs = tch::no_grad(|| {
-            let xs = normalize(
-                &to_unit_float(images, self.device),
-                self.card.mean,
-                self.card.std,
-            );
-            self.model
-                .forward_t(&xs, false)
-                .to_kind(Kind::Float)
-                .softmax(-1, Kind::Float)
+            let xs = normalize(&to_unit_float(images, self.device), self.card.mean, self.card.std);
+            self.model.forward_t(&xs, false).to_kind(Kind::Float).softmax(-1, Kind::Float)
         });
         Ok(probs.to_device(Device::Cpu))
     }
@@ -140,13 +124,7 @@ mod tests {
     #[test]
     fn saved_model_predicts_exactly_like_the_one_in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let spec = ModelSpec {
-            arch: Arch::EarlyFusionCnn,
-            frames: 2,
-            size: 16,
-            num_classes: 3,
-            temporal_pool: TemporalPool::Mean,
-        };
+        let spec = ModelSpec { arch: Arch::EarlyFusionCnn, frames: 2, size: 16, num_classes: 3, temporal_pool: TemporalPool::Mean };
         let vs = VarStore::new(Device::Cpu);
         let model = models::build(&vs.root(), &spec).unwrap();
         // Move the BatchNorm running statistics away from their initial values.
@@ -156,23 +134,13 @@ mod tests {
         save_weights(&vs, &dir.path().join(WEIGHTS_FILE)).unwrap();
         card(&spec).write(dir.path()).unwrap();
 
-        let clips: Vec<Vec<u8>> = (0..3u8)
-            .map(|k| {
-                (0..2 * 16 * 16 * 3)
-                    .map(|i| (i as u8).wrapping_mul(k + 7))
-                    .collect()
-            })
-            .collect();
+        let clips: Vec<Vec<u8>> = (0..3u8).map(|k| (0..2 * 16 * 16 * 3).map(|i| (i as u8).wrapping_mul(k + 7)).collect()).collect();
         let refs: Vec<&[u8]> = clips.iter().map(Vec::as_slice).collect();
         let predictor = Predictor::load(dir.path(), Device::Cpu).unwrap();
         let got = predictor.predict(&refs).unwrap();
 
         let images = Tensor::from_slice(&clips.concat()).view([3, 2, 16, 16, 3]);
-        let expected = tch::no_grad(|| {
-            model
-                .forward_t(&model_input(&images, Device::Cpu), false)
-                .softmax(-1, Kind::Float)
-        });
+        let expected = tch::no_grad(|| model.forward_t(&model_input(&images, Device::Cpu), false).softmax(-1, Kind::Float));
         let expected = Vec::<Vec<f32>>::try_from(&expected).unwrap();
         assert_eq!(got, expected);
         assert_eq!(predictor.class_names()[2], "class2");

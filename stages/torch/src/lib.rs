@@ -22,8 +22,8 @@ pub use stages_learn::{split, table, CLASS_NAMES, TORCH_WORKER};
 
 /// The tensor cache reader, and the step from its bytes to a tensor.
 pub mod cache {
-    pub use stages_learn::cache::*;
     use stage_api::StageError;
+    pub use stages_learn::cache::*;
 
     /// A CPU uint8 tensor `[B, T, S, S, 3]` holding the given clips in order.
     pub fn batch_tensor(loader: &ClipLoader, clip_ids: &[&str]) -> Result<tch::Tensor, StageError> {
@@ -34,5 +34,5 @@ pub mod cache {
 
 /// The stages the worker runs.
 pub fn stages() -> Vec<Box<dyn stage_api::Stage>> {
-    vec![Box::new(train::TrainStage), Box::new(evaluate::EvaluateStage)]
+    vec![Box::new(train::TRAIN), Box::new(evaluate::EVALUATE)]
 }

@@ -63,7 +63,8 @@ pub fn predict_videos(
         )));
     }
     let first = videos.first().map_or(String::new(), |v| v.display().to_string());
-    let preprocessor = ClipPreprocessor::new(&params, Decoder::default(), &format!("needed to read {} videos, first {first}", videos.len()))?;
+    let preprocessor =
+        ClipPreprocessor::new(&params, Decoder::default(), &format!("needed to read {} videos, first {first}", videos.len()))?;
     let paths: Vec<&Path> = videos.iter().map(PathBuf::as_path).collect();
     let clips = preprocessor.clips(&paths, threads)?;
 

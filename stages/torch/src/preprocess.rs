@@ -14,24 +14,14 @@ pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
 /// uint8 `[B, T, S, S, 3]` (any device) to float `[B, T, 3, S, S]` in `[0, 1]` on `device`.
 /// The bytes travel to the device as uint8 (4x less to copy) and are converted there.
 pub fn to_unit_float(images: &Tensor, device: Device) -> Tensor {
-    images
-        .to_device(device)
-        .permute([0, 1, 4, 2, 3])
-        .to_kind(Kind::Float)
-        / 255.0
+    images.to_device(device).permute([0, 1, 4, 2, 3]).to_kind(Kind::Float) / 255.0
 }
 
 /// `[B, T, 3, S, S]` in `[0, 1]` to ImageNet-normalised values, with the given mean and std.
 pub fn normalize(xs: &Tensor, mean: [f64; 3], std: [f64; 3]) -> Tensor {
     let opts = (Kind::Float, xs.device());
-    let mean = Tensor::from_slice(&mean)
-        .to_kind(opts.0)
-        .to_device(opts.1)
-        .view([1, 1, 3, 1, 1]);
-    let std = Tensor::from_slice(&std)
-        .to_kind(opts.0)
-        .to_device(opts.1)
-        .view([1, 1, 3, 1, 1]);
+    let mean = Tensor::from_slice(&mean).to_kind(opts.0).to_device(opts.1).view([1, 1, 3, 1, 1]);
+    let std = Tensor::from_slice(&std).to_kind(opts.0).to_device(opts.1).view([1, 1, 3, 1, 1]);
     (xs - mean) / std
 }
 

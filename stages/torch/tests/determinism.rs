@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use common::{history, input, params, run_stage, toy_cache, train_in};
 use serde_json::json;
 use stages_torch::split::SplitStage;
@@ -12,20 +11,9 @@ use stages_torch::split::SplitStage;
 #[test]
 fn same_seed_same_history_other_seed_other_history() {
     let root = tempfile::tempdir().unwrap();
-    let cache = toy_cache(
-        &root.path().join("extract"),
-        &[1, 2, 3, 4, 5],
-        &[0, 1, 2, 3],
-        2,
-    );
+    let cache = toy_cache(&root.path().join("extract"), &[1, 2, 3, 4, 5], &[0, 1, 2, 3], 2);
     let split = root.path().join("split");
-    run_stage(
-        &SplitStage,
-        params(json!({"val_actors": [5], "test_actors": [1]})),
-        &[input("extract", &cache)],
-        &split,
-    )
-    .unwrap();
+    run_stage(&SplitStage, params(json!({"val_actors": [5], "test_actors": [1]})), &[input("extract", &cache)], &split).unwrap();
     let with = |seed: u64| {
         json!({"arch": "early_fusion_cnn", "epochs": 2, "batch_size": 8, "lr": 1e-3, "seed": seed, "device": "cpu",
                "threads": 1, "class_weights": true})
@@ -35,10 +23,7 @@ fn same_seed_same_history_other_seed_other_history() {
     let c = train_in(root.path(), "c", with(4)).unwrap();
     assert_eq!(history(&a), history(&b));
     assert_ne!(history(&a), history(&c));
-    let (wa, wb) = (
-        std::fs::read(a.join("model.safetensors")).unwrap(),
-        std::fs::read(b.join("model.safetensors")).unwrap(),
-    );
+    let (wa, wb) = (std::fs::read(a.join("model.safetensors")).unwrap(), std::fs::read(b.join("model.safetensors")).unwrap());
     assert!(wa == wb, "same seed, different weights");
 
     // Both seeds again, side by side: libtorch's generator is process-wide, so this checks that

@@ -72,10 +72,7 @@ fn parameter_counts_equal_torchvision() {
     let lstm = 2 * 2048 * 512 + 2 * 2048;
     assert_eq!(count(&spec(Arch::Resnet18Lstm, 10, 112, 8)), trunk + lstm + 512 * 8 + 8);
     // early_fusion_cnn, from tests/python/study_models.py: sum(p.numel()) of EarlyFusionCnn(10, 8).
-    let convs = [(30, 64), (64, 128), (128, 256), (256, 512)]
-        .iter()
-        .map(|&(i, o)| o * i * 9 + o + 2 * o)
-        .sum::<i64>();
+    let convs = [(30, 64), (64, 128), (128, 256), (256, 512)].iter().map(|&(i, o)| o * i * 9 + o + 2 * o).sum::<i64>();
     assert_eq!(count(&spec(Arch::EarlyFusionCnn, 10, 112, 8)), convs + 512 * 1024 + 1024 + 1024 * 8 + 8);
 }
 
@@ -96,7 +93,6 @@ fn spec_serialises_with_snake_case_names() {
     let json = serde_json::to_value(spec(Arch::Resnet18Lstm, 10, 112, 8)).unwrap();
     assert_eq!(json["arch"], "resnet18_lstm");
     assert_eq!(json["temporal_pool"], "mean");
-    let back: ModelSpec =
-        serde_json::from_str(r#"{"arch":"late_fusion_resnet18","frames":4,"size":32,"num_classes":8}"#).unwrap();
+    let back: ModelSpec = serde_json::from_str(r#"{"arch":"late_fusion_resnet18","frames":4,"size":32,"num_classes":8}"#).unwrap();
     assert_eq!(back.temporal_pool, TemporalPool::Mean);
 }

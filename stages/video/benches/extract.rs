@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use stage_api::{NoProgress, SameStore, Params, Stage, StageContext, StageInput};
+use stage_api::{NoProgress, Params, SameStore, Stage, StageContext, StageInput};
 use stages_video::extract::cache::read_index;
 use stages_video::extract::sampling::sample_indices;
 use stages_video::extract::testing::{write_clips_table, ClipRecord};
@@ -86,10 +86,19 @@ fn extract(tmp: &Path, clips: &[ClipRecord], threads: usize) -> PathBuf {
     write_clips_table(&scan.join("clips.parquet"), clips).unwrap();
     let stage = ExtractStage::new();
     // BENCH_PARAMS: extract parameters as JSON (e.g. '{"detect_frames": 2}'), defaults otherwise.
-    let raw: Params = std::env::var("BENCH_PARAMS").ok().map(|j| serde_json::from_str(&j).expect("BENCH_PARAMS: a JSON object")).unwrap_or_default();
+    let raw: Params =
+        std::env::var("BENCH_PARAMS").ok().map(|j| serde_json::from_str(&j).expect("BENCH_PARAMS: a JSON object")).unwrap_or_default();
     let params = stage.resolve_params(&raw).unwrap();
     let inputs = [StageInput { kind: Some("scan".into()), ..StageInput::new("scan", scan) }];
-    let ctx = StageContext { params: &params, inputs: &inputs, out_dir: &out, base_dir: tmp, progress: &NoProgress, threads, artifacts: &SameStore };
+    let ctx = StageContext {
+        params: &params,
+        inputs: &inputs,
+        out_dir: &out,
+        base_dir: tmp,
+        progress: &NoProgress,
+        threads,
+        artifacts: &SameStore,
+    };
     stage.run(&ctx).unwrap();
     out
 }
@@ -100,7 +109,17 @@ fn main() {
     let padded = std::env::var_os("BENCH_INPUT").map(PathBuf::from).unwrap_or_else(|| {
         let p = tmp.path().join("ravdess_1280x720.mp4");
         let src = real("01-01-08-02-01-01-19.mp4");
-        ffmpeg(&["-i", src.to_str().unwrap(), "-vf", "pad=1280:720:280:0:white", "-c:v", "libx264", "-pix_fmt", "yuv420p", p.to_str().unwrap()]);
+        ffmpeg(&[
+            "-i",
+            src.to_str().unwrap(),
+            "-vf",
+            "pad=1280:720:280:0:white",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            p.to_str().unwrap(),
+        ]);
         p
     });
     if let Some(n) = std::env::var_os("BENCH_RSS_CHILD") {
@@ -138,7 +157,12 @@ fn main() {
         t0.elapsed().as_secs_f64()
     };
     let (w1, w2) = (wall(1), wall(2));
-    println!("wall for {n} clips: 1 thread {w1:.2}s ({:.2} clips/s), 2 threads {w2:.2}s ({:.2} clips/s), speed-up {:.2}x", n as f64 / w1, n as f64 / w2, w1 / w2);
+    println!(
+        "wall for {n} clips: 1 thread {w1:.2}s ({:.2} clips/s), 2 threads {w2:.2}s ({:.2} clips/s), speed-up {:.2}x",
+        n as f64 / w1,
+        n as f64 / w2,
+        w1 / w2
+    );
 
     // 3. Peak RSS, fresh process per size.
     let rss = |k: usize| -> i64 {
@@ -182,5 +206,9 @@ fn main() {
     let ours_epoch = (cpu_total() - before) / n as f64;
     println!("study: JPEG extraction {study_once:.3} CPU-s/clip once, {:.1} ms/clip/epoch (T JPEG decodes + resizes)", study_epoch * 1e3);
     println!("ours:  extract {ours:.3} CPU-s/clip once, {:.2} ms/clip/epoch (whole-shard read per clip, worst case)", ours_epoch * 1e3);
-    println!("ratios: one-time study/ours = {:.2}x, per-epoch study/ours = {:.0}x (checksum {checksum})", study_once / ours, study_epoch / ours_epoch.max(1e-9));
+    println!(
+        "ratios: one-time study/ours = {:.2}x, per-epoch study/ours = {:.0}x (checksum {checksum})",
+        study_once / ours,
+        study_epoch / ours_epoch.max(1e-9)
+    );
 }

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use stage_api::{NoProgress, SameStore, Params, Stage, StageContext};
+use stage_api::{NoProgress, Params, SameStore, Stage, StageContext};
 use stages_video::ravdess::{RavdessName, EMOTIONS};
 use stages_video::synth::SynthStage;
 
@@ -22,7 +22,8 @@ fn main() {
     }
     std::fs::create_dir_all(&out).expect("creating OUT_DIR");
     let params = SynthStage.resolve_params(&raw).expect("params");
-    let ctx = StageContext { params: &params, inputs: &[], out_dir: &out, base_dir: &out, progress: &NoProgress, threads, artifacts: &SameStore };
+    let ctx =
+        StageContext { params: &params, inputs: &[], out_dir: &out, base_dir: &out, progress: &NoProgress, threads, artifacts: &SameStore };
     let t0 = std::time::Instant::now();
     let outcome = SynthStage.run(&ctx).expect("synth");
     let gen_s = t0.elapsed().as_secs_f64();

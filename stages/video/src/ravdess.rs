@@ -109,15 +109,8 @@ pub enum Field {
 }
 
 impl Field {
-    const ALL: [Field; 7] = [
-        Field::Modality,
-        Field::VocalChannel,
-        Field::Emotion,
-        Field::Intensity,
-        Field::Statement,
-        Field::Repetition,
-        Field::Actor,
-    ];
+    const ALL: [Field; 7] =
+        [Field::Modality, Field::VocalChannel, Field::Emotion, Field::Intensity, Field::Statement, Field::Repetition, Field::Actor];
 
     /// The accepted range and its meaning.
     fn expected(self) -> &'static str {
@@ -182,11 +175,7 @@ impl RavdessName {
             if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(NameError::NotTwoDigits { name: name.to_owned(), field, value: (*part).to_owned() });
             }
-            let n = part.parse::<u8>().map_err(|_| NameError::NotTwoDigits {
-                name: name.to_owned(),
-                field,
-                value: (*part).to_owned(),
-            })?;
+            let n = part.parse::<u8>().map_err(|_| NameError::NotTwoDigits { name: name.to_owned(), field, value: (*part).to_owned() })?;
             let (lo, hi) = field.range();
             if n < lo || n > hi {
                 return Err(NameError::OutOfRange { name: name.to_owned(), field, value: n, expected: field.expected() });
@@ -378,10 +367,7 @@ mod tests {
         assert!(matches!(err("02-01-05-02-01-01-12"), NameError::NotMp4 { .. }));
         assert!(matches!(err("clip.mp4"), NameError::FieldCount { found: 1, .. }));
         assert!(matches!(err("02-01-05-02-01-01-12-3.mp4"), NameError::FieldCount { found: 8, .. }));
-        assert!(matches!(
-            err("02-01-5-02-01-01-12.mp4"),
-            NameError::NotTwoDigits { field: Field::Emotion, .. }
-        ));
+        assert!(matches!(err("02-01-5-02-01-01-12.mp4"), NameError::NotTwoDigits { field: Field::Emotion, .. }));
         assert!(matches!(err("02-01-05-02-01-01-x2.mp4"), NameError::NotTwoDigits { field: Field::Actor, .. }));
         assert!(matches!(err("02-+1-05-02-01-01-12.mp4"), NameError::NotTwoDigits { .. }));
         let cases = [

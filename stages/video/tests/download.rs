@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use stage_api::{NoProgress, SameStore, Params, Stage, StageContext, StageError};
+use stage_api::{NoProgress, Params, SameStore, Stage, StageContext, StageError};
 use stages_video::download::DownloadStage;
 use stages_video::synth::SynthStage;
 
@@ -115,7 +115,15 @@ fn run(server: &Server, dest: &Path, actors: &[u8], vocal_channels: &[u8]) -> Re
     .unwrap();
     let params = DownloadStage.resolve_params(&raw).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let ctx = StageContext { params: &params, inputs: &[], out_dir: out.path(), base_dir: dest, progress: &NoProgress, threads: 1, artifacts: &SameStore };
+    let ctx = StageContext {
+        params: &params,
+        inputs: &[],
+        out_dir: out.path(),
+        base_dir: dest,
+        progress: &NoProgress,
+        threads: 1,
+        artifacts: &SameStore,
+    };
     DownloadStage.run(&ctx).map(|o| o.summary)
 }
 
@@ -123,8 +131,18 @@ fn run(server: &Server, dest: &Path, actors: &[u8], vocal_channels: &[u8]) -> Re
 fn resumes_an_interrupted_download_and_never_unpacks_a_bad_one() {
     // Real synthetic clips to put in the zips.
     let clips = tempfile::tempdir().unwrap();
-    let p = SynthStage.resolve_params(&serde_json::from_str(r#"{"actors": 3, "emotions": ["angry"], "intensities": [2], "duration_s": 0.2}"#).unwrap()).unwrap();
-    let ctx = StageContext { params: &p, inputs: &[], out_dir: clips.path(), base_dir: clips.path(), progress: &NoProgress, threads: 2, artifacts: &SameStore };
+    let p = SynthStage
+        .resolve_params(&serde_json::from_str(r#"{"actors": 3, "emotions": ["angry"], "intensities": [2], "duration_s": 0.2}"#).unwrap())
+        .unwrap();
+    let ctx = StageContext {
+        params: &p,
+        inputs: &[],
+        out_dir: clips.path(),
+        base_dir: clips.path(),
+        progress: &NoProgress,
+        threads: 2,
+        artifacts: &SameStore,
+    };
     SynthStage.run(&ctx).unwrap();
     let zip_for = |actor: u8| {
         let rel = format!("Actor_{actor:02}/02-01-05-02-01-01-{actor:02}.mp4");

@@ -53,12 +53,19 @@ fn real_faces_are_found_and_crops_are_centred_on_them() {
         let (fw, fh) = case.3;
         let (ex, ey) = case.4;
         let (cx, cy) = (row.crop_x as f32 + row.crop_side as f32 / 2.0, row.crop_y as f32 + row.crop_side as f32 / 2.0);
-        eprintln!("{}: box ({:.0},{:.0},{:.0},{:.0}) score {:.2} found {}/{} crop centre ({cx:.0},{cy:.0}) side {}", row.clip_id, row.box_x, row.box_y, row.box_w, row.box_h, row.detect_score, row.face_found_frames, row.frames, row.crop_side);
+        eprintln!(
+            "{}: box ({:.0},{:.0},{:.0},{:.0}) score {:.2} found {}/{} crop centre ({cx:.0},{cy:.0}) side {}",
+            row.clip_id, row.box_x, row.box_y, row.box_w, row.box_h, row.detect_score, row.face_found_frames, row.frames, row.crop_side
+        );
         assert_eq!((row.source_width as f32, row.source_height as f32), (fw, fh));
         assert!(!row.fallback, "{}: no face found", row.clip_id);
         assert_eq!(row.face_checked_frames, 2, "{}: the detector looks at detect_frames (2) frames", row.clip_id);
         assert_eq!(row.face_found_frames, 2, "{}: face in only {} of 2 frames", row.clip_id, row.face_found_frames);
-        assert!((cx - ex).abs() <= 0.15 * fw && (cy - ey).abs() <= 0.15 * fh, "{}: crop centre ({cx},{cy}) far from the face at ({ex},{ey})", row.clip_id);
+        assert!(
+            (cx - ex).abs() <= 0.15 * fw && (cy - ey).abs() <= 0.15 * fh,
+            "{}: crop centre ({cx},{cy}) far from the face at ({ex},{ey})",
+            row.clip_id
+        );
         assert!(row.box_w > 0.05 * fw && row.box_w < 0.9 * fw, "{}: implausible face width {}", row.clip_id, row.box_w);
         assert_eq!(row.decode_passes, 1, "{}: the container's frame count was right", row.clip_id);
         let (shape, data) = tensor(&run.out, row);

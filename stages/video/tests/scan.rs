@@ -6,7 +6,7 @@ use std::process::Command;
 
 use arrow_array::{Array, Float64Array, Int32Array, Int64Array, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use stage_api::{NoProgress, SameStore, Params, Stage, StageContext, StageInput};
+use stage_api::{NoProgress, Params, SameStore, Stage, StageContext, StageInput};
 use stages_video::scan::probe::Prober;
 use stages_video::scan::{scan, ScanParams, ScanStage};
 use stages_video::synth::SynthStage;
@@ -21,9 +21,12 @@ fn params<T: serde::de::DeserializeOwned>(stage: &dyn Stage, json: &str) -> (T, 
 /// A synthetic tree (2 actors x happy/sad strong, with 01 copies) plus one planted file per problem.
 /// Returns the root and the planted files by the reject kind they must get.
 fn planted_tree(dir: &Path) -> BTreeMap<&'static str, PathBuf> {
-    let (_, p): (serde_json::Value, Params) =
-        params(&SynthStage, r#"{"actors": 2, "emotions": ["happy", "sad"], "intensities": [2], "duration_s": 0.4, "audio_video_copies": true}"#);
-    let ctx = StageContext { params: &p, inputs: &[], out_dir: dir, base_dir: dir, progress: &NoProgress, threads: 2, artifacts: &SameStore };
+    let (_, p): (serde_json::Value, Params) = params(
+        &SynthStage,
+        r#"{"actors": 2, "emotions": ["happy", "sad"], "intensities": [2], "duration_s": 0.4, "audio_video_copies": true}"#,
+    );
+    let ctx =
+        StageContext { params: &p, inputs: &[], out_dir: dir, base_dir: dir, progress: &NoProgress, threads: 2, artifacts: &SameStore };
     SynthStage.run(&ctx).unwrap();
     let good = dir.join("Actor_01/02-01-03-02-01-01-01.mp4");
     let bytes = std::fs::read(&good).unwrap();
@@ -76,7 +79,11 @@ fn rejects_each_planted_file_with_its_reason_and_keeps_the_good_clips() {
         assert!(dups.iter().all(|r| r.source.file_name().unwrap().to_string_lossy().starts_with("01-")));
         assert_eq!(result.rejects.len(), 7 + 4, "{label}: {:#?}", result.rejects);
         let ids: Vec<String> = result.clips.iter().map(|c| c.name.clip_id()).collect();
-        assert_eq!(ids, ["01-02-02-01-01-02", "01-03-02-01-01-01", "01-03-02-01-01-02", "01-04-02-01-01-01", "01-04-02-01-01-02"], "{label}");
+        assert_eq!(
+            ids,
+            ["01-02-02-01-01-02", "01-03-02-01-01-01", "01-03-02-01-01-02", "01-04-02-01-01-01", "01-04-02-01-01-02"],
+            "{label}"
+        );
         for c in &result.clips {
             let want_modality = if c.name.emotion == 2 { 1 } else { 2 };
             assert_eq!(c.name.modality.code(), want_modality, "{label}");
@@ -98,7 +105,15 @@ fn stage_writes_tables_and_strict_names_the_bad_files() {
     // Without `root`, the `synth` need is the dataset.
     let inputs = [StageInput { kind: Some("synth".into()), ..StageInput::new("synth", data.path()) }];
     let (_, p): (ScanParams, Params) = params(&ScanStage, r#"{"emotions": ["calm", "happy", "sad", "angry"]}"#);
-    let ctx = StageContext { params: &p, inputs: &inputs, out_dir: out.path(), base_dir: Path::new("/nonexistent"), progress: &NoProgress, threads: 2, artifacts: &SameStore };
+    let ctx = StageContext {
+        params: &p,
+        inputs: &inputs,
+        out_dir: out.path(),
+        base_dir: Path::new("/nonexistent"),
+        progress: &NoProgress,
+        threads: 2,
+        artifacts: &SameStore,
+    };
     let outcome = ScanStage.run(&ctx).unwrap();
     assert_eq!(outcome.summary, "5 clips accepted, 8 rejected (4 duplicates), 3 filtered out");
     let file = std::fs::File::open(out.path().join("clips.parquet")).unwrap();
@@ -135,7 +150,15 @@ fn a_missing_dataset_folder_is_a_clear_error() {
     let base = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let (_, p): (ScanParams, Params) = params(&ScanStage, "{}");
-    let ctx = StageContext { params: &p, inputs: &[], out_dir: out.path(), base_dir: base.path(), progress: &NoProgress, threads: 1, artifacts: &SameStore };
+    let ctx = StageContext {
+        params: &p,
+        inputs: &[],
+        out_dir: out.path(),
+        base_dir: base.path(),
+        progress: &NoProgress,
+        threads: 1,
+        artifacts: &SameStore,
+    };
     let err = ScanStage.run(&ctx).unwrap_err().to_string();
     assert!(err.contains("data/ravdess") && err.contains("does not exist"), "{err}");
 }
@@ -181,11 +204,27 @@ fn tables_do_not_depend_on_where_the_workspace_is() {
     for workspace in [a.path().to_path_buf(), b.path().join("deeper/than/a"), c.path().to_path_buf()] {
         let data = workspace.join("data/ravdess");
         std::fs::create_dir_all(&data).unwrap();
-        let ctx = StageContext { params: &synth, inputs: &[], out_dir: &data, base_dir: &data, progress: &NoProgress, threads: 2, artifacts: &SameStore };
+        let ctx = StageContext {
+            params: &synth,
+            inputs: &[],
+            out_dir: &data,
+            base_dir: &data,
+            progress: &NoProgress,
+            threads: 2,
+            artifacts: &SameStore,
+        };
         SynthStage.run(&ctx).unwrap();
         let out = workspace.join("scan-out");
         std::fs::create_dir_all(&out).unwrap();
-        let ctx = StageContext { params: &p, inputs: &[], out_dir: &out, base_dir: &workspace, progress: &NoProgress, threads: 2, artifacts: &SameStore };
+        let ctx = StageContext {
+            params: &p,
+            inputs: &[],
+            out_dir: &out,
+            base_dir: &workspace,
+            progress: &NoProgress,
+            threads: 2,
+            artifacts: &SameStore,
+        };
         ScanStage.run(&ctx).unwrap();
         let file = std::fs::File::open(out.join("clips.parquet")).unwrap();
         let batch = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().next().unwrap().unwrap();
@@ -202,7 +241,11 @@ fn tables_do_not_depend_on_where_the_workspace_is() {
 
 /// The files of a (flat) output directory, name -> bytes.
 fn files_in(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).map(|p| (p.file_name().unwrap().into(), std::fs::read(&p).unwrap())).collect()
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.file_name().unwrap().into(), std::fs::read(&p).unwrap()))
+        .collect()
 }
 
 /// The probing split into 1 to 5 shards (a shard may be empty, and duplicates, fallbacks and
@@ -215,7 +258,15 @@ fn shards_of_the_probing_merge_to_the_same_tables() {
     let inputs = [StageInput { kind: Some("synth".into()), ..StageInput::new("synth", data.path()) }];
     let (_, p): (ScanParams, Params) = params(&ScanStage, r#"{"emotions": ["calm", "happy", "sad", "angry"]}"#);
     let whole = tempfile::tempdir().unwrap();
-    let ctx = StageContext { params: &p, inputs: &inputs, out_dir: whole.path(), base_dir: Path::new("/nonexistent"), progress: &NoProgress, threads: 2, artifacts: &SameStore };
+    let ctx = StageContext {
+        params: &p,
+        inputs: &inputs,
+        out_dir: whole.path(),
+        base_dir: Path::new("/nonexistent"),
+        progress: &NoProgress,
+        threads: 2,
+        artifacts: &SameStore,
+    };
     let expected = ScanStage.run(&ctx).unwrap().summary;
     assert!(ScanStage.shardable());
     for count in 1..=5 {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use stage_api::{NoProgress, SameStore, Params, Stage, StageContext};
+use stage_api::{NoProgress, Params, SameStore, Stage, StageContext};
 use stages_video::ravdess::RavdessName;
 use stages_video::synth::face::ClipPlan;
 use stages_video::synth::render::Renderer;
@@ -16,7 +16,15 @@ const MODEL: &[u8] = include_bytes!("../src/extract/model/seeta_fd_frontal_v1.0.
 fn run_synth(out: &Path, json: &str) -> String {
     let raw: Params = serde_json::from_str(json).unwrap();
     let params = SynthStage.resolve_params(&raw).unwrap();
-    let ctx = StageContext { params: &params, inputs: &[], out_dir: out, base_dir: out, progress: &NoProgress, threads: 2, artifacts: &SameStore };
+    let ctx = StageContext {
+        params: &params,
+        inputs: &[],
+        out_dir: out,
+        base_dir: out,
+        progress: &NoProgress,
+        threads: 2,
+        artifacts: &SameStore,
+    };
     SynthStage.run(&ctx).unwrap().summary
 }
 

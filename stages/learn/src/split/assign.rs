@@ -53,50 +53,24 @@ pub struct ActorSplit {
 }
 
 /// Applies `rule` to the actors found in the cache.
-pub fn assign_actors(
-    rule: &SplitRule,
-    cache_actors: &BTreeSet<i64>,
-) -> Result<ActorSplit, StageError> {
+pub fn assign_actors(rule: &SplitRule, cache_actors: &BTreeSet<i64>) -> Result<ActorSplit, StageError> {
     let split = match rule {
         SplitRule::Lists { train, val, test } => lists(train.as_deref(), val, test, cache_actors)?,
-        SplitRule::KFold {
-            folds,
-            fold,
-            val_actors_per_fold,
-            seed,
-        } => kfold(*folds, *fold, *val_actors_per_fold, *seed, cache_actors)?,
+        SplitRule::KFold { folds, fold, val_actors_per_fold, seed } => kfold(*folds, *fold, *val_actors_per_fold, *seed, cache_actors)?,
     };
     check_disjoint_and_non_empty(&split)?;
     Ok(split)
 }
 
-fn lists(
-    train: Option<&[i64]>,
-    val: &[i64],
-    test: &[i64],
-    cache: &BTreeSet<i64>,
-) -> Result<ActorSplit, StageError> {
+fn lists(train: Option<&[i64]>, val: &[i64], test: &[i64], cache: &BTreeSet<i64>) -> Result<ActorSplit, StageError> {
     let val = checked_list("val_actors", val, cache)?;
     let test = checked_list("test_actors", test, cache)?;
     let train = match train {
         Some(list) => checked_list("train_actors", list, cache)?,
-        None => cache
-            .iter()
-            .copied()
-            .filter(|a| !val.contains(a) && !test.contains(a))
-            .collect(),
+        None => cache.iter().copied().filter(|a| !val.contains(a) && !test.contains(a)).collect(),
     };
-    let unassigned = cache
-        .iter()
-        .copied()
-        .filter(|a| !train.contains(a) && !val.contains(a) && !test.contains(a))
-        .collect();
-    Ok(ActorSplit {
-        train,
-        val,
-        test,
-        unassigned,
-    })
+    let unassigned = cache.iter().copied().filter(|a| !train.contains(a) && !val.contains(a) && !test.contains(a)).collect();
+    Ok(ActorSplit { train, val, test, unassigned })
 }
 
 /// Sorts and de-duplicates `list`, failing on actors the cache does not have.
@@ -122,28 +96,20 @@ fn kfold(
 ) -> Result<ActorSplit, StageError> {
     let n = cache.len();
     if folds < 2 {
-        return Err(StageError::msg(format!(
-            "`folds` must be at least 2, got {folds}"
-        )));
+        return Err(StageError::msg(format!("`folds` must be at least 2, got {folds}")));
     }
     if fold >= folds {
-        return Err(StageError::msg(format!(
-            "`fold` must be in 0..{folds} (0-based), got {fold}"
-        )));
+        return Err(StageError::msg(format!("`fold` must be in 0..{folds} (0-based), got {fold}")));
     }
     if n < folds {
-        return Err(StageError::msg(format!(
-            "{folds} folds need at least {folds} actors, the cache has {n}"
-        )));
+        return Err(StageError::msg(format!("{folds} folds need at least {folds} actors, the cache has {n}")));
     }
     let mut actors: Vec<i64> = cache.iter().copied().collect();
     if let Some(seed) = seed {
         actors.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
     }
     // Group g holds actors[bounds[g]..bounds[g + 1]]; the first n % folds groups get one more.
-    let bounds: Vec<usize> = (0..=folds)
-        .map(|g| g * (n / folds) + g.min(n % folds))
-        .collect();
+    let bounds: Vec<usize> = (0..=folds).map(|g| g * (n / folds) + g.min(n % folds)).collect();
     let group = |g: usize| actors[bounds[g]..bounds[g + 1]].to_vec();
     let test = group(fold);
     let val = match val_per_fold {
@@ -159,37 +125,21 @@ fn kfold(
             (0..v).map(|k| actors[(bounds[fold + 1] + k) % n]).collect()
         }
     };
-    let train = actors
-        .iter()
-        .copied()
-        .filter(|a| !test.contains(a) && !val.contains(a))
-        .collect();
+    let train = actors.iter().copied().filter(|a| !test.contains(a) && !val.contains(a)).collect();
     let sorted = |mut v: Vec<i64>| {
         v.sort_unstable();
         v
     };
-    Ok(ActorSplit {
-        train: sorted(train),
-        val: sorted(val),
-        test: sorted(test),
-        unassigned: Vec::new(),
-    })
+    Ok(ActorSplit { train: sorted(train), val: sorted(val), test: sorted(test), unassigned: Vec::new() })
 }
 
 fn check_disjoint_and_non_empty(split: &ActorSplit) -> Result<(), StageError> {
-    let named = [
-        ("train", &split.train),
-        ("val", &split.val),
-        ("test", &split.test),
-    ];
+    let named = [("train", &split.train), ("val", &split.val), ("test", &split.test)];
     for (i, (a_name, a)) in named.iter().enumerate() {
         for (b_name, b) in &named[i + 1..] {
             let shared: Vec<i64> = a.iter().copied().filter(|x| b.contains(x)).collect();
             if !shared.is_empty() {
-                return Err(StageError::msg(format!(
-                    "actor(s) {} are in both the {a_name} and the {b_name} split",
-                    join(&shared)
-                )));
+                return Err(StageError::msg(format!("actor(s) {} are in both the {a_name} and the {b_name} split", join(&shared))));
             }
         }
     }
@@ -202,11 +152,7 @@ fn check_disjoint_and_non_empty(split: &ActorSplit) -> Result<(), StageError> {
 }
 
 pub(crate) fn join(actors: &[i64]) -> String {
-    actors
-        .iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    actors.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -218,11 +164,7 @@ mod tests {
     }
 
     fn study() -> SplitRule {
-        SplitRule::Lists {
-            train: None,
-            val: STUDY_VAL_ACTORS.to_vec(),
-            test: STUDY_TEST_ACTORS.to_vec(),
-        }
+        SplitRule::Lists { train: None, val: STUDY_VAL_ACTORS.to_vec(), test: STUDY_TEST_ACTORS.to_vec() }
     }
 
     #[test]
@@ -235,11 +177,7 @@ mod tests {
 
     #[test]
     fn explicit_lists_leave_other_actors_out() {
-        let rule = SplitRule::Lists {
-            train: Some(vec![3, 1, 1]),
-            val: vec![2],
-            test: vec![4],
-        };
+        let rule = SplitRule::Lists { train: Some(vec![3, 1, 1]), val: vec![2], test: vec![4] };
         let s = assign_actors(&rule, &actors(1..=6)).unwrap();
         assert_eq!((s.train, s.unassigned), (vec![1, 3], vec![5, 6]));
     }
@@ -247,26 +185,11 @@ mod tests {
     #[test]
     fn absent_overlapping_and_empty_are_errors_naming_actors() {
         let err = assign_actors(&study(), &actors(1..=6)).unwrap_err();
-        assert!(
-            err.message.contains("`val_actors` names actor(s) 21, 22"),
-            "{}",
-            err.message
-        );
-        let rule = SplitRule::Lists {
-            train: Some(vec![1, 2]),
-            val: vec![2, 3],
-            test: vec![4],
-        };
+        assert!(err.message.contains("`val_actors` names actor(s) 21, 22"), "{}", err.message);
+        let rule = SplitRule::Lists { train: Some(vec![1, 2]), val: vec![2, 3], test: vec![4] };
         let err = assign_actors(&rule, &actors(1..=6)).unwrap_err();
-        assert_eq!(
-            err.message,
-            "actor(s) 2 are in both the train and the val split"
-        );
-        let rule = SplitRule::Lists {
-            train: None,
-            val: vec![1, 2],
-            test: vec![3],
-        };
+        assert_eq!(err.message, "actor(s) 2 are in both the train and the val split");
+        let rule = SplitRule::Lists { train: None, val: vec![1, 2], test: vec![3] };
         let err = assign_actors(&rule, &actors(1..=3)).unwrap_err();
         assert_eq!(err.message, "the train split has no actors");
     }
@@ -276,12 +199,7 @@ mod tests {
         for seed in [None, Some(7)] {
             let mut tested = Vec::new();
             for fold in 0..5 {
-                let rule = SplitRule::KFold {
-                    folds: 5,
-                    fold,
-                    val_actors_per_fold: None,
-                    seed,
-                };
+                let rule = SplitRule::KFold { folds: 5, fold, val_actors_per_fold: None, seed };
                 let s = assign_actors(&rule, &actors(1..=24)).unwrap();
                 assert_eq!(s.train.len() + s.val.len() + s.test.len(), 24);
                 assert!(s.test.len() == 4 || s.test.len() == 5);
@@ -294,62 +212,25 @@ mod tests {
 
     #[test]
     fn kfold_is_deterministic_and_seed_shuffles() {
-        let rule = |seed| SplitRule::KFold {
-            folds: 6,
-            fold: 0,
-            val_actors_per_fold: Some(2),
-            seed,
-        };
+        let rule = |seed| SplitRule::KFold { folds: 6, fold: 0, val_actors_per_fold: Some(2), seed };
         let a = assign_actors(&rule(None), &actors(1..=24)).unwrap();
-        assert_eq!(
-            (a.test.clone(), a.val.clone()),
-            (vec![1, 2, 3, 4], vec![5, 6])
-        );
+        assert_eq!((a.test.clone(), a.val.clone()), (vec![1, 2, 3, 4], vec![5, 6]));
         let b = assign_actors(&rule(Some(3)), &actors(1..=24)).unwrap();
         assert_eq!(b, assign_actors(&rule(Some(3)), &actors(1..=24)).unwrap());
         assert_ne!(a.test, b.test);
-        let last = SplitRule::KFold {
-            folds: 6,
-            fold: 5,
-            val_actors_per_fold: Some(2),
-            seed: None,
-        };
+        let last = SplitRule::KFold { folds: 6, fold: 5, val_actors_per_fold: Some(2), seed: None };
         let c = assign_actors(&last, &actors(1..=24)).unwrap();
         assert_eq!((c.test, c.val), (vec![21, 22, 23, 24], vec![1, 2]));
     }
 
     #[test]
     fn kfold_bad_numbers() {
-        let rule = SplitRule::KFold {
-            folds: 5,
-            fold: 5,
-            val_actors_per_fold: None,
-            seed: None,
-        };
-        assert!(assign_actors(&rule, &actors(1..=24))
-            .unwrap_err()
-            .message
-            .contains("`fold` must be in 0..5"));
-        let rule = SplitRule::KFold {
-            folds: 5,
-            fold: 0,
-            val_actors_per_fold: None,
-            seed: None,
-        };
-        assert!(assign_actors(&rule, &actors(1..=3))
-            .unwrap_err()
-            .message
-            .contains("at least 5 actors"));
+        let rule = SplitRule::KFold { folds: 5, fold: 5, val_actors_per_fold: None, seed: None };
+        assert!(assign_actors(&rule, &actors(1..=24)).unwrap_err().message.contains("`fold` must be in 0..5"));
+        let rule = SplitRule::KFold { folds: 5, fold: 0, val_actors_per_fold: None, seed: None };
+        assert!(assign_actors(&rule, &actors(1..=3)).unwrap_err().message.contains("at least 5 actors"));
         // Two folds with the next group as validation leave nobody to train on.
-        let rule = SplitRule::KFold {
-            folds: 2,
-            fold: 0,
-            val_actors_per_fold: None,
-            seed: None,
-        };
-        assert_eq!(
-            assign_actors(&rule, &actors(1..=4)).unwrap_err().message,
-            "the train split has no actors"
-        );
+        let rule = SplitRule::KFold { folds: 2, fold: 0, val_actors_per_fold: None, seed: None };
+        assert_eq!(assign_actors(&rule, &actors(1..=4)).unwrap_err().message, "the train split has no actors");
     }
 }

@@ -88,22 +88,13 @@ impl SplitParams {
                     ("seed", self.seed.is_some()),
                 ] {
                     if set {
-                        return Err(ParamError::new(
-                            Some(name),
-                            format!("`{name}` only applies with `folds` (k-fold mode)"),
-                        ));
+                        return Err(ParamError::new(Some(name), format!("`{name}` only applies with `folds` (k-fold mode)")));
                     }
                 }
                 Ok(SplitRule::Lists {
                     train: self.train_actors.clone(),
-                    val: self
-                        .val_actors
-                        .clone()
-                        .unwrap_or_else(|| assign::STUDY_VAL_ACTORS.to_vec()),
-                    test: self
-                        .test_actors
-                        .clone()
-                        .unwrap_or_else(|| assign::STUDY_TEST_ACTORS.to_vec()),
+                    val: self.val_actors.clone().unwrap_or_else(|| assign::STUDY_VAL_ACTORS.to_vec()),
+                    test: self.test_actors.clone().unwrap_or_else(|| assign::STUDY_TEST_ACTORS.to_vec()),
                 })
             }
             Some(folds) => {
@@ -113,10 +104,7 @@ impl SplitParams {
                     ("test_actors", self.test_actors.is_some()),
                 ] {
                     if set {
-                        return Err(ParamError::new(
-                            Some(name),
-                            format!("`{name}` cannot be combined with `folds`"),
-                        ));
+                        return Err(ParamError::new(Some(name), format!("`{name}` cannot be combined with `folds`")));
                     }
                 }
                 let fold = self.fold.ok_or_else(|| {
@@ -125,17 +113,10 @@ impl SplitParams {
                 if folds < 2 || fold >= folds {
                     return Err(ParamError::new(
                         Some("fold"),
-                        format!(
-                            "need folds >= 2 and 0 <= fold < folds, got folds {folds}, fold {fold}"
-                        ),
+                        format!("need folds >= 2 and 0 <= fold < folds, got folds {folds}, fold {fold}"),
                     ));
                 }
-                Ok(SplitRule::KFold {
-                    folds,
-                    fold,
-                    val_actors_per_fold: self.val_actors_per_fold,
-                    seed: self.seed,
-                })
+                Ok(SplitRule::KFold { folds, fold, val_actors_per_fold: self.val_actors_per_fold, seed: self.seed })
             }
         }
     }
@@ -159,32 +140,22 @@ impl Stage for SplitStage {
         // Lists mode: write the defaults out, so `{}` and the study's explicit lists share a key.
         if typed.folds.is_none() {
             if typed.val_actors.is_none() {
-                canonical.insert(
-                    "val_actors".into(),
-                    serde_json::json!(assign::STUDY_VAL_ACTORS),
-                );
+                canonical.insert("val_actors".into(), serde_json::json!(assign::STUDY_VAL_ACTORS));
             }
             if typed.test_actors.is_none() {
-                canonical.insert(
-                    "test_actors".into(),
-                    serde_json::json!(assign::STUDY_TEST_ACTORS),
-                );
+                canonical.insert("test_actors".into(), serde_json::json!(assign::STUDY_TEST_ACTORS));
             }
         }
         Ok(canonical)
     }
 
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
-        let (params, _): (SplitParams, Params) = typed_params(ctx.params)
-            .map_err(|e| StageError::msg(format!("split parameters: {e}")))?;
+        let (params, _): (SplitParams, Params) = typed_params(ctx.params).map_err(|e| StageError::msg(format!("split parameters: {e}")))?;
         let rule = params.rule().map_err(|e| StageError::msg(e.message))?;
         let extract = ctx.input_like("extract", crate::cache::INDEX_FILE)?;
         let clips = read_cache_index(&extract.dir)?;
         if clips.is_empty() {
-            return Err(StageError::msg(format!(
-                "{}: the cache has no clips",
-                extract.dir.display()
-            )));
+            return Err(StageError::msg(format!("{}: the cache has no clips", extract.dir.display())));
         }
         let cache_actors: BTreeSet<i64> = clips.iter().map(|c| c.actor).collect();
         let actors = assign_actors(&rule, &cache_actors)?;
@@ -209,11 +180,7 @@ pub struct Assigned {
 pub fn read_assignment(dir: &Path) -> Result<Vec<Assigned>, StageError> {
     let path = dir.join(ASSIGNMENT_FILE);
     if !path.is_file() {
-        return Err(StageError::msg(format!(
-            "{}: missing; is `{}` a `split` output?",
-            path.display(),
-            dir.display()
-        )));
+        return Err(StageError::msg(format!("{}: missing; is `{}` a `split` output?", path.display(), dir.display())));
     }
     let table = Table::read(&path)?;
     let ids = table.strings("clip_id")?;
@@ -225,18 +192,9 @@ pub fn read_assignment(dir: &Path) -> Result<Vec<Assigned>, StageError> {
         .zip(labels)
         .zip(splits)
         .map(|(((clip_id, actor), label), split)| {
-            let split = Split::parse(&split).ok_or_else(|| {
-                StageError::msg(format!(
-                    "{}: clip `{clip_id}` has unknown split `{split}`",
-                    path.display()
-                ))
-            })?;
-            Ok(Assigned {
-                clip_id,
-                actor,
-                label,
-                split,
-            })
+            let split = Split::parse(&split)
+                .ok_or_else(|| StageError::msg(format!("{}: clip `{clip_id}` has unknown split `{split}`", path.display())))?;
+            Ok(Assigned { clip_id, actor, label, split })
         })
         .collect()
 }

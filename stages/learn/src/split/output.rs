@@ -19,34 +19,19 @@ pub struct Summary {
     pub warnings: Vec<String>,
 }
 
-pub fn write_all(
-    out: &Path,
-    rule: &SplitRule,
-    actors: &ActorSplit,
-    clips: &[CacheClip],
-) -> Result<Summary, StageError> {
+pub fn write_all(out: &Path, rule: &SplitRule, actors: &ActorSplit, clips: &[CacheClip]) -> Result<Summary, StageError> {
     let split_of = |actor: i64| {
-        [
-            (Split::Train, &actors.train),
-            (Split::Val, &actors.val),
-            (Split::Test, &actors.test),
-        ]
-        .into_iter()
-        .find(|(_, list)| list.contains(&actor))
-        .map(|(s, _)| s)
+        [(Split::Train, &actors.train), (Split::Val, &actors.val), (Split::Test, &actors.test)]
+            .into_iter()
+            .find(|(_, list)| list.contains(&actor))
+            .map(|(s, _)| s)
     };
-    let assigned: Vec<(&CacheClip, Split)> = clips
-        .iter()
-        .filter_map(|c| split_of(c.actor).map(|s| (c, s)))
-        .collect();
+    let assigned: Vec<(&CacheClip, Split)> = clips.iter().filter_map(|c| split_of(c.actor).map(|s| (c, s))).collect();
 
     write_assignment(&out.join(ASSIGNMENT_FILE), &assigned)?;
 
     // Class counts for every label present in the cache, zero counts included.
-    let labels: BTreeMap<i64, &str> = clips
-        .iter()
-        .map(|c| (c.label, c.emotion.as_str()))
-        .collect();
+    let labels: BTreeMap<i64, &str> = clips.iter().map(|c| (c.label, c.emotion.as_str())).collect();
     let mut class_counts: BTreeMap<(Split, i64), i64> = BTreeMap::new();
     let mut actor_counts: BTreeMap<(Split, i64), i64> = BTreeMap::new();
     for s in Split::ALL {
@@ -64,39 +49,17 @@ pub fn write_all(
     let mut warnings = Vec::new();
     for ((s, l), n) in &class_counts {
         if *n == 0 {
-            warnings.push(format!(
-                "the {} split has no clip of class {l} ({})",
-                s.as_str(),
-                labels[l]
-            ));
+            warnings.push(format!("the {} split has no clip of class {l} ({})", s.as_str(), labels[l]));
         }
     }
     if !actors.unassigned.is_empty() {
-        warnings.push(format!(
-            "actor(s) {} are in no split and left out",
-            join(&actors.unassigned)
-        ));
+        warnings.push(format!("actor(s) {} are in no split and left out", join(&actors.unassigned)));
     }
     let clips_in = |s: Split| assigned.iter().filter(|(_, x)| *x == s).count();
-    let (train, val, test) = (
-        clips_in(Split::Train),
-        clips_in(Split::Val),
-        clips_in(Split::Test),
-    );
+    let (train, val, test) = (clips_in(Split::Train), clips_in(Split::Val), clips_in(Split::Test));
     let (mode, folds, fold, val_per_fold, seed) = match rule {
         SplitRule::Lists { .. } => ("actors", None, None, None, None),
-        SplitRule::KFold {
-            folds,
-            fold,
-            val_actors_per_fold,
-            seed,
-        } => (
-            "kfold",
-            Some(*folds),
-            Some(*fold),
-            *val_actors_per_fold,
-            *seed,
-        ),
+        SplitRule::KFold { folds, fold, val_actors_per_fold, seed } => ("kfold", Some(*folds), Some(*fold), *val_actors_per_fold, *seed),
     };
     let json = serde_json::json!({
         "mode": mode,
@@ -110,9 +73,7 @@ pub fn write_all(
         "warnings": warnings,
     });
     write_json(&out.join("split.json"), &json)?;
-    let fold_text = fold
-        .map(|f| format!("fold {f}/{}: ", folds.unwrap_or(0)))
-        .unwrap_or_default();
+    let fold_text = fold.map(|f| format!("fold {f}/{}: ", folds.unwrap_or(0))).unwrap_or_default();
     let line = format!(
         "{fold_text}train {train} clips ({} actors), val {val} ({} actors: {}), test {test} ({} actors: {})",
         actors.train.len(),
@@ -130,45 +91,20 @@ fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
 
 fn write_assignment(path: &Path, assigned: &[(&CacheClip, Split)]) -> Result<(), StageError> {
     let b = batch(vec![
-        (
-            "clip_id",
-            strings(assigned.iter().map(|(c, _)| c.clip_id.as_str())),
-        ),
-        (
-            "actor",
-            Arc::new(Int32Array::from_iter_values(
-                assigned.iter().map(|(c, _)| c.actor as i32),
-            )),
-        ),
-        (
-            "label",
-            Arc::new(Int32Array::from_iter_values(
-                assigned.iter().map(|(c, _)| c.label as i32),
-            )),
-        ),
+        ("clip_id", strings(assigned.iter().map(|(c, _)| c.clip_id.as_str()))),
+        ("actor", Arc::new(Int32Array::from_iter_values(assigned.iter().map(|(c, _)| c.actor as i32)))),
+        ("label", Arc::new(Int32Array::from_iter_values(assigned.iter().map(|(c, _)| c.label as i32)))),
         ("split", strings(assigned.iter().map(|(_, s)| s.as_str()))),
     ])?;
     write_parquet(path, &b)
 }
 
-fn write_class_counts(
-    path: &Path,
-    counts: &BTreeMap<(Split, i64), i64>,
-    labels: &BTreeMap<i64, &str>,
-) -> Result<(), StageError> {
+fn write_class_counts(path: &Path, counts: &BTreeMap<(Split, i64), i64>, labels: &BTreeMap<i64, &str>) -> Result<(), StageError> {
     let b = batch(vec![
         ("split", strings(counts.keys().map(|(s, _)| s.as_str()))),
-        (
-            "label",
-            Arc::new(Int32Array::from_iter_values(
-                counts.keys().map(|(_, l)| *l as i32),
-            )),
-        ),
+        ("label", Arc::new(Int32Array::from_iter_values(counts.keys().map(|(_, l)| *l as i32)))),
         ("emotion", strings(counts.keys().map(|(_, l)| labels[l]))),
-        (
-            "count",
-            Arc::new(Int64Array::from_iter_values(counts.values().copied())),
-        ),
+        ("count", Arc::new(Int64Array::from_iter_values(counts.values().copied()))),
     ])?;
     write_parquet(path, &b)
 }
@@ -176,16 +112,8 @@ fn write_class_counts(
 fn write_actor_counts(path: &Path, counts: &BTreeMap<(Split, i64), i64>) -> Result<(), StageError> {
     let b = batch(vec![
         ("split", strings(counts.keys().map(|(s, _)| s.as_str()))),
-        (
-            "actor",
-            Arc::new(Int32Array::from_iter_values(
-                counts.keys().map(|(_, a)| *a as i32),
-            )),
-        ),
-        (
-            "count",
-            Arc::new(Int64Array::from_iter_values(counts.values().copied())),
-        ),
+        ("actor", Arc::new(Int32Array::from_iter_values(counts.keys().map(|(_, a)| *a as i32)))),
+        ("count", Arc::new(Int64Array::from_iter_values(counts.values().copied()))),
     ])?;
     write_parquet(path, &b)
 }

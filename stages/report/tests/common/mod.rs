@@ -71,7 +71,9 @@ pub fn input(need: &str, instance: &str, params_json: &str, dir: PathBuf) -> Sta
             inner
                 .split(',')
                 .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.trim().to_owned(), serde_json::from_str(v.trim()).unwrap_or_else(|_| serde_json::Value::String(v.trim().to_owned()))))
+                .map(|(k, v)| {
+                    (k.trim().to_owned(), serde_json::from_str(v.trim()).unwrap_or_else(|_| serde_json::Value::String(v.trim().to_owned())))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -92,16 +94,11 @@ pub fn fake_train(dir: &Path, arch: &str, extra: serde_json::Value, epochs: i64)
     }
     std::fs::write(dir.join("model.json"), serde_json::to_string_pretty(&model).unwrap()).unwrap();
     let h = history(epochs);
-    let col = |f: fn(&EpochRecord) -> Option<f64>| {
-        Arc::new(Float64Array::from(h.epochs.iter().map(f).collect::<Vec<_>>())) as ArrayRef
-    };
+    let col = |f: fn(&EpochRecord) -> Option<f64>| Arc::new(Float64Array::from(h.epochs.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
     write_parquet(
         &dir.join("history.parquet"),
         vec![
-            (
-                "epoch",
-                Arc::new(Int32Array::from(h.epochs.iter().map(|e| e.epoch as i32).collect::<Vec<_>>())) as ArrayRef,
-            ),
+            ("epoch", Arc::new(Int32Array::from(h.epochs.iter().map(|e| e.epoch as i32).collect::<Vec<_>>())) as ArrayRef),
             ("train_loss", col(|e| e.train_loss)),
             ("train_accuracy", col(|e| e.train_accuracy)),
             ("val_loss", col(|e| e.val_loss)),
@@ -166,11 +163,7 @@ pub fn fake_extract(dir: &Path, clip_ids: &[String], t: usize, s: usize) {
             for f in 0..t {
                 for y in 0..s {
                     for x in 0..s {
-                        v.extend([
-                            (f * 255 / t.max(1)) as u8,
-                            (x * 255 / s) as u8,
-                            ((y + i * 10) * 255 / (s + 100)) as u8,
-                        ]);
+                        v.extend([(f * 255 / t.max(1)) as u8, (x * 255 / s) as u8, ((y + i * 10) * 255 / (s + 100)) as u8]);
                     }
                 }
             }
@@ -182,12 +175,7 @@ pub fn fake_extract(dir: &Path, clip_ids: &[String], t: usize, s: usize) {
             .iter()
             .enumerate()
             .filter(|(i, _)| i % 2 == shard)
-            .map(|(i, id)| {
-                (
-                    id.clone(),
-                    safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![t, s, s, 3], &data[i]).unwrap(),
-                )
-            })
+            .map(|(i, id)| (id.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![t, s, s, 3], &data[i]).unwrap()))
             .collect();
         safetensors::serialize_to_file(tensors, None, &dir.join("shards").join(shard_of(shard))).unwrap();
     }

@@ -48,9 +48,8 @@ const LISTED: usize = 8;
 pub fn load_pretrained(vs: &mut tch::nn::VarStore, spec: &ModelSpec, path: &Path) -> Result<LoadReport, StageError> {
     let file = read_checkpoint(path)?;
     let model = vs.variables();
-    let plan = plan(spec.arch, &model, &file).map_err(|problem| {
-        StageError::msg(format!("pretrained weights {} do not fit {}: {problem}", path.display(), spec.arch))
-    })?;
+    let plan = plan(spec.arch, &model, &file)
+        .map_err(|problem| StageError::msg(format!("pretrained weights {} do not fit {}: {problem}", path.display(), spec.arch)))?;
     tch::no_grad(|| {
         for (model_name, file_name) in &plan.copies {
             let target = &model[model_name];
@@ -114,10 +113,9 @@ fn plan(arch: Arch, model: &HashMap<String, Tensor>, file: &BTreeMap<String, Ten
                 copies.insert(name.clone(), file_name.clone());
             }
             Some(_) if may_change_shape(arch, name) => kept_fresh.push(name.clone()),
-            Some(file_name) => wrong_shape.push(format!(
-                "{name}: file `{file_name}` is {:?}, model needs {want:?}",
-                file[file_name].size()
-            )),
+            Some(file_name) => {
+                wrong_shape.push(format!("{name}: file `{file_name}` is {:?}, model needs {want:?}", file[file_name].size()))
+            }
             None if may_be_new(arch, name) => kept_fresh.push(name.clone()),
             None => missing.push(name.clone()),
         }
@@ -192,11 +190,9 @@ fn may_be_new(arch: Arch, name: &str) -> bool {
 fn read_checkpoint(path: &Path) -> Result<BTreeMap<String, Tensor>, StageError> {
     let shown = path.display();
     let mut magic = [0u8; 4];
-    let mut handle = std::fs::File::open(path)
-        .map_err(|e| StageError::with_source(format!("cannot open pretrained weights {shown}"), e))?;
-    let n = handle
-        .read(&mut magic)
-        .map_err(|e| StageError::with_source(format!("cannot read pretrained weights {shown}"), e))?;
+    let mut handle =
+        std::fs::File::open(path).map_err(|e| StageError::with_source(format!("cannot open pretrained weights {shown}"), e))?;
+    let n = handle.read(&mut magic).map_err(|e| StageError::with_source(format!("cannot read pretrained weights {shown}"), e))?;
     let tensors = match &magic[..n] {
         [b'P', b'K', 3, 4] => read_pth(path)?,
         [0x80, 2..=5, ..] => {
@@ -215,9 +211,7 @@ fn read_checkpoint(path: &Path) -> Result<BTreeMap<String, Tensor>, StageError> 
 
 fn read_pth(path: &Path) -> Result<BTreeMap<String, Tensor>, StageError> {
     let shown = path.display();
-    let corrupt = |e: candle_core::Error| {
-        StageError::msg(format!("pretrained weights {shown} are not a readable PyTorch checkpoint: {e}"))
-    };
+    let corrupt = |e: candle_core::Error| StageError::msg(format!("pretrained weights {shown} are not a readable PyTorch checkpoint: {e}"));
     let entries = candle_core::pickle::read_all(path).map_err(corrupt)?;
     let mut tensors = BTreeMap::new();
     for (name, tensor) in entries {
@@ -241,16 +235,13 @@ fn candle_to_tch(tensor: &candle_core::Tensor) -> candle_core::Result<Option<Ten
 
 fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>, StageError> {
     let shown = path.display();
-    let file = std::fs::File::open(path)
-        .map_err(|e| StageError::with_source(format!("cannot open pretrained weights {shown}"), e))?;
+    let file = std::fs::File::open(path).map_err(|e| StageError::with_source(format!("cannot open pretrained weights {shown}"), e))?;
     // SAFETY: the mapping is read-only and dropped before returning; a checkpoint changed on
     // disk meanwhile yields wrong numbers, not unsoundness in our code.
-    let bytes = unsafe { memmap2::Mmap::map(&file) }
-        .map_err(|e| StageError::with_source(format!("cannot map pretrained weights {shown}"), e))?;
+    let bytes =
+        unsafe { memmap2::Mmap::map(&file) }.map_err(|e| StageError::with_source(format!("cannot map pretrained weights {shown}"), e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
-        StageError::msg(format!(
-            "pretrained weights {shown} are neither a PyTorch .pth (zip) checkpoint nor a valid safetensors file: {e}"
-        ))
+        StageError::msg(format!("pretrained weights {shown} are neither a PyTorch .pth (zip) checkpoint nor a valid safetensors file: {e}"))
     })?;
     let mut tensors = BTreeMap::new();
     for (name, view) in st.tensors() {
@@ -279,18 +270,13 @@ mod tests {
 
     #[test]
     fn torchvision_names_map_onto_the_backbone_and_lstm_head_stays_fresh() {
-        let model: HashMap<String, Tensor> = [
-            ("backbone.conv1.weight", t(&[64, 3, 7, 7])),
-            ("lstm.weight_ih_l0", t(&[2048, 512])),
-            ("fc.weight", t(&[1000, 512])),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let file: BTreeMap<String, Tensor> = [("conv1.weight", t(&[64, 3, 7, 7])), ("fc.weight", t(&[1000, 512]))]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
+        let model: HashMap<String, Tensor> =
+            [("backbone.conv1.weight", t(&[64, 3, 7, 7])), ("lstm.weight_ih_l0", t(&[2048, 512])), ("fc.weight", t(&[1000, 512]))]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+        let file: BTreeMap<String, Tensor> =
+            [("conv1.weight", t(&[64, 3, 7, 7])), ("fc.weight", t(&[1000, 512]))].into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let plan = plan(Arch::Resnet18Lstm, &model, &file).unwrap();
         assert_eq!(plan.copies.get("backbone.conv1.weight").map(String::as_str), Some("conv1.weight"));
         assert_eq!(plan.kept_fresh, vec!["fc.weight", "lstm.weight_ih_l0"]);
@@ -299,14 +285,10 @@ mod tests {
 
     #[test]
     fn a_reshaped_inner_layer_is_an_error_naming_it() {
-        let model: HashMap<String, Tensor> = [("conv1.weight", t(&[64, 3, 7, 7])), ("bn1.weight", t(&[64]))]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-        let file: BTreeMap<String, Tensor> = [("conv1.weight", t(&[64, 3, 7, 7])), ("bn1.weight", t(&[32]))]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
+        let model: HashMap<String, Tensor> =
+            [("conv1.weight", t(&[64, 3, 7, 7])), ("bn1.weight", t(&[64]))].into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let file: BTreeMap<String, Tensor> =
+            [("conv1.weight", t(&[64, 3, 7, 7])), ("bn1.weight", t(&[32]))].into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let err = plan(Arch::EarlyFusionResnet18, &model, &file).unwrap_err();
         assert!(err.contains("bn1.weight") && err.contains("[32]") && err.contains("[64]"), "{err}");
     }

@@ -9,8 +9,7 @@
 
 use tch::nn::{self, init::FanInOut, init::NonLinearity, init::NormalOrUniform, Init};
 
-const CONV_INIT: Init =
-    Init::Kaiming { dist: NormalOrUniform::Normal, fan: FanInOut::FanOut, non_linearity: NonLinearity::ReLU };
+const CONV_INIT: Init = Init::Kaiming { dist: NormalOrUniform::Normal, fan: FanInOut::FanOut, non_linearity: NonLinearity::ReLU };
 
 /// A bias-free 2-D convolution with a square kernel.
 pub(crate) fn conv2d(p: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, padding: i64) -> nn::Conv2D {
@@ -19,14 +18,7 @@ pub(crate) fn conv2d(p: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i6
 }
 
 /// A bias-free 3-D convolution; kernel, stride and padding per (time, height, width).
-pub(crate) fn conv3d(
-    p: nn::Path,
-    c_in: i64,
-    c_out: i64,
-    kernel: [i64; 3],
-    stride: [i64; 3],
-    padding: [i64; 3],
-) -> nn::Conv<[i64; 3]> {
+pub(crate) fn conv3d(p: nn::Path, c_in: i64, c_out: i64, kernel: [i64; 3], stride: [i64; 3], padding: [i64; 3]) -> nn::Conv<[i64; 3]> {
     let cfg = nn::ConvConfigND::<[i64; 3]> {
         stride,
         padding,
@@ -65,10 +57,6 @@ pub(crate) fn linear(p: nn::Path, c_in: i64, c_out: i64) -> nn::Linear {
 
 /// `nn.Linear` initialised as torchvision's video ResNets do: weight N(0, 0.01), bias 0.
 pub(crate) fn linear_normal(p: nn::Path, c_in: i64, c_out: i64) -> nn::Linear {
-    let cfg = nn::LinearConfig {
-        ws_init: Init::Randn { mean: 0., stdev: 0.01 },
-        bs_init: Some(Init::Const(0.)),
-        bias: true,
-    };
+    let cfg = nn::LinearConfig { ws_init: Init::Randn { mean: 0., stdev: 0.01 }, bs_init: Some(Init::Const(0.)), bias: true };
     nn::linear(p, c_in, c_out, cfg)
 }

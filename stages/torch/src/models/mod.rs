@@ -20,8 +20,8 @@
 pub mod early_fusion_cnn;
 pub mod early_fusion_resnet18;
 pub mod import;
-mod layers;
 pub mod late_fusion_resnet18;
+mod layers;
 pub mod r3d18;
 pub mod resnet;
 pub mod resnet18_lstm;
@@ -91,15 +91,10 @@ pub fn build(vs: &tch::nn::Path, spec: &ModelSpec) -> Result<Box<dyn tch::nn::Mo
     spec.validate()?;
     Ok(match spec.arch {
         Arch::EarlyFusionCnn => Box::new(early_fusion_cnn::EarlyFusionCnn::new(vs, spec.frames, spec.num_classes)),
-        Arch::EarlyFusionResnet18 => {
-            Box::new(early_fusion_resnet18::EarlyFusionResnet18::new(vs, spec.frames, spec.num_classes))
+        Arch::EarlyFusionResnet18 => Box::new(early_fusion_resnet18::EarlyFusionResnet18::new(vs, spec.frames, spec.num_classes)),
+        Arch::LateFusionResnet18 => {
+            Box::new(late_fusion_resnet18::LateFusionResnet18::new(vs, spec.frames, spec.num_classes, spec.temporal_pool))
         }
-        Arch::LateFusionResnet18 => Box::new(late_fusion_resnet18::LateFusionResnet18::new(
-            vs,
-            spec.frames,
-            spec.num_classes,
-            spec.temporal_pool,
-        )),
         Arch::R3d18 => Box::new(r3d18::R3d18::new(vs, spec.num_classes)),
         Arch::Resnet18Lstm => Box::new(resnet18_lstm::Resnet18Lstm::new(vs, spec.num_classes)),
     })

@@ -28,10 +28,7 @@ struct ConvBn {
 impl ConvBn {
     fn new(p: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64) -> Self {
         let pad = kernel / 2;
-        Self {
-            conv: conv3d(&p / "0", c_in, c_out, [kernel; 3], [stride; 3], [pad; 3]),
-            bn: batch_norm3d(&p / "1", c_out),
-        }
+        Self { conv: conv3d(&p / "0", c_in, c_out, [kernel; 3], [stride; 3], [pad; 3]), bn: batch_norm3d(&p / "1", c_out) }
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {

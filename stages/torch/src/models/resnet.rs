@@ -47,12 +47,7 @@ impl BasicBlock {
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let ys = xs
-            .apply(&self.conv1)
-            .apply_t(&self.bn1, train)
-            .relu()
-            .apply(&self.conv2)
-            .apply_t(&self.bn2, train);
+        let ys = xs.apply(&self.conv1).apply_t(&self.bn1, train).relu().apply(&self.conv2).apply_t(&self.bn2, train);
         let identity = match &self.downsample {
             Some((conv, bn)) => xs.apply(conv).apply_t(bn, train),
             None => xs.shallow_clone(),
@@ -92,11 +87,7 @@ impl Resnet18Trunk {
 
     /// Features after the global average pool, `[N, 512]`.
     pub fn features_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut ys = xs
-            .apply(&self.conv1)
-            .apply_t(&self.bn1, train)
-            .relu()
-            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        let mut ys = xs.apply(&self.conv1).apply_t(&self.bn1, train).relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for layer in &self.layers {
             for block in layer {
                 ys = block.forward_t(&ys, train);
@@ -131,13 +122,7 @@ mod tests {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let _trunk = Resnet18Trunk::new(&vs.root(), 3);
         let vars = vs.variables();
-        for name in [
-            "conv1.weight",
-            "bn1.running_var",
-            "layer1.1.conv2.weight",
-            "layer2.0.downsample.0.weight",
-            "layer4.1.bn2.bias",
-        ] {
+        for name in ["conv1.weight", "bn1.running_var", "layer1.1.conv2.weight", "layer2.0.downsample.0.weight", "layer4.1.bn2.bias"] {
             assert!(vars.contains_key(name), "missing {name}");
         }
         assert!(!vars.contains_key("layer1.0.downsample.0.weight"));

@@ -23,11 +23,7 @@ pub struct LossScaler {
 
 impl Default for LossScaler {
     fn default() -> Self {
-        Self {
-            scale: INITIAL_SCALE,
-            good_steps: 0,
-            skipped: 0,
-        }
+        Self { scale: INITIAL_SCALE, good_steps: 0, skipped: 0 }
     }
 }
 
@@ -46,16 +42,8 @@ impl LossScaler {
     pub fn backward_step(&mut self, opt: &mut Optimizer, vars: &[Tensor], loss: &Tensor) -> bool {
         opt.zero_grad();
         (loss * self.scale).backward();
-        let grads: Vec<Tensor> = vars
-            .iter()
-            .map(Tensor::grad)
-            .filter(Tensor::defined)
-            .collect();
-        let finite = tch::no_grad(|| {
-            grads
-                .iter()
-                .all(|g| g.isfinite().all().int64_value(&[]) != 0 || g.numel() == 0)
-        });
+        let grads: Vec<Tensor> = vars.iter().map(Tensor::grad).filter(Tensor::defined).collect();
+        let finite = tch::no_grad(|| grads.iter().all(|g| g.isfinite().all().int64_value(&[]) != 0 || g.numel() == 0));
         if !finite {
             self.scale /= 2.0;
             self.good_steps = 0;
@@ -108,10 +96,7 @@ mod tests {
         let mut scaler = LossScaler::default();
         let vars = vs_b.trainable_variables();
         assert!(scaler.backward_step(&mut opt_b, &vars, &lin_b.forward(&xs).sum(Kind::Float)));
-        let (a, b) = (
-            &vs_a.variables()["fc.weight"],
-            &vs_b.variables()["fc.weight"],
-        );
+        let (a, b) = (&vs_a.variables()["fc.weight"], &vs_b.variables()["fc.weight"]);
         assert!(a.allclose(b, 1e-6, 1e-6, false));
     }
 

@@ -37,14 +37,8 @@ pub struct ClipTransform {
 
 impl ClipTransform {
     /// Leaves a clip unchanged.
-    pub const IDENTITY: ClipTransform = ClipTransform {
-        crop: 1.0,
-        center: (0.0, 0.0),
-        flip: false,
-        rotation_deg: 0.0,
-        brightness: 1.0,
-        contrast: 1.0,
-    };
+    pub const IDENTITY: ClipTransform =
+        ClipTransform { crop: 1.0, center: (0.0, 0.0), flip: false, rotation_deg: 0.0, brightness: 1.0, contrast: 1.0 };
 
     /// Draws a random transform.
     pub fn sample<R: Rng + ?Sized>(rng: &mut R) -> Self {
@@ -73,14 +67,7 @@ impl ClipTransform {
         let (sin, cos) = self.rotation_deg.to_radians().sin_cos();
         let sx = if self.flip { -self.crop } else { self.crop };
         let s = self.crop;
-        [
-            cos * sx,
-            -sin * s,
-            self.center.0,
-            sin * sx,
-            cos * s,
-            self.center.1,
-        ]
+        [cos * sx, -sin * s, self.center.0, sin * sx, cos * s, self.center.1]
     }
 }
 
@@ -91,35 +78,22 @@ pub fn augment(xs: &Tensor, transforms: &[ClipTransform]) -> Tensor {
     let (b, t, c, h, w) = (size[0], size[1], size[2], size[3], size[4]);
     assert_eq!(b as usize, transforms.len(), "one transform per clip");
     let device = xs.device();
-    let theta: Vec<f32> = transforms
-        .iter()
-        .flat_map(|tr| tr.theta())
-        .map(|v| v as f32)
-        .collect();
+    let theta: Vec<f32> = transforms.iter().flat_map(|tr| tr.theta()).map(|v| v as f32).collect();
     // One sampling grid per clip, shared by its frames.
     let theta = Tensor::from_slice(&theta).to_device(device).view([b, 2, 3]);
-    let grid = Tensor::affine_grid_generator(&theta, [b, c, h, w], false)
-        .unsqueeze(1)
-        .expand([b, t, h, w, 2], false)
-        .reshape([b * t, h, w, 2]);
+    let grid =
+        Tensor::affine_grid_generator(&theta, [b, c, h, w], false).unsqueeze(1).expand([b, t, h, w, 2], false).reshape([b * t, h, w, 2]);
     // interpolation 0 = bilinear, padding 0 = zeros.
-    let mut out = xs
-        .reshape([b * t, c, h, w])
-        .grid_sampler_2d(&grid, 0, 0, false)
-        .view([b, t, c, h, w]);
+    let mut out = xs.reshape([b * t, c, h, w]).grid_sampler_2d(&grid, 0, 0, false).view([b, t, c, h, w]);
 
     let per_clip = |f: fn(&ClipTransform) -> f64| {
         let v: Vec<f32> = transforms.iter().map(|tr| f(tr) as f32).collect();
-        Tensor::from_slice(&v)
-            .to_device(device)
-            .view([b, 1, 1, 1, 1])
+        Tensor::from_slice(&v).to_device(device).view([b, 1, 1, 1, 1])
     };
     let _ = out.g_mul_(&per_clip(|tr| tr.brightness)).clamp_(0.0, 1.0);
     // The clip's mean grey level (ITU-R 601 luma, as torchvision's rgb_to_grayscale); luma is
     // linear, so it is taken of the per-channel means.
-    let luma = Tensor::from_slice(&[0.299f32, 0.587, 0.114])
-        .to_device(device)
-        .view([1, 1, 3, 1, 1]);
+    let luma = Tensor::from_slice(&[0.299f32, 0.587, 0.114]).to_device(device).view([1, 1, 3, 1, 1]);
     let channel_means = out.mean_dim([1, 3, 4].as_slice(), true, Kind::Float);
     let grey_mean = (channel_means * luma).sum_dim_intlist([2].as_slice(), true, Kind::Float);
     // (x - m) * c + m = x * c + m * (1 - c)
@@ -158,10 +132,7 @@ mod tests {
     #[test]
     fn flip_mirrors_columns() {
         let xs = clips();
-        let flip = ClipTransform {
-            flip: true,
-            ..ClipTransform::IDENTITY
-        };
+        let flip = ClipTransform { flip: true, ..ClipTransform::IDENTITY };
         let out = augment(&xs, &[flip, ClipTransform::IDENTITY]);
         assert!(max_diff(&out.get(0), &xs.get(0).flip([3])) < 1e-5);
         assert!(max_diff(&out.get(1), &xs.get(1)) < 1e-5);
@@ -171,19 +142,13 @@ mod tests {
     fn random_transforms_keep_shape_and_treat_all_frames_alike() {
         let xs = clips();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let transforms = [
-            ClipTransform::sample(&mut rng),
-            ClipTransform::sample(&mut rng),
-        ];
+        let transforms = [ClipTransform::sample(&mut rng), ClipTransform::sample(&mut rng)];
         assert_ne!(transforms[0], transforms[1]);
         let out = augment(&xs, &transforms);
         assert_eq!(out.size(), xs.size());
         assert!(out.min().double_value(&[]) >= 0.0 && out.max().double_value(&[]) <= 1.0);
         for clip in 0..2 {
-            assert!(
-                max_diff(&out.get(clip), &xs.get(clip)) > 1e-3,
-                "clip {clip} was not changed"
-            );
+            assert!(max_diff(&out.get(clip), &xs.get(clip)) > 1e-3, "clip {clip} was not changed");
             for frame in 1..3 {
                 assert!(max_diff(&out.get(clip).get(frame), &out.get(clip).get(0)) < 1e-6);
             }
@@ -194,17 +159,12 @@ mod tests {
     fn sampling_is_seeded_and_within_ranges() {
         let draw = |seed| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            (0..200)
-                .map(|_| ClipTransform::sample(&mut rng))
-                .collect::<Vec<_>>()
+            (0..200).map(|_| ClipTransform::sample(&mut rng)).collect::<Vec<_>>()
         };
         assert_eq!(draw(5), draw(5));
         for tr in draw(5) {
             assert!((0.9..=1.0).contains(&tr.crop));
-            assert!(
-                tr.center.0.abs() <= 1.0 - tr.crop + 1e-12
-                    && tr.center.1.abs() <= 1.0 - tr.crop + 1e-12
-            );
+            assert!(tr.center.0.abs() <= 1.0 - tr.crop + 1e-12 && tr.center.1.abs() <= 1.0 - tr.crop + 1e-12);
             assert!(tr.rotation_deg.abs() <= 20.0);
             assert!((0.8..=1.2).contains(&tr.brightness) && (0.8..=1.2).contains(&tr.contrast));
         }
@@ -237,18 +197,9 @@ mod timing {
             let ys = augment(&xs, &transforms);
             t[1] += b.elapsed().as_secs_f64();
             let c = std::time::Instant::now();
-            let _ = crate::preprocess::normalize(
-                &ys,
-                crate::preprocess::IMAGENET_MEAN,
-                crate::preprocess::IMAGENET_STD,
-            );
+            let _ = crate::preprocess::normalize(&ys, crate::preprocess::IMAGENET_MEAN, crate::preprocess::IMAGENET_STD);
             t[2] += c.elapsed().as_secs_f64();
         }
-        println!(
-            "per batch: to_float {:.1} ms, augment {:.1} ms, normalize {:.1} ms",
-            t[0] * 100.0,
-            t[1] * 100.0,
-            t[2] * 100.0
-        );
+        println!("per batch: to_float {:.1} ms, augment {:.1} ms, normalize {:.1} ms", t[0] * 100.0, t[1] * 100.0, t[2] * 100.0);
     }
 }

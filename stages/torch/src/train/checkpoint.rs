@@ -89,17 +89,10 @@ impl ModelCard {
     pub fn read(dir: &Path) -> Result<Self, StageError> {
         let path = dir.join(CARD_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            StageError::with_source(
-                format!(
-                    "{}: cannot read the model card; is this a `train` output?",
-                    path.display()
-                ),
-                e,
-            )
+            StageError::with_source(format!("{}: cannot read the model card; is this a `train` output?", path.display()), e)
         })?;
-        let card: ModelCard = serde_json::from_str(&text).map_err(|e| {
-            StageError::msg(format!("{}: not a valid model card: {e}", path.display()))
-        })?;
+        let card: ModelCard =
+            serde_json::from_str(&text).map_err(|e| StageError::msg(format!("{}: not a valid model card: {e}", path.display())))?;
         if card.format != CARD_FORMAT {
             return Err(StageError::msg(format!(
                 "{}: model card format {} is not supported (expected {CARD_FORMAT})",
@@ -126,9 +119,7 @@ impl ModelCard {
 
 /// Writes every variable of `vs` to `path` (safetensors).
 pub fn save_weights(vs: &VarStore, path: &Path) -> Result<(), StageError> {
-    vs.save(path).map_err(|e| {
-        StageError::with_source(format!("{}: cannot save the weights", path.display()), e)
-    })
+    vs.save(path).map_err(|e| StageError::with_source(format!("{}: cannot save the weights", path.display()), e))
 }
 
 /// Loads `path` into `vs`, requiring exactly the same names and shapes.
@@ -138,11 +129,7 @@ pub fn load_weights(vs: &VarStore, path: &Path) -> Result<(), StageError> {
         return Err(StageError::msg(format!("{shown}: missing weights file")));
     }
     let stored: HashMap<String, Tensor> = Tensor::read_safetensors(path)
-        .map_err(|e| {
-            StageError::msg(format!(
-                "{shown}: not a readable safetensors checkpoint: {e}"
-            ))
-        })?
+        .map_err(|e| StageError::msg(format!("{shown}: not a readable safetensors checkpoint: {e}")))?
         .into_iter()
         .collect();
     let vars = vs.variables();
@@ -161,8 +148,7 @@ pub fn load_weights(vs: &VarStore, path: &Path) -> Result<(), StageError> {
         .iter()
         .filter_map(|(name, var)| {
             let src = stored.get(name)?;
-            (src.size() != var.size())
-                .then(|| format!("{name} is {:?}, the model has {:?}", src.size(), var.size()))
+            (src.size() != var.size()).then(|| format!("{name} is {:?}, the model has {:?}", src.size(), var.size()))
         })
         .collect();
     wrong.sort();
@@ -170,16 +156,12 @@ pub fn load_weights(vs: &VarStore, path: &Path) -> Result<(), StageError> {
         problems.push(format!("wrong shape: {}", wrong.join("; ")));
     }
     if !problems.is_empty() {
-        return Err(StageError::msg(format!(
-            "{shown}: does not match the model: {}",
-            problems.join("; ")
-        )));
+        return Err(StageError::msg(format!("{shown}: does not match the model: {}", problems.join("; "))));
     }
     tch::no_grad(|| {
         for (name, var) in &vars {
             let mut var = var.shallow_clone();
-            var.f_copy_(&stored[name].to_kind(var.kind()))
-                .map_err(|e| StageError::msg(format!("{shown}: cannot load `{name}`: {e}")))?;
+            var.f_copy_(&stored[name].to_kind(var.kind())).map_err(|e| StageError::msg(format!("{shown}: cannot load `{name}`: {e}")))?;
         }
         Ok(())
     })
@@ -187,12 +169,7 @@ pub fn load_weights(vs: &VarStore, path: &Path) -> Result<(), StageError> {
 
 fn list(names: &[&String]) -> String {
     const SHOWN: usize = 8;
-    let mut text = names
-        .iter()
-        .take(SHOWN)
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut text = names.iter().take(SHOWN).map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
     if names.len() > SHOWN {
         text.push_str(&format!(" and {} more", names.len() - SHOWN));
     }
@@ -224,21 +201,11 @@ mod tests {
         assert!(wa.equal(wb));
 
         let err = load_weights(&store(4), &path).unwrap_err();
-        assert!(
-            err.message
-                .contains("wrong shape: fc.bias is [2], the model has [4]"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("wrong shape: fc.bias is [2], the model has [4]"), "{}", err.message);
 
         std::fs::write(&path, b"not a checkpoint").unwrap();
         let err = load_weights(&store(2), &path).unwrap_err();
-        assert!(
-            err.message
-                .contains("not a readable safetensors checkpoint"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("not a readable safetensors checkpoint"), "{}", err.message);
     }
 
     #[test]
@@ -249,10 +216,6 @@ mod tests {
         let vs = store(2);
         let _ = nn::linear(vs.root() / "head", 2, 2, Default::default());
         let err = load_weights(&vs, &path).unwrap_err();
-        assert!(
-            err.message.contains("missing head.bias, head.weight"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("missing head.bias, head.weight"), "{}", err.message);
     }
 }

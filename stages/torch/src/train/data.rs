@@ -59,9 +59,7 @@ pub struct Pass {
 /// A seed for `(seed, epoch, stream)`, so different epochs and purposes never share a stream.
 pub fn derive_seed(seed: u64, epoch: usize, stream: u64) -> u64 {
     // SplitMix64-style mixing of the three numbers.
-    let mut z = seed
-        ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ stream.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut z = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -73,10 +71,7 @@ pub fn batch_plan(n: usize, pass: &Pass) -> Vec<Vec<usize>> {
     if let Some(seed) = pass.shuffle_seed {
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
     }
-    let mut batches: Vec<Vec<usize>> = order
-        .chunks(pass.batch_size.max(1))
-        .map(<[usize]>::to_vec)
-        .collect();
+    let mut batches: Vec<Vec<usize>> = order.chunks(pass.batch_size.max(1)).map(<[usize]>::to_vec).collect();
     if batches.len() > 1 && batches.last().is_some_and(|b| b.len() == 1) {
         let last = batches.pop().unwrap_or_default();
         if let Some(previous) = batches.last_mut() {
@@ -118,19 +113,10 @@ fn make_batch(
     indices: &[usize],
     augment_rng: Option<&mut ChaCha8Rng>,
 ) -> Result<Batch, StageError> {
-    let ids: Vec<&str> = indices
-        .iter()
-        .map(|&i| examples[i].clip_id.as_str())
-        .collect();
+    let ids: Vec<&str> = indices.iter().map(|&i| examples[i].clip_id.as_str()).collect();
     let labels: Vec<i64> = indices.iter().map(|&i| examples[i].class).collect();
-    let transforms =
-        augment_rng.map(|rng| indices.iter().map(|_| ClipTransform::sample(rng)).collect());
-    Ok(Batch {
-        images: crate::cache::batch_tensor(loader, &ids)?,
-        labels: Tensor::from_slice(&labels),
-        transforms,
-        inputs: None,
-    })
+    let transforms = augment_rng.map(|rng| indices.iter().map(|_| ClipTransform::sample(rng)).collect());
+    Ok(Batch { images: crate::cache::batch_tensor(loader, &ids)?, labels: Tensor::from_slice(&labels), transforms, inputs: None })
 }
 
 #[cfg(test)]
@@ -139,43 +125,22 @@ mod tests {
 
     #[test]
     fn plan_covers_everything_once_and_merges_a_single_tail() {
-        let pass = Pass {
-            batch_size: 4,
-            shuffle_seed: Some(1),
-            augment_seed: None,
-        };
+        let pass = Pass { batch_size: 4, shuffle_seed: Some(1), augment_seed: None };
         let plan = batch_plan(9, &pass);
         assert_eq!(plan.iter().map(Vec::len).collect::<Vec<_>>(), [4, 5]);
         let mut all: Vec<usize> = plan.concat();
         all.sort_unstable();
         assert_eq!(all, (0..9).collect::<Vec<_>>());
         assert_eq!(plan, batch_plan(9, &pass));
-        let other = batch_plan(
-            9,
-            &Pass {
-                shuffle_seed: Some(2),
-                ..pass
-            },
-        );
+        let other = batch_plan(9, &Pass { shuffle_seed: Some(2), ..pass });
         assert_ne!(plan, other);
-        let ordered = batch_plan(
-            6,
-            &Pass {
-                shuffle_seed: None,
-                ..pass
-            },
-        );
+        let ordered = batch_plan(6, &Pass { shuffle_seed: None, ..pass });
         assert_eq!(ordered, [vec![0, 1, 2, 3], vec![4, 5]]);
     }
 
     #[test]
     fn derived_seeds_differ() {
-        let seeds = [
-            derive_seed(0, 0, 0),
-            derive_seed(0, 1, 0),
-            derive_seed(0, 0, 1),
-            derive_seed(1, 0, 0),
-        ];
+        let seeds = [derive_seed(0, 0, 0), derive_seed(0, 1, 0), derive_seed(0, 0, 1), derive_seed(1, 0, 0)];
         for i in 0..seeds.len() {
             for j in i + 1..seeds.len() {
                 assert_ne!(seeds[i], seeds[j]);

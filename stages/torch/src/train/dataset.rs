@@ -37,24 +37,18 @@ impl TrainingData {
         let num_classes = CLASS_NAMES.len();
         let mut cache_counts = vec![0usize; num_classes];
         for c in &clips {
-            let class = usize::try_from(c.label)
-                .ok()
-                .filter(|&l| l < num_classes)
-                .ok_or_else(|| {
-                    StageError::msg(format!(
-                        "{}: clip `{}` has label {}, expected 0..{}",
-                        cache_dir.join(crate::cache::INDEX_FILE).display(),
-                        c.clip_id,
-                        c.label,
-                        num_classes - 1
-                    ))
-                })?;
+            let class = usize::try_from(c.label).ok().filter(|&l| l < num_classes).ok_or_else(|| {
+                StageError::msg(format!(
+                    "{}: clip `{}` has label {}, expected 0..{}",
+                    cache_dir.join(crate::cache::INDEX_FILE).display(),
+                    c.clip_id,
+                    c.label,
+                    num_classes - 1
+                ))
+            })?;
             cache_counts[class] += 1;
         }
-        let labels: HashMap<&str, i64> = clips
-            .iter()
-            .map(|c| (c.clip_id.as_str(), c.label))
-            .collect();
+        let labels: HashMap<&str, i64> = clips.iter().map(|c| (c.clip_id.as_str(), c.label)).collect();
 
         let assignment = read_assignment(split_dir)?;
         let (mut train, mut val) = (Vec::new(), Vec::new());
@@ -67,10 +61,7 @@ impl TrainingData {
                     cache_dir.display()
                 )));
             };
-            let example = Example {
-                clip_id: a.clip_id.clone(),
-                class: label,
-            };
+            let example = Example { clip_id: a.clip_id.clone(), class: label };
             match a.split {
                 Split::Train => train.push(example),
                 Split::Val => val.push(example),
@@ -86,10 +77,7 @@ impl TrainingData {
             )));
         }
         if val.is_empty() {
-            return Err(StageError::msg(format!(
-                "{}: the validation split is empty",
-                split_file.display()
-            )));
+            return Err(StageError::msg(format!("{}: the validation split is empty", split_file.display())));
         }
         let mut train_counts = vec![0usize; num_classes];
         for e in &train {
@@ -97,12 +85,7 @@ impl TrainingData {
         }
         let empty: Vec<String> = (0..num_classes)
             .filter(|&c| train_counts[c] == 0 && cache_counts[c] > 0)
-            .map(|c| {
-                format!(
-                    "{c} ({}, {} clip(s) in other splits)",
-                    CLASS_NAMES[c], cache_counts[c]
-                )
-            })
+            .map(|c| format!("{c} ({}, {} clip(s) in other splits)", CLASS_NAMES[c], cache_counts[c]))
             .collect();
         if !empty.is_empty() {
             return Err(StageError::msg(format!(
@@ -112,25 +95,10 @@ impl TrainingData {
             )));
         }
         // Map only the clips this run reads.
-        let wanted: std::collections::HashSet<&str> = train
-            .iter()
-            .chain(&val)
-            .map(|e| e.clip_id.as_str())
-            .collect();
-        let used: Vec<_> = clips
-            .into_iter()
-            .filter(|c| wanted.contains(c.clip_id.as_str()))
-            .collect();
+        let wanted: std::collections::HashSet<&str> = train.iter().chain(&val).map(|e| e.clip_id.as_str()).collect();
+        let used: Vec<_> = clips.into_iter().filter(|c| wanted.contains(c.clip_id.as_str())).collect();
         let loader = ClipLoader::open(cache_dir, &used)?;
-        Ok(Self {
-            loader,
-            train,
-            val,
-            frames,
-            size,
-            train_counts,
-            cache_counts,
-        })
+        Ok(Self { loader, train, val, frames, size, train_counts, cache_counts })
     }
 
     /// Inverse-frequency class weights `n / (k * n_c)` over the k classes present in training
@@ -138,16 +106,7 @@ impl TrainingData {
     pub fn class_weights(&self) -> Vec<f64> {
         let n: usize = self.train_counts.iter().sum();
         let k = self.train_counts.iter().filter(|&&c| c > 0).count();
-        self.train_counts
-            .iter()
-            .map(|&c| {
-                if c == 0 {
-                    0.0
-                } else {
-                    n as f64 / (k as f64 * c as f64)
-                }
-            })
-            .collect()
+        self.train_counts.iter().map(|&c| if c == 0 { 0.0 } else { n as f64 / (k as f64 * c as f64) }).collect()
     }
 }
 
@@ -160,30 +119,15 @@ mod tests {
     #[test]
     fn balanced_class_weights() {
         let dir = tempfile::tempdir().unwrap();
-        let clip = |id: &str, actor, label| FakeClip {
-            clip_id: id.into(),
-            actor,
-            label,
-            data: vec![0; 2 * 16 * 16 * 3],
-        };
+        let clip = |id: &str, actor, label| FakeClip { clip_id: id.into(), actor, label, data: vec![0; 2 * 16 * 16 * 3] };
         // Training (actor 1): three of class 0, one of class 2.
-        let clips = [
-            clip("a", 1, 0),
-            clip("b", 1, 0),
-            clip("c", 1, 0),
-            clip("d", 1, 2),
-            clip("e", 2, 0),
-        ];
+        let clips = [clip("a", 1, 0), clip("b", 1, 0), clip("c", 1, 0), clip("d", 1, 2), clip("e", 2, 0)];
         write_cache(&dir.path().join("x"), 2, 16, &clips).unwrap();
         let split_dir = dir.path().join("s");
         std::fs::create_dir_all(&split_dir).unwrap();
         // A hand-written assignment: actor 1 trains, actor 2 validates.
         let index = read_cache_index(&dir.path().join("x")).unwrap();
-        write_assignment(
-            &split_dir,
-            &index,
-            |actor| if actor == 1 { "train" } else { "val" },
-        );
+        write_assignment(&split_dir, &index, |actor| if actor == 1 { "train" } else { "val" });
         let data = TrainingData::open(&dir.path().join("x"), &split_dir).unwrap();
         let w = data.class_weights();
         // n = 4, k = 2: class 0 -> 4 / (2 * 3), class 2 -> 4 / (2 * 1), others 0.
@@ -196,30 +140,10 @@ mod tests {
 
         use arrow_array::{ArrayRef, Int32Array, StringArray};
         let columns: Vec<(&str, ArrayRef)> = vec![
-            (
-                "clip_id",
-                Arc::new(StringArray::from_iter_values(
-                    clips.iter().map(|c| c.clip_id.as_str()),
-                )),
-            ),
-            (
-                "actor",
-                Arc::new(Int32Array::from_iter_values(
-                    clips.iter().map(|c| c.actor as i32),
-                )),
-            ),
-            (
-                "label",
-                Arc::new(Int32Array::from_iter_values(
-                    clips.iter().map(|c| c.label as i32),
-                )),
-            ),
-            (
-                "split",
-                Arc::new(StringArray::from_iter_values(
-                    clips.iter().map(|c| split_of(c.actor)),
-                )),
-            ),
+            ("clip_id", Arc::new(StringArray::from_iter_values(clips.iter().map(|c| c.clip_id.as_str())))),
+            ("actor", Arc::new(Int32Array::from_iter_values(clips.iter().map(|c| c.actor as i32)))),
+            ("label", Arc::new(Int32Array::from_iter_values(clips.iter().map(|c| c.label as i32)))),
+            ("split", Arc::new(StringArray::from_iter_values(clips.iter().map(|c| split_of(c.actor))))),
         ];
         let batch = crate::table::batch(columns).unwrap();
         crate::table::write_parquet(&dir.join(crate::split::ASSIGNMENT_FILE), &batch).unwrap();

@@ -8,15 +8,15 @@ use tch::{Cuda, Device};
 
 /// The device `choice` means on this machine.
 pub fn resolve_device(choice: DeviceChoice) -> Result<Device, StageError> {
-        match choice {
-            DeviceChoice::Cpu => Ok(Device::Cpu),
-            DeviceChoice::Auto => Ok(Device::cuda_if_available()),
-            DeviceChoice::Cuda if Cuda::is_available() => Ok(Device::Cuda(0)),
-            DeviceChoice::Cuda => Err(StageError::msg(
-                "`device: cuda` but libtorch sees no CUDA device (is the CUDA build of torch installed, \
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Auto => Ok(Device::cuda_if_available()),
+        DeviceChoice::Cuda if Cuda::is_available() => Ok(Device::Cuda(0)),
+        DeviceChoice::Cuda => Err(StageError::msg(
+            "`device: cuda` but libtorch sees no CUDA device (is the CUDA build of torch installed, \
                  and the binary linked with -Wl,--no-as-needed?); use `device: auto` to fall back to the CPU",
-            )),
-        }
+        )),
+    }
 }
 
 /// `cpu` or `cuda:N`, for `model.json`.
@@ -39,10 +39,7 @@ mod tests {
         assert_eq!(device_name(Device::Cuda(1)), "cuda:1");
         if !Cuda::is_available() {
             assert_eq!(resolve_device(DeviceChoice::Auto).unwrap(), Device::Cpu);
-            assert!(resolve_device(DeviceChoice::Cuda)
-                .unwrap_err()
-                .message
-                .contains("no CUDA device"));
+            assert!(resolve_device(DeviceChoice::Cuda).unwrap_err().message.contains("no CUDA device"));
         }
     }
 }

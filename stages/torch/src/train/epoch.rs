@@ -48,13 +48,7 @@ impl Criterion<'_> {
     }
 
     fn loss(&self, logits: &Tensor, labels: &Tensor) -> Tensor {
-        logits.to_kind(Kind::Float).cross_entropy_loss(
-            labels,
-            self.class_weights,
-            Reduction::Mean,
-            -100,
-            0.0,
-        )
+        logits.to_kind(Kind::Float).cross_entropy_loss(labels, self.class_weights, Reduction::Mean, -100, 0.0)
     }
 }
 
@@ -82,22 +76,13 @@ impl Tally {
     fn add(&mut self, loss: &Tensor, logits: &Tensor, labels: &Tensor) {
         let n = labels.size()[0];
         self.loss += loss.double_value(&[]) * n as f64;
-        self.correct += logits
-            .argmax(-1, false)
-            .eq_tensor(labels)
-            .sum(Kind::Int64)
-            .int64_value(&[]);
+        self.correct += logits.argmax(-1, false).eq_tensor(labels).sum(Kind::Int64).int64_value(&[]);
         self.seen += n;
     }
 
     fn stats(&self) -> PassStats {
         let n = self.seen.max(1) as f64;
-        PassStats {
-            loss: self.loss / n,
-            accuracy: self.correct as f64 / n,
-            data_wait: self.data_wait,
-            input_prep: self.input_prep,
-        }
+        PassStats { loss: self.loss / n, accuracy: self.correct as f64 / n, data_wait: self.data_wait, input_prep: self.input_prep }
     }
 }
 
@@ -163,11 +148,7 @@ pub fn evaluate(
     examples: &[Example],
     batch_size: usize,
 ) -> Result<PassStats, StageError> {
-    let pass = Pass {
-        batch_size,
-        shuffle_seed: None,
-        augment_seed: None,
-    };
+    let pass = Pass { batch_size, shuffle_seed: None, augment_seed: None };
     std::thread::scope(|scope| {
         let batches = spawn_batches(scope, loader, examples, pass, criterion.producer_prepare());
         let mut tally = Tally::default();

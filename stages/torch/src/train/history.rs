@@ -26,10 +26,7 @@ pub struct EpochRecord {
 impl EpochRecord {
     /// The record without its timing, for comparing two runs.
     pub fn without_time(&self) -> EpochRecord {
-        EpochRecord {
-            seconds: 0.0,
-            ..self.clone()
-        }
+        EpochRecord { seconds: 0.0, ..self.clone() }
     }
 
     /// The one-line progress note.
@@ -43,16 +40,9 @@ impl EpochRecord {
 
 /// Writes `history.parquet` and `history.csv` into `dir`.
 pub fn write_history(dir: &Path, records: &[EpochRecord]) -> Result<(), StageError> {
-    let float = |f: fn(&EpochRecord) -> f64| {
-        Arc::new(Float64Array::from_iter_values(records.iter().map(f))) as ArrayRef
-    };
+    let float = |f: fn(&EpochRecord) -> f64| Arc::new(Float64Array::from_iter_values(records.iter().map(f))) as ArrayRef;
     let columns: Vec<(&str, ArrayRef)> = vec![
-        (
-            "epoch",
-            Arc::new(Int32Array::from_iter_values(
-                records.iter().map(|r| r.epoch as i32),
-            )),
-        ),
+        ("epoch", Arc::new(Int32Array::from_iter_values(records.iter().map(|r| r.epoch as i32)))),
         ("train_loss", float(|r| r.train_loss)),
         ("train_accuracy", float(|r| r.train_accuracy)),
         ("val_loss", float(|r| r.val_loss)),
@@ -63,14 +53,10 @@ pub fn write_history(dir: &Path, records: &[EpochRecord]) -> Result<(), StageErr
     let batch = crate::table::batch(columns)?;
     write_parquet(&dir.join("history.parquet"), &batch)?;
 
-    let mut csv =
-        String::from("epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n");
+    let mut csv = String::from("epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n");
     for r in records {
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{},{},{:.3}",
-            r.epoch, r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy, r.lr, r.seconds
-        );
+        let _ =
+            writeln!(csv, "{},{},{},{},{},{},{:.3}", r.epoch, r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy, r.lr, r.seconds);
     }
     write_text(&dir.join("history.csv"), &csv)
 }
@@ -97,9 +83,6 @@ mod tests {
         assert_eq!(table.ints("epoch").unwrap(), [1, 2]);
         assert_eq!(table.floats("val_accuracy").unwrap(), [0.25, 0.5]);
         let csv = std::fs::read_to_string(dir.path().join("history.csv")).unwrap();
-        assert_eq!(
-            csv.lines().nth(2).unwrap(),
-            "2,1.5,0.5,1.25,0.5,0.0001,2.000"
-        );
+        assert_eq!(csv.lines().nth(2).unwrap(), "2,1.5,0.5,1.25,0.5,0.0001,2.000");
     }
 }

@@ -24,39 +24,21 @@ pub mod epoch;
 pub mod history;
 pub mod run;
 pub mod schedule;
-use stage_api::{Params, ParamError, Stage, StageContext, StageError, StageOutcome};
+use stage_api::worker::WorkerStage;
+use stage_api::{Params, StageContext, StageError, StageOutcome};
 
 pub use checkpoint::ModelCard;
 pub use stages_learn::device::DeviceChoice;
 pub use stages_learn::train::TrainParams;
 
-/// The `train` stage as the worker runs it: what the engine knows of it comes from
-/// [`stages_learn::train::TrainStage`]; `run` trains.
-pub struct TrainStage;
+/// The `train` stage as the worker runs it: described by [`stages_learn::train::TrainStage`]
+/// (what the engine keys and validates), trained by [`train`].
+pub const TRAIN: WorkerStage<stages_learn::train::TrainStage> = WorkerStage { describe: stages_learn::train::TrainStage, work: train };
 
-impl Stage for TrainStage {
-    fn kind(&self) -> &'static str {
-        stages_learn::train::TrainStage.kind()
-    }
-
-    fn version(&self) -> u32 {
-        stages_learn::train::TrainStage.version()
-    }
-
-    fn resolve_params(&self, params: &Params) -> Result<Params, ParamError> {
-        stages_learn::train::TrainStage.resolve_params(params)
-    }
-
-    fn raw_inputs(&self, params: &Params, base_dir: &std::path::Path, needs: &[String]) -> Result<Vec<std::path::PathBuf>, ParamError> {
-        stages_learn::train::TrainStage.raw_inputs(params, base_dir, needs)
-    }
-
-    fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
-        let (params, canonical): (TrainParams, Params) = stage_api::typed_params(ctx.params)
-            .map_err(|e| StageError::msg(format!("train parameters: {e}")))?;
-        params
-            .validate()
-            .map_err(|e| StageError::msg(format!("train parameters: {e}")))?;
-        run::run(ctx, &params, &canonical)
-    }
+/// Trains one architecture (the `train` stage's work).
+pub fn train(ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
+    let (params, canonical): (TrainParams, Params) =
+        stage_api::typed_params(ctx.params).map_err(|e| StageError::msg(format!("train parameters: {e}")))?;
+    params.validate().map_err(|e| StageError::msg(format!("train parameters: {e}")))?;
+    run::run(ctx, &params, &canonical)
 }

@@ -9,9 +9,7 @@ use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Tensor};
 
 use super::amp::LossScaler;
-use super::checkpoint::{
-    load_weights, save_weights, ModelCard, CARD_FILE, WEIGHTS_FILE,
-};
+use super::checkpoint::{load_weights, save_weights, ModelCard, CARD_FILE, WEIGHTS_FILE};
 use super::data::{derive_seed, Pass};
 use super::dataset::TrainingData;
 use super::device::device_name;
@@ -29,11 +27,7 @@ const AUGMENT_STREAM: u64 = 2;
 /// Held while a training seeds libtorch's generator and initialises its model.
 static MODEL_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-pub fn run(
-    ctx: &StageContext<'_>,
-    params: &TrainParams,
-    canonical: &Params,
-) -> Result<StageOutcome, StageError> {
+pub fn run(ctx: &StageContext<'_>, params: &TrainParams, canonical: &Params) -> Result<StageOutcome, StageError> {
     let started = Instant::now();
     let extract = ctx.input_like("extract", crate::cache::INDEX_FILE)?;
     let split = ctx.input_like("split", crate::split::ASSIGNMENT_FILE)?;
@@ -46,16 +40,11 @@ pub fn run(
     }
 
     let device = super::device::resolve_device(params.device)?;
-    let threads = if params.threads > 0 {
-        params.threads
-    } else {
-        ctx.threads.max(1)
-    };
+    let threads = if params.threads > 0 { params.threads } else { ctx.threads.max(1) };
     tch::set_num_threads(threads as i32);
     let amp = params.amp && device != Device::Cpu;
     if params.amp && !amp {
-        ctx.progress
-            .note("amp: ignored on the CPU (mixed precision needs CUDA)");
+        ctx.progress.note("amp: ignored on the CPU (mixed precision needs CUDA)");
     }
 
     let spec = ModelSpec {
@@ -80,26 +69,16 @@ pub fn run(
     }
     let parameter_count = models::parameter_count(&vs);
 
-    let adam = nn::Adam {
-        wd: params.weight_decay,
-        ..Default::default()
-    };
-    let mut opt = adam
-        .build(&vs, params.lr)
-        .map_err(|e| StageError::with_source("cannot create the Adam optimiser", e))?;
+    let adam = nn::Adam { wd: params.weight_decay, ..Default::default() };
+    let mut opt = adam.build(&vs, params.lr).map_err(|e| StageError::with_source("cannot create the Adam optimiser", e))?;
     let trainable = vs.trainable_variables();
     let mut scaler = amp.then(LossScaler::default);
     let class_weights = params.class_weights.then(|| data.class_weights());
-    let weights_tensor = class_weights.as_ref().map(|w| {
-        Tensor::from_slice(&w.iter().map(|&x| x as f32).collect::<Vec<_>>()).to_device(device)
-    });
-    let criterion = Criterion {
-        device,
-        class_weights: weights_tensor.as_ref(),
-    };
+    let weights_tensor =
+        class_weights.as_ref().map(|w| Tensor::from_slice(&w.iter().map(|&x| x as f32).collect::<Vec<_>>()).to_device(device));
+    let criterion = Criterion { device, class_weights: weights_tensor.as_ref() };
 
-    let mut plateau =
-        ReduceOnPlateau::new(params.lr, params.plateau_factor, params.plateau_patience);
+    let mut plateau = ReduceOnPlateau::new(params.lr, params.plateau_factor, params.plateau_patience);
     let mut stopping = EarlyStopping::new(params.early_stopping_patience);
     let mut history = Vec::new();
     let weights_path = ctx.out_dir.join(WEIGHTS_FILE);
@@ -121,31 +100,12 @@ pub fn run(
         let pass = Pass {
             batch_size: params.batch_size,
             shuffle_seed: Some(derive_seed(params.seed, epoch, SHUFFLE_STREAM)),
-            augment_seed: params
-                .augment
-                .then(|| derive_seed(params.seed, epoch, AUGMENT_STREAM)),
+            augment_seed: params.augment.then(|| derive_seed(params.seed, epoch, AUGMENT_STREAM)),
         };
-        let mut stepper = Stepper {
-            opt: &mut opt,
-            scaler: scaler.as_mut(),
-            trainable: &trainable,
-        };
-        let train = train_epoch(
-            model.as_ref(),
-            &mut stepper,
-            &criterion,
-            &data.loader,
-            &data.train,
-            pass,
-        )
-        .map_err(|e| StageError::msg(format!("epoch {epoch}: {}", e.message)))?;
-        let val = evaluate(
-            model.as_ref(),
-            &criterion,
-            &data.loader,
-            &data.val,
-            params.batch_size,
-        )?;
+        let mut stepper = Stepper { opt: &mut opt, scaler: scaler.as_mut(), trainable: &trainable };
+        let train = train_epoch(model.as_ref(), &mut stepper, &criterion, &data.loader, &data.train, pass)
+            .map_err(|e| StageError::msg(format!("epoch {epoch}: {}", e.message)))?;
+        let val = evaluate(model.as_ref(), &criterion, &data.loader, &data.val, params.batch_size)?;
         if stopping.observe(epoch, val.accuracy) {
             save_weights(&vs, &weights_path)?;
         }
@@ -178,10 +138,7 @@ pub fn run(
     }
     if let Some(s) = &scaler {
         if s.skipped() > 0 {
-            ctx.progress.note(&format!(
-                "amp: {} step(s) skipped for overflowing gradients",
-                s.skipped()
-            ));
+            ctx.progress.note(&format!("amp: {} step(s) skipped for overflowing gradients", s.skipped()));
         }
     }
 
@@ -202,12 +159,7 @@ pub fn run(
     card.write(ctx.out_dir)?;
     Ok(StageOutcome::new(format!(
         "{}: best val accuracy {:.3} at epoch {} of {} ({:.0}s, {})",
-        card.spec.arch,
-        card.best_val_accuracy,
-        card.best_epoch,
-        card.epochs_run,
-        card.train_seconds,
-        card.device
+        card.spec.arch, card.best_val_accuracy, card.best_epoch, card.epochs_run, card.train_seconds, card.device
     )))
 }
 
@@ -218,11 +170,7 @@ fn start_from(vs: &mut nn::VarStore, spec: &ModelSpec, path: &Path) -> Result<St
     let own_dir = if path.is_dir() {
         Some(path.to_path_buf())
     } else {
-        path.parent()
-            .filter(|d| {
-                d.join(CARD_FILE).is_file() && path.file_name() == Some(WEIGHTS_FILE.as_ref())
-            })
-            .map(Path::to_path_buf)
+        path.parent().filter(|d| d.join(CARD_FILE).is_file() && path.file_name() == Some(WEIGHTS_FILE.as_ref())).map(Path::to_path_buf)
     };
     if let Some(dir) = own_dir {
         let card = ModelCard::read(&dir)?;
@@ -248,10 +196,7 @@ fn start_from(vs: &mut nn::VarStore, spec: &ModelSpec, path: &Path) -> Result<St
         return Ok(format!("pretrained: all weights from {}", dir.display()));
     }
     if !path.is_file() {
-        return Err(StageError::msg(format!(
-            "pretrained weights {}: no such file or folder",
-            path.display()
-        )));
+        return Err(StageError::msg(format!("pretrained weights {}: no such file or folder", path.display())));
     }
     let report = models::load_pretrained(vs, spec, path)?;
     Ok(format!(

@@ -21,13 +21,7 @@ pub struct ReduceOnPlateau {
 
 impl ReduceOnPlateau {
     pub fn new(lr: f64, factor: f64, patience: usize) -> Self {
-        Self {
-            lr,
-            factor,
-            patience,
-            best: f64::NEG_INFINITY,
-            bad_epochs: 0,
-        }
+        Self { lr, factor, patience, best: f64::NEG_INFINITY, bad_epochs: 0 }
     }
 
     /// The current learning rate.
@@ -62,12 +56,7 @@ pub struct EarlyStopping {
 
 impl EarlyStopping {
     pub fn new(patience: usize) -> Self {
-        Self {
-            patience,
-            best: f64::NEG_INFINITY,
-            best_epoch: 0,
-            bad_epochs: 0,
-        }
+        Self { patience, best: f64::NEG_INFINITY, best_epoch: 0, bad_epochs: 0 }
     }
 
     /// Records `metric` for `epoch`; true when it is a new best (keep this checkpoint).
@@ -110,10 +99,7 @@ mod tests {
         //       s.step(m); print(opt.param_groups[0]["lr"])
         //   -> 1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.5, 0.25
         let mut s = ReduceOnPlateau::new(1.0, 0.5, 2);
-        let lrs: Vec<f64> = [0.1, 0.2, 0.2, 0.2, 0.2, 0.20001, 0.3, 0.3, 0.3, 0.3]
-            .iter()
-            .map(|&m| s.step(m))
-            .collect();
+        let lrs: Vec<f64> = [0.1, 0.2, 0.2, 0.2, 0.2, 0.20001, 0.3, 0.3, 0.3, 0.3].iter().map(|&m| s.step(m)).collect();
         assert_eq!(lrs, [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.25]);
     }
 

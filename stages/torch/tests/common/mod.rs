@@ -28,7 +28,7 @@ impl Progress for Notes {
 pub fn train_in(root: &Path, name: &str, with: serde_json::Value) -> Result<PathBuf, StageError> {
     let (cache, split) = (root.join("extract"), root.join("split"));
     let out = root.join(name);
-    run_stage(&stages_torch::train::TrainStage, params(with), &[input("extract", &cache), input("split", &split)], &out)?;
+    run_stage(&stages_torch::train::TRAIN, params(with), &[input("extract", &cache), input("split", &split)], &out)?;
     Ok(out)
 }
 

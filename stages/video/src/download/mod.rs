@@ -130,7 +130,8 @@ pub fn download_all(
             let url = format!("{}{name}", params.base_url);
             let bytes_fetched = fetcher.fetch_resumable(&url, &part, remote)?;
             let files_unpacked = unpack::unpack_into(&part, dest, &work.join(format!("{name}.unpack")))?;
-            std::fs::write(&done, format!("{}\n", remote.md5)).map_err(|e| StageError::with_source(format!("writing {}", done.display()), e))?;
+            std::fs::write(&done, format!("{}\n", remote.md5))
+                .map_err(|e| StageError::with_source(format!("writing {}", done.display()), e))?;
             // The verified zip is no longer needed once its files are in place.
             let _ = std::fs::remove_file(&part);
             ZipReport { name, status: "unpacked", bytes_fetched, files_unpacked }

@@ -18,7 +18,11 @@ pub fn unpack_into(zip: &Path, dest: &Path, staging: &Path) -> Result<usize, Sta
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(err(format!("reading entry {i} of {}", zip.display())))?;
         let Some(rel) = entry.enclosed_name() else {
-            return Err(StageError::msg(format!("{}: entry `{}` points outside the folder; refusing to unpack", zip.display(), entry.name().map(|n| n.into_owned()).unwrap_or_default())));
+            return Err(StageError::msg(format!(
+                "{}: entry `{}` points outside the folder; refusing to unpack",
+                zip.display(),
+                entry.name().map(|n| n.into_owned()).unwrap_or_default()
+            )));
         };
         let target = staging.join(&rel);
         if entry.is_dir() {

@@ -73,10 +73,9 @@ impl ShardWriter {
         let shard = self.open.as_mut().expect("opened above");
         shard.data.write_all(data).map_err(|e| io_error(&shard.data_path, "cannot write", e))?;
         let start = shard.bytes as usize;
-        shard.tensors.push((
-            name.to_owned(),
-            TensorInfo { dtype: Dtype::U8, shape: shape.to_vec(), data_offsets: (start, start + data.len()) },
-        ));
+        shard
+            .tensors
+            .push((name.to_owned(), TensorInfo { dtype: Dtype::U8, shape: shape.to_vec(), data_offsets: (start, start + data.len()) }));
         shard.bytes += len;
         Ok(shard.name.clone())
     }
@@ -245,7 +244,11 @@ pub fn read_index(path: &Path) -> Result<Vec<IndexRow>, StageError> {
         let col = |n: &str| batch.column_by_name(n).ok_or_else(|| ctx(format!("missing column `{n}`")));
         let typed = |n: &str, t: DataType| -> Result<&ArrayRef, StageError> {
             let c = col(n)?;
-            if c.data_type() == &t { Ok(c) } else { Err(ctx(format!("column `{n}` is {}, expected {t}", c.data_type()))) }
+            if c.data_type() == &t {
+                Ok(c)
+            } else {
+                Err(ctx(format!("column `{n}` is {}, expected {t}", c.data_type())))
+            }
         };
         let s = |n: &str, i: usize| -> Result<String, StageError> { Ok(typed(n, DataType::Utf8)?.as_string::<i32>().value(i).to_owned()) };
         let int = |n: &str, i: usize| -> Result<i32, StageError> { Ok(typed(n, DataType::Int32)?.as_primitive::<Int32Type>().value(i)) };
@@ -303,9 +306,22 @@ mod tests {
             shards.push(w.add(&format!("clip-{k}"), &[2, 2, 4, 3], &data).unwrap());
         }
         // 48-byte tensors, 100-byte bound: two per shard.
-        assert_eq!(shards, ["shard-00000.safetensors", "shard-00000.safetensors", "shard-00001.safetensors", "shard-00001.safetensors", "shard-00002.safetensors"]);
+        assert_eq!(
+            shards,
+            [
+                "shard-00000.safetensors",
+                "shard-00000.safetensors",
+                "shard-00001.safetensors",
+                "shard-00001.safetensors",
+                "shard-00002.safetensors"
+            ]
+        );
         assert_eq!(w.finish().unwrap().len(), 3);
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with('.'))
+            .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
         let bytes = std::fs::read(dir.path().join("shard-00001.safetensors")).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();

@@ -52,8 +52,7 @@ pub fn read_clips_table(path: &Path) -> Result<Vec<ClipRecord>, StageError> {
         let col = |name: &str| -> Result<&ArrayRef, StageError> {
             batch.column_by_name(name).ok_or_else(|| StageError::msg(ctx(&format!("missing column `{name}`"))))
         };
-        let get_strings =
-            |name: &str| -> Result<Vec<String>, StageError> { strings(col(name)?).map_err(|t| bad_type(path, name, t)) };
+        let get_strings = |name: &str| -> Result<Vec<String>, StageError> { strings(col(name)?).map_err(|t| bad_type(path, name, t)) };
         let get_ints = |name: &str| -> Result<Vec<i64>, StageError> { ints(col(name)?).map_err(|t| bad_type(path, name, t)) };
         let optional_ints = |name: &str| -> Result<Vec<i64>, StageError> {
             match batch.column_by_name(name) {

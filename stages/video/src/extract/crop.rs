@@ -66,10 +66,7 @@ pub fn smooth(per_frame: &[Option<FaceBox>]) -> Option<SmoothedFace> {
     let w = median(found.iter().map(|f| f.w));
     let h = median(found.iter().map(|f| f.h));
     let score = median(found.iter().map(|f| f.score));
-    Some(SmoothedFace {
-        face: FaceBox { x: cx - w / 2.0, y: cy - h / 2.0, w, h, score },
-        found_frames: found.len() as u32,
-    })
+    Some(SmoothedFace { face: FaceBox { x: cx - w / 2.0, y: cy - h / 2.0, w, h, score }, found_frames: found.len() as u32 })
 }
 
 fn median(values: impl Iterator<Item = f32>) -> f32 {

@@ -233,9 +233,10 @@ impl Decoder {
             return Err(DecodeError::Ffmpeg { detail });
         }
         read.map_err(|detail| DecodeError::Ffmpeg { detail })?;
-        let decoded = log.lines().find_map(frames_decoded).ok_or_else(|| DecodeError::Ffmpeg {
-            detail: "ffmpeg did not report how many frames it decoded".to_owned(),
-        })?;
+        let decoded = log
+            .lines()
+            .find_map(frames_decoded)
+            .ok_or_else(|| DecodeError::Ffmpeg { detail: "ffmpeg did not report how many frames it decoded".to_owned() })?;
         Ok(Pass { width, height, frames, decoded })
     }
 }

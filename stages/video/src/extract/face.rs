@@ -110,7 +110,11 @@ impl FaceDetector {
     fn detect_size(&self, width: u32, height: u32) -> (u32, u32) {
         let dw = self.settings.detect_width.clamp(1, width);
         let dh = ((u64::from(height) * u64::from(dw) + u64::from(width) / 2) / u64::from(width)).max(1) as u32;
-        if dw == width { (width, height) } else { (dw, dh) }
+        if dw == width {
+            (width, height)
+        } else {
+            (dw, dh)
+        }
     }
 
     /// The best face of a grey frame already at detector size.
@@ -119,9 +123,7 @@ impl FaceDetector {
             return None; // smaller than the smallest face the detector looks for
         }
         let faces = self.detector.detect(&ImageData::new(pixels, pw, ph));
-        let best = faces
-            .iter()
-            .max_by(|a, b| a.score().partial_cmp(&b.score()).unwrap_or(std::cmp::Ordering::Equal))?;
+        let best = faces.iter().max_by(|a, b| a.score().partial_cmp(&b.score()).unwrap_or(std::cmp::Ordering::Equal))?;
         let b = best.bbox();
         Some(FaceBox { x: b.x() as f32, y: b.y() as f32, w: b.width() as f32, h: b.height() as f32, score: best.score() as f32 })
     }
@@ -152,10 +154,7 @@ fn scale_box(f: FaceBox, sx: f32, sy: f32) -> FaceBox {
 /// BT.601 luma of RGB24 pixels (integer weights 77/150/29, /256).
 pub fn rgb_to_grey(rgb: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    out.extend(
-        rgb.chunks_exact(3)
-            .map(|p| ((77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2]) + 128) >> 8) as u8),
-    );
+    out.extend(rgb.chunks_exact(3).map(|p| ((77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2]) + 128) >> 8) as u8));
 }
 
 #[cfg(test)]

@@ -99,7 +99,13 @@ impl ClipPreprocessor {
     }
 }
 
-fn preprocess(path: &Path, frame_count: Option<u64>, params: &ExtractParams, decoder: &Decoder, worker: &mut Worker) -> Result<ClipTensor, String> {
+fn preprocess(
+    path: &Path,
+    frame_count: Option<u64>,
+    params: &ExtractParams,
+    decoder: &Decoder,
+    worker: &mut Worker,
+) -> Result<ClipTensor, String> {
     let name = path.display();
     match std::fs::metadata(path) {
         Err(e) => return Err(format!("{name}: cannot read the video ({e})")),
@@ -172,7 +178,7 @@ fn preprocess(path: &Path, frame_count: Option<u64>, params: &ExtractParams, dec
         source_height: h,
         decoded_frames: sampled.decoded_count as u32,
         padded: is_padded(sampled.decoded_count, t),
-        decode_passes: sampled.decode_passes as u32,
+        decode_passes: sampled.decode_passes,
     };
     Ok(ClipTensor { tensor, report })
 }

@@ -211,7 +211,8 @@ pub fn run_extract_shard(
     let extractor = Extractor::new(params, ctx, decoder, &clips)?;
     let tensors_path = ctx.out_dir.join(PART_TENSORS);
     let mut tensors = std::io::BufWriter::new(
-        std::fs::File::create(&tensors_path).map_err(|e| StageError::with_source(format!("{}: cannot create", tensors_path.display()), e))?,
+        std::fs::File::create(&tensors_path)
+            .map_err(|e| StageError::with_source(format!("{}: cannot create", tensors_path.display()), e))?,
     );
     let (mut rows, mut rejects) = (Vec::new(), Vec::new());
     ctx.progress.start(mine.len() as u64, "clips");
@@ -231,7 +232,13 @@ pub fn run_extract_shard(
     write_index(&ctx.out_dir.join(PART_ROWS), &rows)?;
     let json = serde_json::to_string(&rejects).map_err(|e| StageError::with_source("rejects.json", e))?;
     std::fs::write(ctx.out_dir.join(PART_REJECTS), json).map_err(|e| StageError::with_source("writing rejects.json", e))?;
-    Ok(StageOutcome::new(format!("shard {} of {}: {} clips extracted, {} rejected", shard.index + 1, shard.count, rows.len(), rejects.len())))
+    Ok(StageOutcome::new(format!(
+        "shard {} of {}: {} clips extracted, {} rejected",
+        shard.index + 1,
+        shard.count,
+        rows.len(),
+        rejects.len()
+    )))
 }
 
 /// Builds the stage's output from the shards' partial results, in shard order: the same bytes
@@ -252,23 +259,33 @@ pub fn merge_extract(
     for part in parts {
         let rows = super::cache::read_index(&part.join(PART_ROWS))?;
         let tensors_path = part.join(PART_TENSORS);
-        let tensors = std::fs::read(&tensors_path).map_err(|e| StageError::with_source(format!("{}: cannot read", tensors_path.display()), e))?;
+        let tensors =
+            std::fs::read(&tensors_path).map_err(|e| StageError::with_source(format!("{}: cannot read", tensors_path.display()), e))?;
         let rejects_path = part.join(PART_REJECTS);
         let rejects: Vec<Reject> = std::fs::read(&rejects_path)
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
             .map_err(|e| StageError::msg(format!("{}: {e}", rejects_path.display())))?;
         if tensors.len() != rows.len() * clip_bytes {
-            return Err(StageError::msg(format!("{}: {} bytes for {} clips of {clip_bytes} bytes", tensors_path.display(), tensors.len(), rows.len())));
+            return Err(StageError::msg(format!(
+                "{}: {} bytes for {} clips of {clip_bytes} bytes",
+                tensors_path.display(),
+                tensors.len(),
+                rows.len()
+            )));
         }
         // Rows and rejects of one shard, back in clip order.
         let mut results: Vec<(&ClipRecord, Result<Extracted, String>)> = Vec::with_capacity(rows.len() + rejects.len());
         for (k, row) in rows.into_iter().enumerate() {
-            let clip = by_id.get(row.clip_id.as_str()).ok_or_else(|| StageError::msg(format!("{}: clip {} is not in the scan table", part.display(), row.clip_id)))?;
+            let clip = by_id
+                .get(row.clip_id.as_str())
+                .ok_or_else(|| StageError::msg(format!("{}: clip {} is not in the scan table", part.display(), row.clip_id)))?;
             results.push((clip, Ok(Extracted { row, tensor: tensors[k * clip_bytes..(k + 1) * clip_bytes].to_vec() })));
         }
         for reject in rejects {
-            let clip = by_id.get(reject.clip_id.as_str()).ok_or_else(|| StageError::msg(format!("{}: clip {} is not in the scan table", part.display(), reject.clip_id)))?;
+            let clip = by_id
+                .get(reject.clip_id.as_str())
+                .ok_or_else(|| StageError::msg(format!("{}: clip {} is not in the scan table", part.display(), reject.clip_id)))?;
             results.push((clip, Err(reject.reason)));
         }
         results.sort_by(|a, b| a.0.clip_id.cmp(&b.0.clip_id));
@@ -403,7 +420,13 @@ impl Assembler {
         Ok(())
     }
 
-    fn finish(self, out: &Path, params: &ExtractParams, canonical: &Params, settings: DetectorSettings) -> Result<StageOutcome, StageError> {
+    fn finish(
+        self,
+        out: &Path,
+        params: &ExtractParams,
+        canonical: &Params,
+        settings: DetectorSettings,
+    ) -> Result<StageOutcome, StageError> {
         let Assembler { shards, sheet, rows, rejects, layout, .. } = self;
         let t = params.frames;
         let shard_names = shards.finish()?;
@@ -490,7 +513,12 @@ fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<(), StageError> {
 
 /// One clip of the scan through the preprocessing, with its index row. The error names the
 /// file and the problem.
-fn extract_clip(clip: &ClipRecord, params: &ExtractParams, ctx: &StageContext<'_>, preprocessor: &ClipPreprocessor) -> Result<Extracted, String> {
+fn extract_clip(
+    clip: &ClipRecord,
+    params: &ExtractParams,
+    ctx: &StageContext<'_>,
+    preprocessor: &ClipPreprocessor,
+) -> Result<Extracted, String> {
     // A recorded path may point into an upstream artifact this machine has to fetch first.
     let path = ctx.locate_recorded(PathBuf::from(&clip.source)).map_err(|e| e.chain())?;
     let hint = u64::try_from(clip.frame_count).ok();

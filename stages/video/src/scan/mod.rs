@@ -102,7 +102,9 @@ impl ScanParams {
                 return Err(bad(name, format!("{name} must list values 1..{max}, got {list:?}")));
             }
         }
-        for (name, empty) in [("emotions", ids.is_empty()), ("vocal_channels", self.vocal_channels.is_empty()), ("actors", self.actors.is_empty())] {
+        for (name, empty) in
+            [("emotions", ids.is_empty()), ("vocal_channels", self.vocal_channels.is_empty()), ("actors", self.actors.is_empty())]
+        {
             if empty {
                 return Err(bad(name, format!("{name} must not be empty (leave it out to keep all)")));
             }
@@ -158,10 +160,14 @@ pub fn scan(root: &Path, params: &ScanParams, prober: &Prober, threads: usize, p
 
 /// Lists `root` and picks the recordings (and their candidate files) the parameters select.
 pub fn select_recordings(root: &Path, params: &ScanParams) -> Result<select::Selection, StageError> {
-    let files = select::list_files(root).map_err(|e| StageError::with_source(format!("listing the dataset folder {}", root.display()), e))?;
+    let files =
+        select::list_files(root).map_err(|e| StageError::with_source(format!("listing the dataset folder {}", root.display()), e))?;
     let choice = ModalityChoice::parse(&params.modality).ok_or_else(|| StageError::msg(format!("bad modality `{}`", params.modality)))?;
     Ok(select::select(&files, &choice, &params.filters()))
 }
+
+/// What probing one recording gives: the clip kept (if any) and the candidates rejected.
+pub type Selected = (Option<Clip>, Vec<Reject>);
 
 /// A probe of one file: the prober itself, or (when merging shards) what a shard recorded.
 pub type ProbeFn<'a> = dyn Fn(&Path) -> Result<VideoInfo, ProbeError> + Sync + 'a;
@@ -173,7 +179,7 @@ pub fn probe_recordings(
     probe: &ProbeFn<'_>,
     threads: usize,
     progress: &dyn Progress,
-) -> Result<Vec<(Option<Clip>, Vec<Reject>)>, StageError> {
+) -> Result<Vec<Selected>, StageError> {
     progress.start(recordings.len() as u64, "recordings");
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
@@ -191,7 +197,7 @@ pub fn probe_recordings(
     }))
 }
 
-fn probe_recording(rec: &select::Recording, probe: &ProbeFn<'_>) -> (Option<Clip>, Vec<Reject>) {
+fn probe_recording(rec: &select::Recording, probe: &ProbeFn<'_>) -> Selected {
     let mut rejects = Vec::new();
     let mut kept: Option<Clip> = None;
     for (name, path) in &rec.candidates {
@@ -217,8 +223,9 @@ fn probe_recording(rec: &select::Recording, probe: &ProbeFn<'_>) -> (Option<Clip
 }
 
 /// The scan's result from the selection and the probe outcomes, sorted.
-pub fn assemble(sel: select::Selection, outcomes: Vec<(Option<Clip>, Vec<Reject>)>) -> ScanResult {
-    let mut result = ScanResult { files_seen: sel.files_seen, filtered: sel.filtered, ignored: sel.ignored, rejects: sel.rejects, ..Default::default() };
+pub fn assemble(sel: select::Selection, outcomes: Vec<Selected>) -> ScanResult {
+    let mut result =
+        ScanResult { files_seen: sel.files_seen, filtered: sel.filtered, ignored: sel.ignored, rejects: sel.rejects, ..Default::default() };
     for (clip, rejects) in outcomes {
         result.clips.extend(clip);
         result.rejects.extend(rejects);
@@ -315,7 +322,8 @@ impl Stage for ScanStage {
         let (p, root) = Self::prepare(ctx)?;
         let (prober_name, probes) = shard_part::read(parts)?;
         let sel = select_recordings(&root, &p)?;
-        let lookup = |path: &Path| probes.get(&shard_part::relative(&root, path)).cloned().unwrap_or_else(|| Err(ProbeError::missing(path)));
+        let lookup =
+            |path: &Path| probes.get(&shard_part::relative(&root, path)).cloned().unwrap_or_else(|| Err(ProbeError::missing(path)));
         let outcomes = probe_recordings(&sel.recordings, &lookup, ctx.threads, ctx.progress)?;
         if let Some(missing) = outcomes.iter().flat_map(|(_, r)| r).find(|r| r.kind == probe::NOT_PROBED) {
             return Err(StageError::msg(format!(
@@ -354,7 +362,13 @@ impl ScanStage {
     }
 
     /// Writes the tables and the summary of `result` (the same for a whole run and a merge).
-    fn finish(ctx: &StageContext<'_>, p: &ScanParams, root: &Path, prober_name: &str, mut result: ScanResult) -> Result<StageOutcome, StageError> {
+    fn finish(
+        ctx: &StageContext<'_>,
+        p: &ScanParams,
+        root: &Path,
+        prober_name: &str,
+        mut result: ScanResult,
+    ) -> Result<StageOutcome, StageError> {
         let workspace = std::path::absolute(ctx.base_dir).unwrap_or_else(|_| ctx.base_dir.to_path_buf());
         // Paths into the store are written as the configured store has them (a cluster worker's
         // private store lies elsewhere), then relative to the workspace when inside it.
@@ -449,7 +463,10 @@ mod tests {
 
     #[test]
     fn spellings_resolve_alike_and_bad_values_are_named() {
-        assert_eq!(resolve(r#"{"emotions": [8, "happy"], "modality": "2"}"#).unwrap(), resolve(r#"{"emotions": ["surprised", "03"], "modality": "02"}"#).unwrap());
+        assert_eq!(
+            resolve(r#"{"emotions": [8, "happy"], "modality": "2"}"#).unwrap(),
+            resolve(r#"{"emotions": ["surprised", "03"], "modality": "02"}"#).unwrap()
+        );
         assert_eq!(resolve("{}").unwrap()["actors"].as_array().unwrap().len(), 24);
         for (json, name) in [
             (r#"{"modality": "03"}"#, "modality"),

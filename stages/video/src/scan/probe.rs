@@ -88,7 +88,10 @@ impl Prober {
         if info.width == 0 || info.height == 0 || info.frame_count == 0 || info.fps.is_nan() || info.fps <= 0.0 {
             return Err(ProbeError::new(
                 "not_video",
-                format!("video stream has no frames or no size ({}x{}, {} frames, {} fps)", info.width, info.height, info.frame_count, info.fps),
+                format!(
+                    "video stream has no frames or no size ({}x{}, {} frames, {} fps)",
+                    info.width, info.height, info.frame_count, info.fps
+                ),
             ));
         }
         Ok(info)
@@ -154,7 +157,11 @@ fn probe_ffprobe(ffprobe: &Path, path: &Path) -> Result<VideoInfo, ProbeError> {
         let kinds: Vec<String> = streams.iter().filter_map(|s| s["codec_type"].as_str().map(str::to_owned)).collect();
         return Err(ProbeError::new(
             "no_video_stream",
-            if kinds.is_empty() { "no video stream (no streams at all)".to_owned() } else { format!("no video stream (only {})", kinds.join(", ")) },
+            if kinds.is_empty() {
+                "no video stream (no streams at all)".to_owned()
+            } else {
+                format!("no video stream (only {})", kinds.join(", "))
+            },
         ));
     };
     let width = v["width"].as_u64().unwrap_or(0) as u32;
@@ -167,9 +174,8 @@ fn probe_ffprobe(ffprobe: &Path, path: &Path) -> Result<VideoInfo, ProbeError> {
             return Err(ProbeError::new("truncated", format!("truncated: the header promises {h} frames, only {read} are in the file")));
         }
     }
-    let duration_s = number(&v["duration"])
-        .or_else(|| number(&json["format"]["duration"]))
-        .unwrap_or(if fps > 0.0 { read as f64 / fps } else { 0.0 });
+    let duration_s =
+        number(&v["duration"]).or_else(|| number(&json["format"]["duration"])).unwrap_or(if fps > 0.0 { read as f64 / fps } else { 0.0 });
     if !log.trim().is_empty() && log.to_ascii_lowercase().contains("partial file") {
         return Err(classify(path, &log));
     }
@@ -192,7 +198,13 @@ fn probe_ffmpeg(ffmpeg: &Path, path: &Path) -> Result<VideoInfo, ProbeError> {
                 if let (None, Some(v)) = (&video, s.video_data()) {
                     video = Some(v.clone());
                 }
-                any_stream.push(if s.is_audio() { "audio" } else if s.is_video() { "video" } else { "other" });
+                any_stream.push(if s.is_audio() {
+                    "audio"
+                } else if s.is_video() {
+                    "video"
+                } else {
+                    "other"
+                });
             }
             FfmpegEvent::ParsedDuration(d) => duration = Some(d.duration),
             FfmpegEvent::Progress(p) => frames = Some(u64::from(p.frame)),
@@ -222,7 +234,10 @@ fn probe_ffmpeg(ffmpeg: &Path, path: &Path) -> Result<VideoInfo, ProbeError> {
     if duration_s > 0.0 && fps > 0.0 && (frame_count as f64) < 0.9 * duration_s * fps - 1.0 {
         return Err(ProbeError::new(
             "truncated",
-            format!("truncated: {frame_count} frames in the file, its {duration_s:.2} s at {fps:.2} fps promise about {:.0}", duration_s * fps),
+            format!(
+                "truncated: {frame_count} frames in the file, its {duration_s:.2} s at {fps:.2} fps promise about {:.0}",
+                duration_s * fps
+            ),
         ));
     }
     if errors.to_ascii_lowercase().contains("partial file") {

@@ -130,10 +130,8 @@ pub fn select(files: &[PathBuf], modality: &ModalityChoice, filters: &Filters) -
         if let Some(folder) = path.parent().and_then(|p| p.file_name()).map(|f| f.to_string_lossy().into_owned()) {
             if let Some(n) = folder.strip_prefix("Actor_").and_then(|n| n.parse::<u8>().ok()) {
                 if n != name.actor {
-                    sel.rejects.push(reject(
-                        "wrong_folder",
-                        format!("`{file_name}` names actor {:02} but sits in folder {folder}", name.actor),
-                    ));
+                    sel.rejects
+                        .push(reject("wrong_folder", format!("`{file_name}` names actor {:02} but sits in folder {folder}", name.actor)));
                     continue;
                 }
             }
@@ -162,11 +160,7 @@ mod tests {
 
     #[test]
     fn prefers_video_only_and_falls_back_to_audio_video_per_recording() {
-        let files = paths(&[
-            "Actor_01/01-01-03-01-01-01-01.mp4",
-            "Actor_01/02-01-03-01-01-01-01.mp4",
-            "Actor_01/01-01-04-01-01-01-01.mp4",
-        ]);
+        let files = paths(&["Actor_01/01-01-03-01-01-01-01.mp4", "Actor_01/02-01-03-01-01-01-01.mp4", "Actor_01/01-01-04-01-01-01-01.mp4"]);
         let sel = select(&files, &ModalityChoice::parse("video").unwrap(), &Filters::default());
         assert_eq!(sel.recordings.len(), 2);
         let first: Vec<_> = sel.recordings.iter().map(|r| r.candidates[0].1.clone()).collect();

@@ -91,20 +91,24 @@ pub fn write(dir: &Path, prober: &str, mut probes: Vec<ProbeRecord>) -> Result<(
     std::fs::write(&path, text).map_err(|e| StageError::with_source(format!("writing {}", path.display()), e))
 }
 
+/// Every probe by recording path.
+pub type Probes = BTreeMap<String, Result<VideoInfo, ProbeError>>;
+
 /// The prober's name and every probe of the shards `parts` (their output directories).
-pub fn read(parts: &[PathBuf]) -> Result<(String, BTreeMap<String, Result<VideoInfo, ProbeError>>), StageError> {
+pub fn read(parts: &[PathBuf]) -> Result<(String, Probes), StageError> {
     let mut prober: Option<String> = None;
     let mut probes = BTreeMap::new();
     for dir in parts {
         let path = dir.join(FILE);
         let bytes = std::fs::read(&path).map_err(|e| StageError::with_source(format!("reading the shard part {}", path.display()), e))?;
-        let part: Part = serde_json::from_slice(&bytes).map_err(|e| StageError::with_source(format!("the shard part {} is damaged", path.display()), e))?;
+        let part: Part = serde_json::from_slice(&bytes)
+            .map_err(|e| StageError::with_source(format!("the shard part {} is damaged", path.display()), e))?;
         match &prober {
             Some(p) if *p != part.prober => {
                 return Err(StageError::msg(format!(
-                    "the shards probed with different programs ({p} and {}): give `prober:` explicitly, or install the same ffmpeg everywhere",
-                    part.prober
-                )))
+                "the shards probed with different programs ({p} and {}): give `prober:` explicitly, or install the same ffmpeg everywhere",
+                part.prober
+            )))
             }
             _ => prober = Some(part.prober.clone()),
         }

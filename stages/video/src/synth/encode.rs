@@ -37,13 +37,7 @@ pub struct VideoFormat {
 }
 
 /// Encodes frames `0..frames` of `renderer` into `dest`.
-pub fn encode_clip(
-    ffmpeg: &Path,
-    format: VideoFormat,
-    frames: usize,
-    dest: &Path,
-    renderer: &mut Renderer,
-) -> Result<(), StageError> {
+pub fn encode_clip(ffmpeg: &Path, format: VideoFormat, frames: usize, dest: &Path, renderer: &mut Renderer) -> Result<(), StageError> {
     let tmp = dest.with_extension("mp4.part");
     let (x0, y0, x1, y1) = renderer.window();
     let size = format!("{}x{}", x1 - x0, y1 - y0);

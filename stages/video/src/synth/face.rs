@@ -111,15 +111,7 @@ impl Expression {
         let z = Expression::default();
         match emotion {
             2 => Expression { mouth_curve: 0.5, mouth_width: 0.08, eye_open: -0.45, brow_raise: -0.1, ..z },
-            3 => Expression {
-                mouth_curve: 1.0,
-                mouth_width: 0.32,
-                mouth_open: 0.3,
-                teeth: 1.0,
-                eye_open: -0.3,
-                brow_raise: 0.15,
-                ..z
-            },
+            3 => Expression { mouth_curve: 1.0, mouth_width: 0.32, mouth_open: 0.3, teeth: 1.0, eye_open: -0.3, brow_raise: 0.15, ..z },
             4 => Expression { mouth_curve: -0.85, mouth_width: -0.1, brow_tilt: 0.9, brow_raise: 0.1, eye_open: -0.35, ..z },
             5 => Expression {
                 brow_raise: -0.75,

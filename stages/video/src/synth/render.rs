@@ -337,7 +337,18 @@ fn draw_features(c: &mut Canvas, look: &Look, pose: &Pose, dx: f32, dy: f32) {
         c.band(fx(0.0), my, half_w * 0.85, curve * 0.9, tilt, 0.004 * u, inner, [55.0, 22.0, 25.0], 0.95, soft * 0.8);
         if e.teeth > 0.05 {
             let th = (0.035 * u).min(inner * 0.6);
-            c.band(fx(0.0), my - inner * 0.55, half_w * 0.7, curve * 0.8, tilt, 0.0, th, [235.0, 232.0, 225.0], 0.85 * e.teeth.min(1.0), soft * 0.6);
+            c.band(
+                fx(0.0),
+                my - inner * 0.55,
+                half_w * 0.7,
+                curve * 0.8,
+                tilt,
+                0.0,
+                th,
+                [235.0, 232.0, 225.0],
+                0.85 * e.teeth.min(1.0),
+                soft * 0.6,
+            );
         }
     }
 }

@@ -61,10 +61,12 @@ mod tests {
 
     #[test]
     fn same_label_same_stream_different_label_different_stream() {
-        let a: Vec<u64> = (0..4).map({
-            let mut r = Rng::from_label(7, "02-01-03");
-            move |_| r.next_u64()
-        }).collect();
+        let a: Vec<u64> = (0..4)
+            .map({
+                let mut r = Rng::from_label(7, "02-01-03");
+                move |_| r.next_u64()
+            })
+            .collect();
         let mut r = Rng::from_label(7, "02-01-03");
         assert_eq!(a, (0..4).map(|_| r.next_u64()).collect::<Vec<_>>());
         assert_ne!(a[0], Rng::from_label(7, "02-01-04").next_u64());

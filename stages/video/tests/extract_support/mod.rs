@@ -47,7 +47,17 @@ pub fn padded_ravdess(dir: &Path) -> PathBuf {
     let out = dir.join("ravdess_1280x720.mp4");
     if !out.exists() {
         let src = real("01-01-08-02-01-01-19.mp4");
-        ffmpeg(&["-i", src.to_str().unwrap(), "-vf", "pad=1280:720:280:0:white", "-c:v", "libx264", "-pix_fmt", "yuv420p", out.to_str().unwrap()]);
+        ffmpeg(&[
+            "-i",
+            src.to_str().unwrap(),
+            "-vf",
+            "pad=1280:720:280:0:white",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            out.to_str().unwrap(),
+        ]);
     }
     out
 }
@@ -56,8 +66,17 @@ pub fn padded_ravdess(dir: &Path) -> PathBuf {
 pub fn testsrc(dir: &Path, name: &str, w: u32, h: u32, frames: u32) -> PathBuf {
     let out = dir.join(name);
     ffmpeg(&[
-        "-f", "lavfi", "-i", &format!("testsrc=size={w}x{h}:rate=30"), "-frames:v", &frames.to_string(),
-        "-c:v", "libx264", "-pix_fmt", "yuv420p", out.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc=size={w}x{h}:rate=30"),
+        "-frames:v",
+        &frames.to_string(),
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        out.to_str().unwrap(),
     ]);
     out
 }
@@ -80,7 +99,15 @@ pub fn run_with(stage: &ExtractStage, clips: &[ClipRecord], params: serde_json::
     let raw: Params = serde_json::from_value(params).unwrap();
     let params = stage.resolve_params(&raw).unwrap();
     let inputs = [StageInput { kind: Some("scan".into()), ..StageInput::new("scan", scan) }];
-    let ctx = StageContext { params: &params, inputs: &inputs, out_dir: &out, base_dir: tmp.path(), progress: &NoProgress, threads, artifacts: &SameStore };
+    let ctx = StageContext {
+        params: &params,
+        inputs: &inputs,
+        out_dir: &out,
+        base_dir: tmp.path(),
+        progress: &NoProgress,
+        threads,
+        artifacts: &SameStore,
+    };
     let result = stage.run(&ctx);
     Run { tmp, out, result }
 }
@@ -99,13 +126,29 @@ pub fn run_sharded(clips: &[ClipRecord], params: serde_json::Value, count: usize
     for index in 0..count {
         let part = tmp.path().join(format!("part{index}"));
         std::fs::create_dir_all(&part).unwrap();
-        let ctx = StageContext { params: &params, inputs: &inputs, out_dir: &part, base_dir: tmp.path(), progress: &NoProgress, threads, artifacts: &SameStore };
+        let ctx = StageContext {
+            params: &params,
+            inputs: &inputs,
+            out_dir: &part,
+            base_dir: tmp.path(),
+            progress: &NoProgress,
+            threads,
+            artifacts: &SameStore,
+        };
         stage.run_shard(&ctx, Shard { index, count }).unwrap();
         parts.push(part);
     }
     let out = tmp.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let ctx = StageContext { params: &params, inputs: &inputs, out_dir: &out, base_dir: tmp.path(), progress: &NoProgress, threads, artifacts: &SameStore };
+    let ctx = StageContext {
+        params: &params,
+        inputs: &inputs,
+        out_dir: &out,
+        base_dir: tmp.path(),
+        progress: &NoProgress,
+        threads,
+        artifacts: &SameStore,
+    };
     let result = stage.merge(&ctx, &parts);
     Run { tmp, out, result }
 }
