@@ -1,7 +1,8 @@
 //! Runs one stage instance's action into a private output directory.
 //!
 //! Built-in stages run in-process (a panic is caught and reported as a failure); `run:` stages
-//! run with `sh -c` in the directory of `pipeline.yaml`, with `PIPELINE_OUT`,
+//! run with `sh -c` in the directory of `pipeline.yaml`, in a process group that dies with
+//! `pipeline` ([`stage_api::process`]), with `PIPELINE_OUT`,
 //! `PIPELINE_IN_<NEED>` and `PIPELINE_PARAM_<KEY>` set. Their stdout and stderr go to the
 //! artifact's `log.txt`; on failure the end of stderr is part of the error.
 
@@ -76,8 +77,13 @@ fn run_shell(command: &str, job: &Job<'_>) -> Result<String, String> {
     let io_err = |what: &str, e: std::io::Error| format!("{what}: {e}");
     let stdout = fs::File::create(&stdout_path).map_err(|e| io_err("creating the stage log", e))?;
     let stderr = fs::File::create(&stderr_path).map_err(|e| io_err("creating the stage log", e))?;
+    // The command runs under a guard shell that leads its own process group and kills that
+    // group when `pipeline` dies (also on kill -9), so no part of a killed run goes on writing.
     let mut cmd = Command::new("sh");
+    stage_api::process::group_dies_with_parent(&mut cmd);
     cmd.arg("-c")
+        .arg(stage_api::process::GROUP_GUARD)
+        .arg("sh")
         .arg(command)
         .current_dir(job.base_dir)
         .stdin(Stdio::null())

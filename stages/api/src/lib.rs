@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+pub mod process;
 pub mod testing;
 pub mod worker;
 

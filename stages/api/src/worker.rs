@@ -16,8 +16,8 @@
 //! - stderr: free text (the worker's own stdout is redirected there, so a stray `println!`
 //!   cannot corrupt the event stream); its end is quoted when the worker dies without an outcome.
 //!
-//! The worker dies with the process that started it, also on `kill -9` (`PR_SET_PDEATHSIG` on
-//! Linux), so a killed run leaves no training behind holding a GPU.
+//! The worker dies with the process that started it, also on `kill -9` ([`crate::process`]), so
+//! a killed run leaves no training behind holding a GPU.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -119,7 +119,7 @@ pub fn run_in_worker(worker: &str, kind: &str, ctx: &StageContext<'_>, part: Wor
     let request = serde_json::to_vec(&job).map_err(|e| StageError::with_source("encoding the worker job", e))?;
     let mut command = Command::new(&program);
     command.arg("stage").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    die_with_parent(&mut command);
+    crate::process::die_with_parent(&mut command);
     let mut child = command.spawn().map_err(|e| StageError::with_source(format!("cannot start the worker {}", program.display()), e))?;
     // The job is small; write it and close stdin before reading, so neither side waits on the other.
     let written = child.stdin.take().map(|mut stdin| stdin.write_all(&request));
@@ -280,29 +280,6 @@ fn exit_description(status: &std::process::ExitStatus) -> String {
     }
 }
 
-/// Makes the child die when this process does, whichever way it ends.
-fn die_with_parent(command: &mut Command) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: prctl and getppid are async-signal-safe; nothing is allocated in the closure.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The parent may have died between fork and prctl.
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = command;
-}
 
 /// The worker's event stream: the original stdout. Fd 1 is pointed at stderr, so whatever the
 /// stage's libraries print goes to the log rather than into the protocol.

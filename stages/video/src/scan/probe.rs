@@ -139,11 +139,14 @@ fn number(v: &serde_json::Value) -> Option<f64> {
 }
 
 fn probe_ffprobe(ffprobe: &Path, path: &Path) -> Result<VideoInfo, ProbeError> {
-    let out = Command::new(ffprobe)
+    let mut command = Command::new(ffprobe);
+    command
         .args(["-v", "error", "-count_packets", "-show_entries"])
         .arg("stream=index,codec_type,width,height,avg_frame_rate,r_frame_rate,nb_frames,nb_read_packets,duration:format=duration")
         .args(["-of", "json"])
-        .arg(path)
+        .arg(path);
+    stage_api::process::die_with_parent(&mut command);
+    let out = command
         .output()
         .map_err(|e| ProbeError::new("unreadable", format!("cannot run {}: {e}", ffprobe.display())))?;
     let log = String::from_utf8_lossy(&out.stderr);
@@ -183,10 +186,10 @@ fn probe_ffprobe(ffprobe: &Path, path: &Path) -> Result<VideoInfo, ProbeError> {
 }
 
 fn probe_ffmpeg(ffmpeg: &Path, path: &Path) -> Result<VideoInfo, ProbeError> {
-    let mut child = FfmpegCommand::new_with_path(ffmpeg)
-        .hide_banner()
-        .input(path)
-        .args(["-map", "0:v:0?", "-c", "copy", "-f", "null", "-"])
+    let mut command = FfmpegCommand::new_with_path(ffmpeg);
+    command.hide_banner().input(path).args(["-map", "0:v:0?", "-c", "copy", "-f", "null", "-"]);
+    stage_api::process::die_with_parent(command.as_inner_mut());
+    let mut child = command
         .spawn()
         .map_err(|e| ProbeError::new("unreadable", format!("cannot run {}: {e}", ffmpeg.display())))?;
     let events = child.iter().map_err(|e| ProbeError::new("unreadable", format!("reading ffmpeg's log: {e}")))?;

@@ -42,7 +42,9 @@ pub fn encode_clip(ffmpeg: &Path, format: VideoFormat, frames: usize, dest: &Pat
     let (x0, y0, x1, y1) = renderer.window();
     let size = format!("{}x{}", x1 - x0, y1 - y0);
     let pad = format!("pad={}:{}:{x0}:{y0}:white", format.width, format.height);
-    let mut child = Command::new(ffmpeg)
+    let mut command = Command::new(ffmpeg);
+    stage_api::process::die_with_parent(&mut command);
+    let mut child = command
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
         .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", &size, "-r", &format.fps.to_string(), "-i", "pipe:0"])
         .args(["-vf", &pad, "-filter_threads", "1"])
