@@ -15,7 +15,11 @@
 #   azurite               Microsoft's Azure Blob Storage emulator for tests/remote_azure.rs,
 #                         `npm install`ed into ~/.cache/pipeline/azurite when missing (needs
 #                         node and npm; as root on Debian they come from apt).
+#
+# PIPELINE_SETUP_FOR=run (what `scripts/dev run` and `scripts/install` set) installs only what
+# running pipelines needs: no chromium, Slurm, munge, s3s-fs or Azurite (the tests' services).
 set -euo pipefail
+SETUP_FOR="${PIPELINE_SETUP_FOR:-test}"
 
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/pipeline"
@@ -31,10 +35,12 @@ install_debian_packages() {
     command -v pkg-config >/dev/null || missing+=(pkg-config)
     pkg-config --exists fontconfig 2>/dev/null || missing+=(libfontconfig1-dev)
     [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
-    command -v chromium >/dev/null || missing+=(chromium)
-    # Daemons live in /usr/sbin, which is not on every user's PATH.
-    [ -x /usr/sbin/slurmctld ] && command -v sbatch >/dev/null || missing+=(slurm-wlm)
-    [ -x /usr/sbin/munged ] || missing+=(munge)
+    if [ "$SETUP_FOR" = test ]; then
+        command -v chromium >/dev/null || missing+=(chromium)
+        # Daemons live in /usr/sbin, which is not on every user's PATH.
+        [ -x /usr/sbin/slurmctld ] && command -v sbatch >/dev/null || missing+=(slurm-wlm)
+        [ -x /usr/sbin/munged ] || missing+=(munge)
+    fi
     [ ${#missing[@]} -eq 0 ] && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         log "installing Debian packages: ${missing[*]}"
@@ -96,8 +102,10 @@ install_azurite() {
 install_debian_packages
 install_venv
 link_static_ffmpeg
-install_s3s_fs
-install_azurite
+if [ "$SETUP_FOR" = test ]; then
+    install_s3s_fs
+    install_azurite
+fi
 
 export PIPELINE_TORCH_VENV="$VENV"
 export VIRTUAL_ENV="$VENV"

@@ -78,7 +78,12 @@ fn sigkill_at_random_moments_leaves_no_process_and_no_late_side_effect() {
     let (mut kills, mut survivors_seen, mut late_effects) = (0, 0, 0);
     for round in 0..ROUNDS {
         // Every round computes everything again, so kills land anywhere in the run.
-        let mut child = ws.command(&["run", "-q", "--force", "synth", "--force", "a", "--force", "b", "--force", "c"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = ws
+            .command(&["run", "-q", "--force", "synth", "--force", "a", "--force", "b", "--force", "c"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         let delay = Duration::from_millis(next_ms(3500));
         std::thread::sleep(delay);
         let finished_first = child.try_wait().unwrap().is_some();

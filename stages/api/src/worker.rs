@@ -280,7 +280,6 @@ fn exit_description(status: &std::process::ExitStatus) -> String {
     }
 }
 
-
 /// The worker's event stream: the original stdout. Fd 1 is pointed at stderr, so whatever the
 /// stage's libraries print goes to the log rather than into the protocol.
 fn event_channel() -> std::io::Result<Box<dyn Write + Send>> {

@@ -146,9 +146,7 @@ fn probe_ffprobe(ffprobe: &Path, path: &Path) -> Result<VideoInfo, ProbeError> {
         .args(["-of", "json"])
         .arg(path);
     stage_api::process::die_with_parent(&mut command);
-    let out = command
-        .output()
-        .map_err(|e| ProbeError::new("unreadable", format!("cannot run {}: {e}", ffprobe.display())))?;
+    let out = command.output().map_err(|e| ProbeError::new("unreadable", format!("cannot run {}: {e}", ffprobe.display())))?;
     let log = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         return Err(classify(path, &log));
@@ -189,9 +187,7 @@ fn probe_ffmpeg(ffmpeg: &Path, path: &Path) -> Result<VideoInfo, ProbeError> {
     let mut command = FfmpegCommand::new_with_path(ffmpeg);
     command.hide_banner().input(path).args(["-map", "0:v:0?", "-c", "copy", "-f", "null", "-"]);
     stage_api::process::die_with_parent(command.as_inner_mut());
-    let mut child = command
-        .spawn()
-        .map_err(|e| ProbeError::new("unreadable", format!("cannot run {}: {e}", ffmpeg.display())))?;
+    let mut child = command.spawn().map_err(|e| ProbeError::new("unreadable", format!("cannot run {}: {e}", ffmpeg.display())))?;
     let events = child.iter().map_err(|e| ProbeError::new("unreadable", format!("reading ffmpeg's log: {e}")))?;
     let (mut video, mut any_stream, mut duration, mut frames) = (None, Vec::new(), None, None);
     let mut errors = String::new();
