@@ -16,7 +16,7 @@
 //!
 //! [`KubeMock::env`] gives the coordinator a kubeconfig pointing at the mock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -59,6 +59,9 @@ struct State {
     kubelet: Kubelet,
     /// Jobs whose processes were sent SIGTERM by a delete.
     killed: Vec<String>,
+    /// Pod processes not yet exited, also those of Jobs already deleted (a deleted Job leaves
+    /// `jobs` at once while its pods still handle their SIGTERM).
+    running: BTreeSet<u32>,
     resource_version: u64,
 }
 
@@ -90,6 +93,7 @@ impl KubeMock {
             requests: Vec::new(),
             kubelet: Kubelet::Run,
             killed: Vec::new(),
+            running: BTreeSet::new(),
             resource_version: 1,
         }));
         let (srv, st, logs) = (server.clone(), state.clone(), dir.path().join("logs"));
@@ -144,9 +148,10 @@ impl KubeMock {
         std::fs::read_to_string(self.dir.path().join("logs").join(format!("{name}.log"))).unwrap_or_default()
     }
 
-    /// Whether every pod process has exited.
+    /// Whether every pod process has exited, those of deleted Jobs included.
     pub fn idle(&self) -> bool {
-        self.state.lock().unwrap().jobs.values().all(|j| j.pids.is_empty())
+        let st = self.state.lock().unwrap();
+        st.running.is_empty() && st.jobs.values().all(|j| j.pids.is_empty())
     }
 }
 
@@ -414,6 +419,7 @@ fn run_pods(state: &Arc<Mutex<State>>, logs: &Path, ns: &str, name: &str, kubele
         }
     }
     let pids: Vec<u32> = children.iter().map(|(_, c)| c.id()).collect();
+    state.lock().unwrap().running.extend(pids.iter().copied());
     if !set_status(state, ns, name, json!({"active": children.len(), "ready": children.len()}), Some(pids)) {
         // Deleted while starting.
         children.iter().for_each(|(_, c)| terminate(c.id()));
@@ -421,7 +427,9 @@ fn run_pods(state: &Arc<Mutex<State>>, logs: &Path, ns: &str, name: &str, kubele
     let mut failed = failed_to_start;
     let mut succeeded = Vec::new();
     for (pod, mut child) in children {
-        if child.wait().map(|s| s.success()).unwrap_or(false) {
+        let exited_ok = child.wait().map(|s| s.success()).unwrap_or(false);
+        state.lock().unwrap().running.remove(&child.id());
+        if exited_ok {
             succeeded.push(pod);
         } else {
             failed.push(pod);
