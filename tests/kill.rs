@@ -43,19 +43,7 @@ fn live_children() -> Vec<(u32, String)> {
             break;
         }
     }
-    let me = std::process::id();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        let mut rest = stat[close + 1..].split_whitespace();
-        let (state, ppid) = (rest.next().unwrap_or(""), rest.next().and_then(|p| p.parse::<u32>().ok()));
-        if ppid == Some(me) && state != "Z" {
-            found.push((pid, stat[open + 1..close].to_owned()));
-        }
-    }
-    found
+    common::children_of(std::process::id()).into_iter().map(|p| (p.pid, p.name)).collect()
 }
 
 fn effects(dir: &Path) -> usize {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use common::Workspace;
 
 fn stages() -> String {
-    common::tiny_dataset("{actors: 3, emotions: [neutral, happy], intensities: [1], duration_s: 0.5, width: 320, height: 180}")
+    common::tiny_dataset(common::SMALL_SYNTH)
 }
 
 /// `extract` in `count` shards, and the probing of `scan` in 2.

@@ -464,27 +464,15 @@ executor:
     default: {{cpus: 1, mem: 500M, time: "10"}}
     scan: {{shards: 2}}
     extract: {{shards: 4}}
-stages:
-  synth:
-    uses: synth
-    with: {{actors: 3, emotions: [neutral, happy], intensities: [1], duration_s: 0.5, width: 320, height: 180}}
-  scan: {{uses: scan, needs: [synth]}}
-  extract:
-    uses: extract
-    needs: [scan]
-    with: {{frames: 2, size: 32}}
-  split:
-    uses: split
-    needs: [extract]
-    with: {{train_actors: [1], val_actors: [2], test_actors: [3]}}
-  train:
+{dataset}  train:
     uses: train
     needs: [extract, split]
     matrix:
       arch: [early_fusion_cnn, late_fusion_resnet18]
     with: {{epochs: 1, batch_size: 2, device: cpu, threads: 1}}
 "#,
-        remote = remote.display()
+        remote = remote.display(),
+        dataset = common::tiny_dataset(common::SMALL_SYNTH),
     )
 }
 

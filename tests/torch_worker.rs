@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Workspace;
+use common::{alive, Workspace};
 
 /// Two small trainings (seeds 0 and 1) on a tiny synthetic set, one libtorch thread each.
 fn pipeline_yaml(epochs: usize) -> String {
@@ -62,21 +62,9 @@ fn only_the_worker_links_libtorch_and_it_keeps_cuda() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("cuda: "), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
-/// The pids of `parent`'s children called `name`.
+/// The pids of `parent`'s running children called `name`.
 fn children_named(parent: u32, name: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        let comm = &stat[open + 1..close];
-        let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
-        if comm == name && ppid == Some(parent) {
-            found.push(pid);
-        }
-    }
-    found
+    common::children_of(parent).into_iter().filter(|p| p.name == name).map(|p| p.pid).collect()
 }
 
 fn wait_for_worker(parent: u32) -> u32 {
@@ -88,11 +76,6 @@ fn wait_for_worker(parent: u32) -> u32 {
         std::thread::sleep(Duration::from_millis(5));
     }
     panic!("no pipeline-torch worker started within 300 s");
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie has released everything it held; only a running process counts.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
 }
 
 fn kill(pid: u32, signal: i32) {

@@ -34,6 +34,46 @@ pub fn tiny_dataset(synth_with: &str) -> String {
     )
 }
 
+/// The smallest synth settings: 3 actors, 2 emotions, half-second clips at 320x180.
+pub const SMALL_SYNTH: &str = "{actors: 3, emotions: [neutral, happy], intensities: [1], duration_s: 0.5, width: 320, height: 180}";
+
+/// One process as `/proc/PID/stat` shows it.
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// The command name (at most 15 characters).
+    pub name: String,
+    /// `R`, `S`, `Z` (a zombie: exited, not yet reaped), ...
+    pub state: String,
+    pub parent: u32,
+}
+
+/// `/proc/PID/stat` of `pid`, if it exists.
+pub fn process_info(pid: u32) -> Option<ProcessInfo> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let mut rest = stat[close + 1..].split_whitespace();
+    let state = rest.next()?.to_owned();
+    let parent = rest.next()?.parse().ok()?;
+    Some(ProcessInfo { pid, name: stat[open + 1..close].to_owned(), state, parent })
+}
+
+/// The running children of `parent` (zombies left out).
+pub fn children_of(parent: u32) -> Vec<ProcessInfo> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter_map(process_info)
+        .filter(|p| p.parent == parent && p.state != "Z")
+        .collect()
+}
+
+/// Whether `pid` is a running process (a zombie has released everything it held).
+pub fn alive(pid: u32) -> bool {
+    process_info(pid).is_some_and(|p| p.state != "Z")
+}
+
 /// The synth settings of the tiny datasets that train a model: 3 actors, 4 emotions, 1 s.
 pub const TRAINABLE_SYNTH: &str =
     "{actors: 3, emotions: [neutral, happy, sad, angry], intensities: [1], duration_s: 1.0, width: 640, height: 360}";

@@ -24,7 +24,9 @@ impl Domain for Builtin {
 
     fn predict(&self, model_dir: &Path, videos: &[PathBuf], threads: usize) -> Result<Vec<Result<Prediction, String>>, String> {
         let worker = stage_api::worker::locate_worker(stages_learn::TORCH_WORKER).map_err(|e| e.chain())?;
-        let output = Command::new(&worker)
+        let mut command = Command::new(&worker);
+        stage_api::process::die_with_parent(&mut command);
+        let output = command
             .arg("predict")
             .arg(model_dir)
             .arg(threads.to_string())

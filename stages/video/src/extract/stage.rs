@@ -193,7 +193,7 @@ pub fn run_extract(
             assembler.add(clip, result, ctx)?;
         }
     }
-    assembler.finish(ctx.out_dir, params, canonical, extractor.settings)
+    assembler.finish(ctx.out_dir, params, canonical, extractor.preprocessor.settings())
 }
 
 /// Shard `shard` of the sorted clip list: contiguous clips, extracted into a partial result
@@ -331,7 +331,6 @@ struct Extractor<'a> {
     params: &'a ExtractParams,
     ctx: &'a StageContext<'a>,
     preprocessor: ClipPreprocessor,
-    settings: DetectorSettings,
     pool: rayon::ThreadPool,
 }
 
@@ -343,7 +342,7 @@ impl<'a> Extractor<'a> {
             .num_threads(ctx.threads.max(1))
             .build()
             .map_err(|e| StageError::with_source("extract: cannot start the thread pool", e))?;
-        Ok(Extractor { params, ctx, settings: preprocessor.settings(), preprocessor, pool })
+        Ok(Extractor { params, ctx, preprocessor, pool })
     }
 
     /// Clips extracted in parallel before their results are written, in order.
