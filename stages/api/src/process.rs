@@ -16,21 +16,22 @@ pub fn die_with_parent(command: &mut Command) {
     let _ = command;
 }
 
-/// The child leads a process group of its own and gets SIGTERM when this process dies: for a
-/// shell that must take its whole tree down with it (it traps SIGTERM and kills its group, see
-/// [`GROUP_GUARD`]). Being its own group, it does not receive the terminal's Ctrl-C directly;
+/// The child leads a process group of its own and gets SIGUSR1 when this process dies: for a
+/// shell that must take its whole tree down with it (it traps SIGUSR1 and kills its group, see
+/// [`GROUP_GUARD`]). SIGUSR1 rather than SIGTERM, so that a scheduler's SIGTERM to every process
+/// of a job (`scancel`) keeps its usual effect and `exec-task` reports the cancellation itself. Being its own group, it does not receive the terminal's Ctrl-C directly;
 /// the death of `pipeline` reaches it instead.
 pub fn group_dies_with_parent(command: &mut Command) {
     #[cfg(target_os = "linux")]
-    set_death_signal(command, libc::SIGTERM, true);
+    set_death_signal(command, libc::SIGUSR1, true);
     #[cfg(not(target_os = "linux"))]
     let _ = command;
 }
 
 /// A `sh` script that runs its first argument as `sh -c` would, and kills its whole process
-/// group (the command and everything it started) when it gets SIGTERM or SIGHUP:
+/// group (the command and everything it started) when it gets SIGUSR1 (its parent died):
 /// `sh -c GROUP_GUARD sh COMMAND`, spawned with [`group_dies_with_parent`].
-pub const GROUP_GUARD: &str = r#"trap 'kill -9 0' TERM HUP; sh -c "$1" & wait $!"#;
+pub const GROUP_GUARD: &str = r#"trap 'kill -9 0' USR1; sh -c "$1" & wait $!"#;
 
 #[cfg(target_os = "linux")]
 fn set_death_signal(command: &mut Command, signal: libc::c_int, own_group: bool) {
