@@ -39,6 +39,8 @@ pub struct Job<'a> {
     pub threads: usize,
     pub progress: &'a dyn Progress,
     pub artifacts: &'a dyn ArtifactPaths,
+    /// The key's resumable-state folder ([`crate::resume`]); `PIPELINE_RESUME` for `run:` stages.
+    pub resume_dir: Option<&'a Path>,
 }
 
 /// Runs the job; `Ok(summary)` or `Err(message)`.
@@ -54,6 +56,7 @@ pub fn execute(job: &Job<'_>) -> Result<String, String> {
                 progress: job.progress,
                 threads: job.threads,
                 artifacts: job.artifacts,
+                resume_dir: job.resume_dir,
             };
             let work = || match &job.part {
                 JobPart::Whole => stage.run(&ctx),
@@ -92,6 +95,9 @@ fn run_shell(command: &str, job: &Job<'_>) -> Result<String, String> {
         .env("PIPELINE_OUT", job.work_dir.join("out"))
         .env("PIPELINE_STAGE", job.instance)
         .env("PIPELINE_THREADS", job.threads.to_string());
+    if let Some(dir) = job.resume_dir {
+        cmd.env("PIPELINE_RESUME", dir);
+    }
     for (need, dirs) in group_inputs(job.upstream) {
         cmd.env(format!("PIPELINE_IN_{}", env_name(&need)), dirs);
     }
@@ -116,7 +122,28 @@ fn run_shell(command: &str, job: &Job<'_>) -> Result<String, String> {
         Some(code) => format!("exit status {code}"),
         None => "killed by a signal".to_owned(),
     };
+    if tail.is_empty() {
+        // Its error messages went to a file on the same disk: on a full one they are lost too.
+        if let Some(full) = full_disk_note(job.work_dir) {
+            return Err(format!("command failed ({how}); {full}"));
+        }
+    }
     Err(if tail.is_empty() { format!("command failed ({how})") } else { format!("command failed ({how}); end of stderr:\n    {tail}") })
+}
+
+/// When the file system of `dir` has no space left: a message saying so, naming `dir`.
+fn full_disk_note(dir: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs only fills the struct it is given; the path is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 || st.f_bavail > 0 {
+        return None;
+    }
+    Some(format!(
+        "{}: No space left on device (the disk is full, so neither the output nor the command's error messages could be written)",
+        dir.display()
+    ))
 }
 
 /// `PIPELINE_IN_<NEED>`: one directory, or a `:`-separated list for a matrix need.

@@ -28,6 +28,7 @@ pub mod predict;
 pub mod progress;
 pub mod registry;
 pub mod remote;
+pub mod resume;
 pub mod runlog;
 pub mod runner;
 pub mod runs;

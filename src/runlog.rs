@@ -85,6 +85,26 @@ impl RunRecord {
         format!("summary: {} in {seconds:.1} s", parts.join(", "))
     }
 
+    /// The end-of-run table of what was computed this run (ran, failed, not run): instance,
+    /// state, seconds and the stage's summary (or error), one row each, columns aligned.
+    /// `None` when everything was fresh.
+    pub fn results_table(&self) -> Option<String> {
+        let rows: Vec<&StageRecord> = self.stages.iter().filter(|r| matches!(r.state.as_str(), "ran" | "failed" | "not_run")).collect();
+        if rows.is_empty() {
+            return None;
+        }
+        let width = rows.iter().map(|r| r.instance.chars().count()).max().unwrap_or(0).max("instance".len());
+        let mut text = format!("results:\n  {:<width$}  {:<7}  {:>8}  summary", "instance", "state", "seconds");
+        for r in rows {
+            let state = r.state.replace('_', " ");
+            // The first line of an error: the whole of it was printed when it happened.
+            let summary = r.summary.lines().next().unwrap_or("");
+            let seconds = if r.state == "not_run" { String::new() } else { format!("{:.1}", r.seconds) };
+            text.push_str(&format!("\n  {:<width$}  {state:<7}  {seconds:>8}  {summary}", r.instance));
+        }
+        Some(text)
+    }
+
     /// Every record in `runs_dir`, oldest first.
     pub fn all(runs_dir: &Path) -> Vec<RunRecord> {
         let mut records: Vec<RunRecord> = std::fs::read_dir(runs_dir)
@@ -135,5 +155,33 @@ impl StageRecord {
 
     pub fn not_run(instance: &str, why: &str) -> Self {
         Self::new(instance, "not_run", None, &[], 0.0, why)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_results_table_lists_what_this_run_computed() {
+        let key = Key::parse(&"a".repeat(64)).unwrap();
+        let mut record = RunRecord::start(&[], Some("1-2"));
+        record.stages.push(StageRecord::fresh("synth", &key));
+        assert_eq!(record.results_table(), None, "nothing computed, no table");
+        record.stages.push(StageRecord::ran("train[arch=r3d18]", &key, &[], 286.14, "r3d18: best val accuracy 1.000"));
+        record.stages.push(StageRecord::failed("evaluate", Some(&key), &[], 0.5, "no model\nsecond line"));
+        record.stages.push(StageRecord::not_run("report", "upstream evaluate failed"));
+        let table = record.results_table().unwrap();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "results:",
+                "  instance           state     seconds  summary",
+                "  train[arch=r3d18]  ran         286.1  r3d18: best val accuracy 1.000",
+                "  evaluate           failed        0.5  no model",
+                "  report             not run            upstream evaluate failed",
+            ]
+        );
     }
 }

@@ -49,6 +49,10 @@ impl Executor for Local {
             })
             .collect::<Result<_, String>>()?;
         let work_dir = ctx.store.new_tmp(task.key).map_err(|e| format!("cannot create a work directory: {e}"))?;
+        let resume_dir = ctx
+            .resume
+            .prepare(task.key)
+            .map_err(|e| format!("cannot create the resumable-state folder {}: {e}", ctx.resume.dir(task.key).display()))?;
         match task.part {
             Part::Merge { count } => ctx.reporter.line(&format!("{name}: merging the {count} shards")),
             _ => ctx.reporter.line(&format!("{name}: running")),
@@ -65,20 +69,25 @@ impl Executor for Local {
             threads: task.threads,
             progress: &progress,
             artifacts: &StorePaths::new(&ctx.plan.store_dir, ctx.store, ctx.remote),
+            resume_dir: Some(&resume_dir),
         };
         let outcome = execute(&job);
         drop(progress);
         let seconds = started.elapsed().as_secs_f64();
         match outcome {
             Ok(summary) => {
-                let manifest = ctx
-                    .store
-                    .publish(task.key, name, &work_dir, &summary, seconds, task.force)
-                    .map_err(|e| format!("cannot publish the output: {e}"))?;
+                let manifest = ctx.store.publish(task.key, name, &work_dir, &summary, seconds, task.force).map_err(|e| {
+                    // Not published (a full disk, say): the work directory would only hold space.
+                    let _ = std::fs::remove_dir_all(&work_dir);
+                    format!("cannot publish the output: {e}")
+                })?;
+                // Published: what an interrupted attempt kept is of no use any more.
+                let _ = ctx.resume.discard(task.key);
                 Ok(Done { manifest, summary, place: String::new() })
             }
             Err(message) => {
                 let _ = std::fs::remove_dir_all(&work_dir);
+                ctx.resume.drop_if_empty(task.key);
                 Err(message)
             }
         }

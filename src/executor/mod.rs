@@ -29,6 +29,7 @@ use crate::config::Plan;
 use crate::fingerprint::{Fingerprint, Key};
 use crate::progress::Reporter;
 use crate::remote::Remote;
+use crate::resume::ResumeStates;
 use crate::store::{Manifest, Store};
 
 /// Choosing the kubernetes executor in a binary built without it.
@@ -103,6 +104,8 @@ pub struct Task<'a> {
 pub struct Context<'a> {
     pub plan: &'a Plan,
     pub store: &'a Store,
+    /// Where attempts at a key keep their resumable state (the workspace's, also in a job).
+    pub resume: &'a ResumeStates,
     pub remote: Option<&'a Remote>,
     pub reporter: &'a Reporter,
 }

@@ -8,6 +8,8 @@
 //!   `scontrol -o show job ID` for its final `JobState` and `ExitCode` (no accounting needed:
 //!   `sacct` is often disabled);
 //! - cancel: `scancel --name RUN_ID` (Ctrl-C).
+//! - preemption: jobs are submitted with `--requeue`; a requeued job is PENDING again to the
+//!   poll, and its next attempt resumes from the state the first kept (see [`crate::resume`]).
 //! - shards of a data-parallel instance: ONE `sbatch --array=I,J,...` whose tasks run
 //!   `exec-task KEY --shard $SLURM_ARRAY_TASK_ID/N`; `squeue --array` lists its tasks one per
 //!   line (`ID_I`), and each task is followed like a job of its own.
@@ -103,6 +105,11 @@ impl Slurm {
             format!("--job-name={}", self.run_id),
             format!("--output={}", self.log_dir.join(log).display()),
             format!("--chdir={}", base_dir.display()),
+            // A preempted or failed-node job goes back to the queue instead of failing; its
+            // next attempt continues from the resumable state the first left (`crate::resume`),
+            // and its log keeps both attempts.
+            "--requeue".to_owned(),
+            "--open-mode=append".to_owned(),
         ];
         if let Some(shards) = array {
             let indices: Vec<String> = shards.iter().map(|s| s.index.to_string()).collect();

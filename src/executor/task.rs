@@ -31,6 +31,7 @@ use crate::filehash::HashMemo;
 use crate::fingerprint::{compute, Fingerprint, Key};
 use crate::progress::Reporter;
 use crate::remote::Remote;
+use crate::resume::ResumeStates;
 use crate::store::{Manifest, Store};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,7 +136,10 @@ pub fn exec_task(
         .find_map(|v| std::env::var(v).ok()?.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // The remote is lent for the artifacts an upstream table points into (see `artifact_paths`).
-    let ctx = Context { plan, store: &store, remote: Some(remote), reporter };
+    // Resumable states stay in the workspace's store, not the scratch one: a requeued job
+    // (same working directory) continues from what its first attempt left.
+    let resume = ResumeStates::for_store_dir(&plan.store_dir);
+    let ctx = Context { plan, store: &store, resume: &resume, remote: Some(remote), reporter };
     let task = Task { index, key: &result_key, fingerprint: &here, upstream: &upstream, force: false, threads, part };
     let done = Local.run(&ctx, &task).map_err(|e| format!("{name}: FAILED: {e}"))?;
     let bytes = remote.push(&store, &result_key).map_err(|e| format!("{name}: computed, but the push failed: {e}"))?;

@@ -63,14 +63,25 @@ impl Engine {
             }
         }
 
+        if force {
+            if let Ok(bytes) = self.resume.discard(&key) {
+                if bytes > 0 {
+                    self.reporter.line(&format!("{name}: forced: discarded the resumable state of an earlier attempt"));
+                }
+            }
+        } else if self.resume.exists(&key) {
+            self.reporter.line(&format!("{name}: an earlier attempt was interrupted; its resumable state is handed to the stage"));
+        }
         let started = Instant::now();
-        let ctx = Context { plan: &self.plan, store: &self.store, remote: self.remote.as_ref(), reporter: &self.reporter };
+        let ctx =
+            Context { plan: &self.plan, store: &self.store, resume: &self.resume, remote: self.remote.as_ref(), reporter: &self.reporter };
         let task = Task { index: i, key: &key, fingerprint: &fingerprint, upstream: &upstream, force, threads, part: Part::Whole };
         let shards = self.plan.executor.shards_for(&instance.stage);
         let outcome = if shards > 1 { self.run_sharded(&ctx, &task, shards) } else { self.executor.run(&ctx, &task) };
         let seconds = started.elapsed().as_secs_f64();
         match outcome {
             Ok(Done { manifest, summary, place }) => {
+                let _ = self.resume.discard(&key);
                 drop(lock);
                 let _ = self.store.save_state(&state);
                 if !self.executor.results_in_remote() {

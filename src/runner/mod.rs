@@ -21,6 +21,8 @@ mod instance;
 mod schedule;
 mod sync;
 
+pub use sync::TransferError;
+
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
@@ -39,6 +41,7 @@ use crate::fingerprint::{compute, Fingerprint, Key, UpstreamInput};
 use crate::lock::KeyLock;
 use crate::progress::Reporter;
 use crate::remote::{Remote, RemoteError};
+use crate::resume::ResumeStates;
 use crate::runlog::{RunRecord, StageRecord};
 use crate::store::{InstanceState, Manifest, Store};
 
@@ -88,13 +91,16 @@ pub struct Engine {
     pub push: bool,
     /// Where stale instances are computed.
     pub executor: Arc<dyn Executor>,
+    /// What interrupted attempts left to continue from.
+    pub resume: ResumeStates,
 }
 
 impl Engine {
     pub fn new(plan: Plan, quiet: bool) -> std::io::Result<Self> {
         let store = Store::open(&plan.store_dir)?;
         let memo = HashMemo::open(store.memo_file());
-        Ok(Self { plan, store, memo, reporter: Reporter::new(quiet), remote: None, push: false, executor: Arc::new(Local) })
+        let resume = ResumeStates::for_store_dir(&plan.store_dir);
+        Ok(Self { plan, store, memo, reporter: Reporter::new(quiet), remote: None, push: false, executor: Arc::new(Local), resume })
     }
 
     /// Indices selected by `targets` plus everything they need; an unknown name is an error.

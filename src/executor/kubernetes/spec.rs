@@ -96,7 +96,8 @@ pub fn container_resources(r: &Resources) -> serde_json::Value {
 
 impl JobSpec<'_> {
     /// The batch/v1 Job: one pod, never restarted in place, not retried (`backoffLimit: 0`: a
-    /// failed task is reported, and a rerun submits it again), removed a day after it finished.
+    /// failed task is reported, and a rerun submits it again) unless it was preempted,
+    /// removed a day after it finished.
     /// An Indexed Job runs all its indexes at once, none retried (`backoffLimitPerIndex: 0`),
     /// and a failed index does not stop the others.
     pub fn job(&self) -> Result<Job, String> {
@@ -109,6 +110,10 @@ impl JobSpec<'_> {
         let env: Vec<serde_json::Value> = self.env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
         let mut spec = json!({
             "backoffLimit": 0,
+            // A pod preempted or evicted (condition DisruptionTarget) does not count as a
+            // failure: the Job starts a new pod, which continues from the resumable state the
+            // first left (`crate::resume`; `PIPELINE_RESUME_DIR` on a persistent volume).
+            "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
             "ttlSecondsAfterFinished": TTL_AFTER_FINISHED_SECONDS,
             "template": {
                 "metadata": {"labels": labels},
@@ -284,6 +289,8 @@ mod tests {
         assert_eq!(job["metadata"]["annotations"][INSTANCE_ANNOTATION], "train[arch=r3d]");
         assert_eq!(job["spec"]["activeDeadlineSeconds"], 300);
         assert_eq!(job["spec"]["backoffLimit"], 0);
+        assert_eq!(job["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"][0]["type"], "DisruptionTarget");
+        assert_eq!(job["spec"]["podFailurePolicy"]["rules"][0]["action"], "Ignore");
         let container = &job["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(container["workingDir"], "/work");
         assert_eq!(container["env"][0], json!({"name": "PIPELINE_TASK_CPUS", "value": "1"}));

@@ -133,6 +133,11 @@ pub struct StageContext<'a> {
     pub threads: usize,
     /// Maps recorded paths into upstream artifacts to this machine (see [`ArtifactPaths`]).
     pub artifacts: &'a dyn ArtifactPaths,
+    /// A folder kept across attempts at this instance (same cache key), for what lets a later
+    /// attempt continue where a killed or preempted one stopped (a training's last finished
+    /// epoch). Never part of the result: the engine removes it once the result is published,
+    /// and `run --force` and `gc` discard it. `None` where the engine offers none (unit tests).
+    pub resume_dir: Option<&'a Path>,
 }
 
 impl StageContext<'_> {
@@ -392,6 +397,7 @@ mod tests {
             progress: &NoProgress,
             threads: 1,
             artifacts: &SameStore,
+            resume_dir: None,
         };
         ctx.input_like(kind, marker).map(|i| i.need.clone()).map_err(|e| e.message)
     }

@@ -33,6 +33,15 @@ pub fn run_stage_with(
     let resolved = stage.resolve_params(&params).map_err(|e| StageError::msg(e.message))?;
     std::fs::create_dir_all(out).unwrap();
     let base = out.parent().unwrap_or(out);
-    let ctx = StageContext { params: &resolved, inputs, out_dir: out, base_dir: base, progress, threads: 1, artifacts: &SameStore };
+    let ctx = StageContext {
+        params: &resolved,
+        inputs,
+        out_dir: out,
+        base_dir: base,
+        progress,
+        threads: 1,
+        artifacts: &SameStore,
+        resume_dir: None,
+    };
     stage.run(&ctx)
 }

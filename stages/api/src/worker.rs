@@ -62,6 +62,9 @@ pub struct WorkerJob {
     pub out_dir: PathBuf,
     pub base_dir: PathBuf,
     pub threads: usize,
+    /// [`StageContext::resume_dir`].
+    #[serde(default)]
+    pub resume_dir: Option<PathBuf>,
 }
 
 /// One line of a worker's stdout.
@@ -115,6 +118,7 @@ pub fn run_in_worker(worker: &str, kind: &str, ctx: &StageContext<'_>, part: Wor
         out_dir: ctx.out_dir.to_path_buf(),
         base_dir: ctx.base_dir.to_path_buf(),
         threads: ctx.threads,
+        resume_dir: ctx.resume_dir.map(Path::to_path_buf),
     };
     let request = serde_json::to_vec(&job).map_err(|e| StageError::with_source("encoding the worker job", e))?;
     let mut command = Command::new(&program);
@@ -219,6 +223,7 @@ fn run_job(stages: &[&dyn Stage], job: &WorkerJob, progress: &dyn Progress) -> R
         threads: job.threads,
         // Worker stages read upstream outputs only through `inputs`, which are already local.
         artifacts: &SameStore,
+        resume_dir: job.resume_dir.as_deref(),
     };
     let work = || match &job.part {
         WorkerPart::Whole => stage.run(&ctx),
@@ -373,9 +378,11 @@ mod tests {
             out_dir: "/o".into(),
             base_dir: "/b".into(),
             threads: 2,
+            resume_dir: Some("/r".into()),
         };
         let back: WorkerJob = serde_json::from_slice(&serde_json::to_vec(&job).unwrap()).unwrap();
         assert_eq!((back.kind.as_str(), &back.part, back.inputs[0].dir.as_path(), back.threads), ("train", &job.part, Path::new("/s"), 2));
+        assert_eq!(back.resume_dir.as_deref(), Some(Path::new("/r")));
         assert!(back.inputs[0].is_kind("split"));
     }
 

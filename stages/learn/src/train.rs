@@ -122,8 +122,10 @@ impl Stage for TrainStage {
     }
 
     /// 3: the CNN's dropout masks come from its own generator (its trainings change).
+    /// 4: our own Adam (its moments can be saved for resuming), whose rounding differs from
+    /// libtorch's in the last bits, so every training's bytes change.
     fn version(&self) -> u32 {
-        3
+        4
     }
 
     fn resolve_params(&self, params: &Params) -> Result<Params, ParamError> {

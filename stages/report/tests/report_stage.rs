@@ -41,8 +41,16 @@ fn two_models(root: &Path) -> Vec<StageInput> {
 fn run_report(inputs: &[StageInput], out: &Path) -> Result<String, stage_api::StageError> {
     std::fs::create_dir_all(out).unwrap();
     let params = ReportStage.resolve_params(&Params::new()).unwrap();
-    let ctx =
-        StageContext { params: &params, inputs, out_dir: out, base_dir: out, progress: &NoProgress, threads: 1, artifacts: &SameStore };
+    let ctx = StageContext {
+        params: &params,
+        inputs,
+        out_dir: out,
+        base_dir: out,
+        progress: &NoProgress,
+        threads: 1,
+        artifacts: &SameStore,
+        resume_dir: None,
+    };
     ReportStage.run(&ctx).map(|o| o.summary)
 }
 

@@ -23,8 +23,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use stages_torch::models::{build, Arch, ModelSpec, TemporalPool};
+use stages_torch::train::adam::Adam;
 use stages_torch::train::device::{device_name, DeviceChoice};
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 struct Options {
@@ -169,7 +170,8 @@ fn rust_steps(o: &Options, arch: Arch, ticks: f64) -> Result<Steps, String> {
     let spec = ModelSpec { arch, frames: o.frames, size: o.size, num_classes: 8, temporal_pool: TemporalPool::Mean };
     let vs = nn::VarStore::new(o.device);
     let model = build(&vs.root(), &spec).map_err(|e| e.chain())?;
-    let mut opt = nn::Adam { wd: 1e-4, ..Default::default() }.build(&vs, 1e-4).map_err(|e| e.to_string())?;
+    // The trainer's own Adam (`train::adam`), so the step is the one training runs.
+    let mut opt = Adam::new(&vs, 1e-4, 1e-4);
     let xs = Tensor::randn(spec.input_shape(o.batch), (Kind::Float, o.device));
     let ys = Tensor::randint(8, [o.batch], (Kind::Int64, o.device));
     let mut steps = Steps::default();

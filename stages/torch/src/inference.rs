@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use stage_api::StageError;
-use tch::nn::{ModuleT, VarStore};
+use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use crate::models::{self, ModelSpec};
@@ -31,7 +31,7 @@ pub struct Predictor {
     card: ModelCard,
     // Keeps the variables alive for `model`.
     _vs: VarStore,
-    model: Box<dyn ModuleT>,
+    model: Box<dyn models::Model>,
     device: Device,
 }
 

@@ -98,6 +98,7 @@ fn extract(tmp: &Path, clips: &[ClipRecord], threads: usize) -> PathBuf {
         progress: &NoProgress,
         threads,
         artifacts: &SameStore,
+        resume_dir: None,
     };
     stage.run(&ctx).unwrap();
     out

@@ -22,8 +22,16 @@ fn main() {
     }
     std::fs::create_dir_all(&out).expect("creating OUT_DIR");
     let params = SynthStage.resolve_params(&raw).expect("params");
-    let ctx =
-        StageContext { params: &params, inputs: &[], out_dir: &out, base_dir: &out, progress: &NoProgress, threads, artifacts: &SameStore };
+    let ctx = StageContext {
+        params: &params,
+        inputs: &[],
+        out_dir: &out,
+        base_dir: &out,
+        progress: &NoProgress,
+        threads,
+        artifacts: &SameStore,
+        resume_dir: None,
+    };
     let t0 = std::time::Instant::now();
     let outcome = SynthStage.run(&ctx).expect("synth");
     let gen_s = t0.elapsed().as_secs_f64();

@@ -123,6 +123,7 @@ fn run(server: &Server, dest: &Path, actors: &[u8], vocal_channels: &[u8]) -> Re
         progress: &NoProgress,
         threads: 1,
         artifacts: &SameStore,
+        resume_dir: None,
     };
     DownloadStage.run(&ctx).map(|o| o.summary)
 }
@@ -142,6 +143,7 @@ fn resumes_an_interrupted_download_and_never_unpacks_a_bad_one() {
         progress: &NoProgress,
         threads: 2,
         artifacts: &SameStore,
+        resume_dir: None,
     };
     SynthStage.run(&ctx).unwrap();
     let zip_for = |actor: u8| {

@@ -25,8 +25,16 @@ fn planted_tree(dir: &Path) -> BTreeMap<&'static str, PathBuf> {
         &SynthStage,
         r#"{"actors": 2, "emotions": ["happy", "sad"], "intensities": [2], "duration_s": 0.4, "audio_video_copies": true}"#,
     );
-    let ctx =
-        StageContext { params: &p, inputs: &[], out_dir: dir, base_dir: dir, progress: &NoProgress, threads: 2, artifacts: &SameStore };
+    let ctx = StageContext {
+        params: &p,
+        inputs: &[],
+        out_dir: dir,
+        base_dir: dir,
+        progress: &NoProgress,
+        threads: 2,
+        artifacts: &SameStore,
+        resume_dir: None,
+    };
     SynthStage.run(&ctx).unwrap();
     let good = dir.join("Actor_01/02-01-03-02-01-01-01.mp4");
     let bytes = std::fs::read(&good).unwrap();
@@ -113,6 +121,7 @@ fn stage_writes_tables_and_strict_names_the_bad_files() {
         progress: &NoProgress,
         threads: 2,
         artifacts: &SameStore,
+        resume_dir: None,
     };
     let outcome = ScanStage.run(&ctx).unwrap();
     assert_eq!(outcome.summary, "5 clips accepted, 8 rejected (4 duplicates), 3 filtered out");
@@ -158,6 +167,7 @@ fn a_missing_dataset_folder_is_a_clear_error() {
         progress: &NoProgress,
         threads: 1,
         artifacts: &SameStore,
+        resume_dir: None,
     };
     let err = ScanStage.run(&ctx).unwrap_err().to_string();
     assert!(err.contains("data/ravdess") && err.contains("does not exist"), "{err}");
@@ -212,6 +222,7 @@ fn tables_do_not_depend_on_where_the_workspace_is() {
             progress: &NoProgress,
             threads: 2,
             artifacts: &SameStore,
+            resume_dir: None,
         };
         SynthStage.run(&ctx).unwrap();
         let out = workspace.join("scan-out");
@@ -224,6 +235,7 @@ fn tables_do_not_depend_on_where_the_workspace_is() {
             progress: &NoProgress,
             threads: 2,
             artifacts: &SameStore,
+            resume_dir: None,
         };
         ScanStage.run(&ctx).unwrap();
         let file = std::fs::File::open(out.join("clips.parquet")).unwrap();
@@ -266,6 +278,7 @@ fn shards_of_the_probing_merge_to_the_same_tables() {
         progress: &NoProgress,
         threads: 2,
         artifacts: &SameStore,
+        resume_dir: None,
     };
     let expected = ScanStage.run(&ctx).unwrap().summary;
     assert!(ScanStage.shardable());

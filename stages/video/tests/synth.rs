@@ -24,6 +24,7 @@ fn run_synth(out: &Path, json: &str) -> String {
         progress: &NoProgress,
         threads: 2,
         artifacts: &SameStore,
+        resume_dir: None,
     };
     SynthStage.run(&ctx).unwrap().summary
 }

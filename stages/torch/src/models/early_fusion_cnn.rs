@@ -88,6 +88,16 @@ impl EarlyFusionCnn {
     }
 }
 
+impl super::Model for EarlyFusionCnn {
+    fn random_position(&self) -> Option<u128> {
+        Some(self.dropout_rng.lock().unwrap_or_else(|e| e.into_inner()).get_word_pos())
+    }
+
+    fn set_random_position(&self, position: u128) {
+        self.dropout_rng.lock().unwrap_or_else(|e| e.into_inner()).set_word_pos(position);
+    }
+}
+
 impl ModuleT for EarlyFusionCnn {
     /// `[B, T, 3, S, S]` → `[B, num_classes]`.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {

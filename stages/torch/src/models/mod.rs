@@ -83,11 +83,29 @@ impl ModelSpec {
     }
 }
 
+/// A built model: `forward_t`, and the position of the random draws it makes itself (dropout
+/// masks), so that a training resumed after a kill continues the same draws.
+pub trait Model: tch::nn::ModuleT {
+    /// How far the model's own generator has gone; `None` for a model that draws nothing.
+    fn random_position(&self) -> Option<u128> {
+        None
+    }
+
+    /// Moves the model's generator to `position` (from [`Model::random_position`] of a model
+    /// built from the same seed).
+    fn set_random_position(&self, _position: u128) {}
+}
+
+impl Model for early_fusion_resnet18::EarlyFusionResnet18 {}
+impl Model for late_fusion_resnet18::LateFusionResnet18 {}
+impl Model for r3d18::R3d18 {}
+impl Model for resnet18_lstm::Resnet18Lstm {}
+
 /// Builds the model `spec` describes with fresh (torchvision-style) initial weights under `vs`.
 ///
 /// The returned module's `forward_t` takes `[B, T, 3, S, S]` and returns `[B, num_classes]`;
 /// it panics on another input shape (check with [`ModelSpec::check_input`] first).
-pub fn build(vs: &tch::nn::Path, spec: &ModelSpec) -> Result<Box<dyn tch::nn::ModuleT>, StageError> {
+pub fn build(vs: &tch::nn::Path, spec: &ModelSpec) -> Result<Box<dyn Model>, StageError> {
     spec.validate()?;
     Ok(match spec.arch {
         Arch::EarlyFusionCnn => Box::new(early_fusion_cnn::EarlyFusionCnn::new(vs, spec.frames, spec.num_classes)),

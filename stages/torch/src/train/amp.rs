@@ -7,14 +7,15 @@
 //! tch's `autocast` only offers libtorch's default CUDA autocast type (fp16), hence the
 //! scaler. On the CPU the scaler still works (the tests run it there) but `amp` is ignored.
 
-use tch::nn::Optimizer;
 use tch::{Kind, Tensor};
+
+use super::adam::Adam;
 
 /// PyTorch's defaults.
 const INITIAL_SCALE: f64 = 65536.0;
 const GROWTH_INTERVAL: u32 = 2000;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LossScaler {
     scale: f64,
     good_steps: u32,
@@ -39,10 +40,10 @@ impl LossScaler {
 
     /// Backward pass of `loss * scale`, unscaling, and an optimiser step unless the
     /// gradients of `vars` are not finite. Returns whether the step was taken.
-    pub fn backward_step(&mut self, opt: &mut Optimizer, vars: &[Tensor], loss: &Tensor) -> bool {
+    pub fn backward_step(&mut self, opt: &mut Adam, loss: &Tensor) -> bool {
         opt.zero_grad();
         (loss * self.scale).backward();
-        let grads: Vec<Tensor> = vars.iter().map(Tensor::grad).filter(Tensor::defined).collect();
+        let grads: Vec<Tensor> = opt.params().map(Tensor::grad).filter(Tensor::defined).collect();
         let finite = tch::no_grad(|| grads.iter().all(|g| g.isfinite().all().int64_value(&[]) != 0 || g.numel() == 0));
         if !finite {
             self.scale /= 2.0;
@@ -74,16 +75,16 @@ pub fn all_finite(t: &Tensor) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use tch::nn::{self, Module, OptimizerConfig};
+    use tch::nn::{self, Module};
     use tch::Device;
 
     use super::*;
 
-    fn setup() -> (nn::VarStore, nn::Linear, Optimizer) {
+    fn setup() -> (nn::VarStore, nn::Linear, Adam) {
         tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
         let lin = nn::linear(vs.root() / "fc", 3, 2, Default::default());
-        let opt = nn::Sgd::default().build(&vs, 0.1).unwrap();
+        let opt = Adam::new(&vs, 0.1, 0.0);
         (vs, lin, opt)
     }
 
@@ -94,8 +95,7 @@ mod tests {
         opt_a.backward_step(&lin_a.forward(&xs).sum(Kind::Float));
         let (vs_b, lin_b, mut opt_b) = setup();
         let mut scaler = LossScaler::default();
-        let vars = vs_b.trainable_variables();
-        assert!(scaler.backward_step(&mut opt_b, &vars, &lin_b.forward(&xs).sum(Kind::Float)));
+        assert!(scaler.backward_step(&mut opt_b, &lin_b.forward(&xs).sum(Kind::Float)));
         let (a, b) = (&vs_a.variables()["fc.weight"], &vs_b.variables()["fc.weight"]);
         assert!(a.allclose(b, 1e-6, 1e-6, false));
     }
@@ -106,8 +106,7 @@ mod tests {
         let before = vs.variables()["fc.weight"].copy();
         let xs = Tensor::from_slice(&[f32::INFINITY, 2.0, 3.0]).view([1, 3]);
         let mut scaler = LossScaler::default();
-        let vars = vs.trainable_variables();
-        assert!(!scaler.backward_step(&mut opt, &vars, &lin.forward(&xs).sum(Kind::Float)));
+        assert!(!scaler.backward_step(&mut opt, &lin.forward(&xs).sum(Kind::Float)));
         assert_eq!((scaler.scale(), scaler.skipped()), (32768.0, 1));
         assert!(before.equal(&vs.variables()["fc.weight"]));
     }

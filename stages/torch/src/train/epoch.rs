@@ -5,9 +5,10 @@
 use std::time::Instant;
 
 use stage_api::StageError;
-use tch::nn::{ModuleT, Optimizer};
+use tch::nn::ModuleT;
 use tch::{Device, Kind, Reduction, Tensor};
 
+use super::adam::Adam;
 use super::amp::{all_finite, LossScaler};
 use super::augment::augment;
 use super::data::{spawn_batches, Batch, Example, Pass, Prepare};
@@ -88,10 +89,9 @@ impl Tally {
 
 /// The optimiser side of a training pass.
 pub struct Stepper<'a> {
-    pub opt: &'a mut Optimizer,
+    pub opt: &'a mut Adam,
     /// fp16 autocast + loss scaling when set.
     pub scaler: Option<&'a mut LossScaler>,
-    pub trainable: &'a [Tensor],
 }
 
 /// One training epoch over `examples`.
@@ -122,7 +122,7 @@ pub fn train_epoch(
             let loss = criterion.loss(&logits, &labels);
             match stepper.scaler.as_deref_mut() {
                 Some(scaler) => {
-                    scaler.backward_step(stepper.opt, stepper.trainable, &loss);
+                    scaler.backward_step(stepper.opt, &loss);
                 }
                 None => {
                     if !all_finite(&loss) {

@@ -12,7 +12,7 @@ use stage_api::StageError;
 use crate::table::{write_parquet, write_text};
 
 /// One epoch's numbers.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
     pub train_loss: f64,

@@ -6,14 +6,17 @@
 //! - [`data`]: the producer thread that assembles batches from the memory-mapped cache;
 //! - [`augment`]: per-clip random crop / flip / rotation / colour jitter on the device;
 //! - [`schedule`]: ReduceLROnPlateau and early stopping on validation accuracy;
+//! - [`adam`]: the optimiser, with its state out in the open;
 //! - [`amp`]: loss scaling for fp16 autocast on CUDA;
 //! - [`epoch`]: one training pass and one evaluation pass;
 //! - [`checkpoint`]: `model.safetensors` + `model.json`, strict loading;
 //! - [`history`]: `history.parquet` / `history.csv`;
+//! - [`resume`]: the state kept after every epoch, from which a killed training continues;
 //! - [`run`]: the stage's run, tying them together.
 //!
 //! Frames (T) and size (S) come from the cache, never from parameters.
 
+pub mod adam;
 pub mod amp;
 pub mod augment;
 pub mod checkpoint;
@@ -22,6 +25,7 @@ pub mod dataset;
 pub mod device;
 pub mod epoch;
 pub mod history;
+pub mod resume;
 pub mod run;
 pub mod schedule;
 use stage_api::worker::WorkerStage;
@@ -40,5 +44,5 @@ pub fn train(ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
     let (params, canonical): (TrainParams, Params) =
         stage_api::typed_params(ctx.params).map_err(|e| StageError::msg(format!("train parameters: {e}")))?;
     params.validate().map_err(|e| StageError::msg(format!("train parameters: {e}")))?;
-    run::run(ctx, &params, &canonical)
+    crate::libtorch::catch("training", || run::run(ctx, &params, &canonical))
 }

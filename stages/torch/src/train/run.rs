@@ -1,23 +1,27 @@
-//! The `train` stage's run: data, model, optimiser and schedule, the epoch loop with
-//! best-checkpoint keeping and early stopping, then the history and the model card.
+//! The `train` stage's run: data, model, optimiser and schedule (or all of them as a killed
+//! attempt left them, see [`super::resume`]), the epoch loop with best-checkpoint keeping,
+//! early stopping and a resumable state after every epoch, then the history and the model card.
 
 use std::path::Path;
 use std::time::Instant;
 
 use stage_api::{Params, StageContext, StageError, StageOutcome};
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Tensor};
 
+use super::adam::Adam;
 use super::amp::LossScaler;
-use super::checkpoint::{load_weights, save_weights, ModelCard, CARD_FILE, WEIGHTS_FILE};
+use super::checkpoint::{load_weights, ModelCard, CARD_FILE, WEIGHTS_FILE};
 use super::data::{derive_seed, Pass};
 use super::dataset::TrainingData;
 use super::device::device_name;
 use super::epoch::{evaluate, train_epoch, Criterion, Stepper};
 use super::history::{write_history, EpochRecord};
+use super::resume::{StateDir, TrainerState, STATE_FORMAT};
 use super::schedule::{EarlyStopping, ReduceOnPlateau};
 use super::TrainParams;
-use crate::models::{self, ModelSpec};
+use crate::libtorch;
+use crate::models::{self, Model, ModelSpec};
 use crate::CLASS_NAMES;
 
 /// Seed streams (see [`derive_seed`]).
@@ -69,19 +73,31 @@ pub fn run(ctx: &StageContext<'_>, params: &TrainParams, canonical: &Params) -> 
     }
     let parameter_count = models::parameter_count(&vs);
 
-    let adam = nn::Adam { wd: params.weight_decay, ..Default::default() };
-    let mut opt = adam.build(&vs, params.lr).map_err(|e| StageError::with_source("cannot create the Adam optimiser", e))?;
-    let trainable = vs.trainable_variables();
-    let mut scaler = amp.then(LossScaler::default);
+    let mut opt = Adam::new(&vs, params.lr, params.weight_decay);
     let class_weights = params.class_weights.then(|| data.class_weights());
     let weights_tensor =
         class_weights.as_ref().map(|w| Tensor::from_slice(&w.iter().map(|&x| x as f32).collect::<Vec<_>>()).to_device(device));
     let criterion = Criterion { device, class_weights: weights_tensor.as_ref() };
 
-    let mut plateau = ReduceOnPlateau::new(params.lr, params.plateau_factor, params.plateau_patience);
-    let mut stopping = EarlyStopping::new(params.early_stopping_patience);
-    let mut history = Vec::new();
-    let weights_path = ctx.out_dir.join(WEIGHTS_FILE);
+    let states = StateDir::open(ctx.resume_dir)?;
+    let mut trainer = match resume(&states, &vs, model.as_ref(), &mut opt, params, ctx)? {
+        Some(state) => state,
+        None => TrainerState {
+            format: STATE_FORMAT,
+            epoch: 0,
+            epochs: params.epochs,
+            history: Vec::new(),
+            plateau: ReduceOnPlateau::new(params.lr, params.plateau_factor, params.plateau_patience),
+            stopping: EarlyStopping::new(params.early_stopping_patience),
+            scaler: amp.then(LossScaler::default),
+            adam_steps: Default::default(),
+            model_random: None,
+            seconds: 0.0,
+        },
+    };
+    let earlier_seconds = trainer.seconds;
+    // A state saved after the epoch that triggered early stopping has nothing left to train.
+    let mut stop = trainer.epoch > 0 && trainer.stopping.should_stop();
     ctx.progress.note(&format!(
         "{}: {} parameters, T={} S={}, {} train / {} val clips, device {}{}",
         spec.arch,
@@ -94,22 +110,28 @@ pub fn run(ctx: &StageContext<'_>, params: &TrainParams, canonical: &Params) -> 
         if amp { " (amp fp16)" } else { "" }
     ));
     ctx.progress.start(params.epochs as u64, "epochs");
-    for epoch in 1..=params.epochs {
+    ctx.progress.advance(trainer.epoch as u64);
+    for epoch in trainer.epoch + 1..=params.epochs {
+        if stop {
+            break;
+        }
         let epoch_started = Instant::now();
-        let lr = plateau.lr();
+        let lr = trainer.plateau.lr();
         let pass = Pass {
             batch_size: params.batch_size,
             shuffle_seed: Some(derive_seed(params.seed, epoch, SHUFFLE_STREAM)),
             augment_seed: params.augment.then(|| derive_seed(params.seed, epoch, AUGMENT_STREAM)),
         };
-        let mut stepper = Stepper { opt: &mut opt, scaler: scaler.as_mut(), trainable: &trainable };
-        let train = train_epoch(model.as_ref(), &mut stepper, &criterion, &data.loader, &data.train, pass)
-            .map_err(|e| StageError::msg(format!("epoch {epoch}: {}", e.message)))?;
-        let val = evaluate(model.as_ref(), &criterion, &data.loader, &data.val, params.batch_size)?;
-        if stopping.observe(epoch, val.accuracy) {
-            save_weights(&vs, &weights_path)?;
-        }
-        let next_lr = plateau.step(val.accuracy);
+        let mut stepper = Stepper { opt: &mut opt, scaler: trainer.scaler.as_mut() };
+        let train = libtorch::catch(&format!("epoch {epoch}"), || {
+            train_epoch(model.as_ref(), &mut stepper, &criterion, &data.loader, &data.train, pass)
+                .map_err(|e| StageError::msg(format!("epoch {epoch}: {}", e.message)))
+        })?;
+        let val = libtorch::catch(&format!("epoch {epoch}: validation"), || {
+            evaluate(model.as_ref(), &criterion, &data.loader, &data.val, params.batch_size)
+        })?;
+        let is_best = trainer.stopping.observe(epoch, val.accuracy);
+        let next_lr = trainer.plateau.step(val.accuracy);
         opt.set_lr(next_lr);
         let record = EpochRecord {
             epoch,
@@ -126,27 +148,37 @@ pub fn run(ctx: &StageContext<'_>, params: &TrainParams, canonical: &Params) -> 
             train.data_wait,
             train.input_prep
         ));
+        trainer.history.push(record);
+        trainer.epoch = epoch;
+        let adam_state = opt.state();
+        trainer.adam_steps = adam_state.steps.clone();
+        trainer.model_random = model.random_position().map(|p| p.to_string());
+        trainer.seconds = earlier_seconds + started.elapsed().as_secs_f64();
+        states.save(&trainer, &vs, &adam_state, is_best)?;
         ctx.progress.advance(1);
-        history.push(record);
-        if stopping.should_stop() && epoch < params.epochs {
+        if trainer.stopping.should_stop() && epoch < params.epochs {
             ctx.progress.note(&format!(
                 "early stopping after epoch {epoch}: no better validation accuracy for {} epochs",
                 params.early_stopping_patience
             ));
-            break;
+            stop = true;
         }
     }
-    if let Some(s) = &scaler {
+    if let Some(s) = &trainer.scaler {
         if s.skipped() > 0 {
             ctx.progress.note(&format!("amp: {} step(s) skipped for overflowing gradients", s.skipped()));
         }
     }
 
-    write_history(ctx.out_dir, &history)?;
+    let best = states.best_weights().ok_or_else(|| StageError::msg("training ran no epoch: no weights to keep"))?;
+    let weights_path = ctx.out_dir.join(WEIGHTS_FILE);
+    std::fs::copy(&best, &weights_path).map_err(|e| StageError::with_source(format!("{}: cannot write", weights_path.display()), e))?;
+    let (history, stopping) = (&trainer.history, &trainer.stopping);
+    write_history(ctx.out_dir, history)?;
     let card = ModelCard {
         hyperparameters: serde_json::Value::Object(canonical.clone()),
         parameter_count,
-        train_seconds: started.elapsed().as_secs_f64(),
+        train_seconds: earlier_seconds + started.elapsed().as_secs_f64(),
         epochs_run: history.len(),
         best_epoch: stopping.best_epoch(),
         best_val_accuracy: stopping.best(),
@@ -161,6 +193,49 @@ pub fn run(ctx: &StageContext<'_>, params: &TrainParams, canonical: &Params) -> 
         "{}: best val accuracy {:.3} at epoch {} of {} ({:.0}s, {})",
         card.spec.arch, card.best_val_accuracy, card.best_epoch, card.epochs_run, card.train_seconds, card.device
     )))
+}
+
+/// Takes up the state a killed attempt left: the model's variables, the optimiser's moments,
+/// the model's random position and the rest of [`TrainerState`]. `None` when there is none (or
+/// one that cannot be used, which is said and discarded).
+fn resume(
+    states: &StateDir,
+    vs: &nn::VarStore,
+    model: &dyn Model,
+    opt: &mut Adam,
+    params: &TrainParams,
+    ctx: &StageContext<'_>,
+) -> Result<Option<TrainerState>, StageError> {
+    let saved = match states.latest() {
+        Ok(Some(saved)) => saved,
+        Ok(None) => return Ok(None),
+        Err(why) => {
+            ctx.progress.note(&format!("starting over: the resumable state cannot be used ({why})"));
+            states.clear();
+            return Ok(None);
+        }
+    };
+    let state = saved.state.clone();
+    if state.epochs != params.epochs || state.epoch > params.epochs {
+        ctx.progress.note(&format!("starting over: the resumable state is of a {}-epoch training", state.epochs));
+        states.clear();
+        return Ok(None);
+    }
+    load_weights(vs, &saved.weights())?;
+    opt.restore(&saved.adam()?, &state.adam_steps)?;
+    opt.set_lr(state.plateau.lr());
+    if let Some(position) = &state.model_random {
+        let position = position.parse().map_err(|e| StageError::msg(format!("resumable state: bad random position {position}: {e}")))?;
+        model.set_random_position(position);
+    }
+    ctx.progress.note(&format!(
+        "resuming from epoch {} of {}: a killed or preempted attempt finished it (best val accuracy {:.3} at epoch {})",
+        state.epoch,
+        state.epochs,
+        state.stopping.best(),
+        state.stopping.best_epoch()
+    ));
+    Ok(Some(state))
 }
 
 /// Loads `pretrained` into `vs`: a `train` output (folder with `model.json`, or its

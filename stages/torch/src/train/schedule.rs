@@ -10,11 +10,12 @@
 const THRESHOLD: f64 = 1e-4;
 
 /// `ReduceLROnPlateau(mode="max")`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ReduceOnPlateau {
     lr: f64,
     factor: f64,
     patience: usize,
+    #[serde(with = "no_best_as_null")]
     best: f64,
     bad_epochs: usize,
 }
@@ -46,9 +47,10 @@ impl ReduceOnPlateau {
 }
 
 /// Stops training after `patience` epochs without a new best metric.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EarlyStopping {
     patience: usize,
+    #[serde(with = "no_best_as_null")]
     best: f64,
     best_epoch: usize,
     bad_epochs: usize,
@@ -83,6 +85,23 @@ impl EarlyStopping {
 
     pub fn best_epoch(&self) -> usize {
         self.best_epoch
+    }
+}
+
+/// "No best yet" is -inf, which JSON cannot hold: it is saved as `null`.
+mod no_best_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(best: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if best.is_finite() {
+            s.serialize_f64(*best)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
     }
 }
 

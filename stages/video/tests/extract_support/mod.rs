@@ -107,6 +107,7 @@ pub fn run_with(stage: &ExtractStage, clips: &[ClipRecord], params: serde_json::
         progress: &NoProgress,
         threads,
         artifacts: &SameStore,
+        resume_dir: None,
     };
     let result = stage.run(&ctx);
     Run { tmp, out, result }
@@ -134,6 +135,7 @@ pub fn run_sharded(clips: &[ClipRecord], params: serde_json::Value, count: usize
             progress: &NoProgress,
             threads,
             artifacts: &SameStore,
+            resume_dir: None,
         };
         stage.run_shard(&ctx, Shard { index, count }).unwrap();
         parts.push(part);
@@ -148,6 +150,7 @@ pub fn run_sharded(clips: &[ClipRecord], params: serde_json::Value, count: usize
         progress: &NoProgress,
         threads,
         artifacts: &SameStore,
+        resume_dir: None,
     };
     let result = stage.merge(&ctx, &parts);
     Run { tmp, out, result }
