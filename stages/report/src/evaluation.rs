@@ -5,7 +5,7 @@
 //!
 //! Files written into `out_dir` by [`write_evaluation`]:
 //! - `predictions.parquet`: clip_id (utf8), actor (int32), label, predicted (int64),
-//!   prob_0 .. prob_{K-1} (float32).
+//!   prob_0 .. prob_{K-1} (float32); see [`crate::predictions`].
 //! - `metrics.json`: [`Metrics`] (see [`crate::metrics`] for the definitions).
 //! - `per_class.csv`: class, label, precision, recall, f1, support, predicted.
 //! - `confusion.csv` / `confusion_normalized.csv`: a `true\predicted` header row of class
@@ -14,13 +14,11 @@
 //! - `confusion.png`, `per_class_accuracy.png`, and `curves.png` when a history is given.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float32Array, Int32Array, Int64Array, StringArray};
 use stage_api::StageError;
 
 use crate::frames::FrameCache;
-use crate::io::{batch, write_csv, write_json, write_parquet, Table};
+use crate::io::{write_csv, write_json, Table};
 use crate::metrics::{self, Metrics, Row};
 use crate::plots::{self, ExampleRow};
 
@@ -105,7 +103,7 @@ pub fn write_evaluation(
         metrics::compute(&rows, class_names).map_err(|e| StageError::with_source(format!("evaluating model `{model_name}`"), e))?;
     metrics.model = model_name.to_owned();
 
-    write_predictions(&out_dir.join("predictions.parquet"), predictions, class_names.len())?;
+    crate::predictions::write_predictions(&out_dir.join("predictions.parquet"), predictions, class_names.len())?;
     write_json(&out_dir.join("metrics.json"), &metrics)?;
     write_per_class(&out_dir.join("per_class.csv"), &metrics)?;
     write_confusion(&out_dir.join("confusion.csv"), class_names, &metrics.confusion, |v| v.to_string())?;
@@ -133,20 +131,6 @@ pub fn write_evaluation(
         plots::training_curves(history, &format!("Training curves — {model_name}"), &out_dir.join("curves.png"))?;
     }
     Ok(metrics)
-}
-
-fn write_predictions(path: &Path, predictions: &[Prediction], k: usize) -> Result<(), StageError> {
-    let mut columns: Vec<(String, ArrayRef)> = vec![
-        ("clip_id".into(), Arc::new(StringArray::from_iter_values(predictions.iter().map(|p| p.clip_id.as_str())))),
-        ("actor".into(), Arc::new(Int32Array::from_iter_values(predictions.iter().map(|p| p.actor)))),
-        ("label".into(), Arc::new(Int64Array::from_iter_values(predictions.iter().map(|p| p.label)))),
-        ("predicted".into(), Arc::new(Int64Array::from_iter_values(predictions.iter().map(|p| p.predicted)))),
-    ];
-    for c in 0..k {
-        columns.push((format!("prob_{c}"), Arc::new(Float32Array::from_iter_values(predictions.iter().map(|p| p.probs[c])))));
-    }
-    let b = batch(path, columns.iter().map(|(n, a)| (n.as_str(), a.clone())).collect())?;
-    write_parquet(path, &b)
 }
 
 fn write_per_class(path: &Path, m: &Metrics) -> Result<(), StageError> {

@@ -70,16 +70,18 @@ pub(crate) fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), Stag
 /// A Parquet file read fully into memory, with typed column accessors.
 pub(crate) struct Table {
     path: std::path::PathBuf,
+    schema: arrow_schema::SchemaRef,
     batches: Vec<RecordBatch>,
 }
 
 impl Table {
     pub(crate) fn read(path: &Path) -> Result<Self, StageError> {
         let file = File::open(path).map_err(|e| file_error("opening", path, e))?;
-        let reader =
-            ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()).map_err(|e| file_error("reading Parquet", path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| file_error("reading Parquet", path, e))?;
+        let schema = builder.schema().clone();
+        let reader = builder.build().map_err(|e| file_error("reading Parquet", path, e))?;
         let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| file_error("reading Parquet", path, e))?;
-        Ok(Self { path: path.to_owned(), batches })
+        Ok(Self { path: path.to_owned(), schema, batches })
     }
 
     pub(crate) fn num_rows(&self) -> usize {
@@ -87,10 +89,18 @@ impl Table {
     }
 
     pub(crate) fn has_column(&self, name: &str) -> bool {
-        self.batches.first().is_some_and(|b| b.schema().index_of(name).is_ok())
+        self.schema.index_of(name).is_ok()
+    }
+
+    /// The column names, in file order.
+    pub(crate) fn column_names(&self) -> Vec<String> {
+        self.schema.fields().iter().map(|f| f.name().clone()).collect()
     }
 
     fn columns(&self, name: &str) -> Result<Vec<ArrayRef>, StageError> {
+        if !self.has_column(name) {
+            return Err(StageError::msg(format!("{}: missing column `{name}`", self.path.display())));
+        }
         self.batches
             .iter()
             .map(|b| {

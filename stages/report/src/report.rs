@@ -1,12 +1,15 @@
 //! The `report` stage: one comparison of every trained model.
 //!
-//! Needs `evaluate` (every instance), `train` (every instance) and optionally `split`. Each
-//! evaluate instance is paired with the train instance it evaluated: the two must agree on
-//! the matrix values of the evaluate instance (the `[key=value,...]` part of its instance
-//! name) and on `arch` and `fold` wherever both instances' `params` carry them; a single train
-//! instance pairs with a single evaluate instance trivially. From the pair the stage reads
-//! `metrics.json` (evaluate) and `model.json` (train: arch, frames, size, augmentation,
-//! parameter_count, train_seconds, epochs_run).
+//! Needs `evaluate` (every instance), `train` (every instance) and optionally `split`; also
+//! any other stage of kind `evaluate` or `train`, and `run:` stages that stand for either (a
+//! model trained elsewhere writes `model.json`, see `README.md`, "Bring your own model").
+//! Each evaluate instance is paired with the train instance it evaluated: the one its
+//! `metrics.json` names as `model`, else the one that agrees on the matrix values of the
+//! evaluate instance (the `[key=value,...]` part of its instance name) and on `arch` and
+//! `fold` wherever both instances' `params` carry them; a single train instance pairs with a
+//! single evaluate instance trivially. From the pair the stage reads `metrics.json`
+//! (evaluate) and `model.json` (train: arch, frames, size, augmentation, parameter_count,
+//! train_seconds, epochs_run).
 //!
 //! Outputs:
 //! - `comparison.csv` / `comparison.json`: one row per evaluated model ([`ComparisonRow`]);
@@ -61,7 +64,7 @@ impl Stage for ReportStage {
     }
 
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn resolve_params(&self, params: &Params) -> Result<Params, ParamError> {
@@ -189,11 +192,11 @@ impl Report {
 
 /// Gathers the inputs, draws and copies the plots, and writes every output file.
 fn build_report(ctx: &StageContext<'_>, params: &ReportParams) -> Result<Report, StageError> {
-    let evaluates = ctx.inputs_like("evaluate", "metrics.json");
+    let evaluates = every_input_like(ctx, "evaluate", "metrics.json");
     if evaluates.is_empty() {
         return Err(StageError::msg("the report needs at least one `evaluate` stage in `needs:`"));
     }
-    let trains = ctx.inputs_like("train", "model.json");
+    let trains = every_input_like(ctx, "train", "model.json");
     let plots_dir = ctx.out_dir.join("plots");
     std::fs::create_dir_all(&plots_dir).map_err(|e| file_error("creating", &plots_dir, e))?;
     ctx.progress.start(evaluates.len() as u64, "models");
@@ -203,7 +206,7 @@ fn build_report(ctx: &StageContext<'_>, params: &ReportParams) -> Result<Report,
     let mut notes = Vec::new();
     for eval in &evaluates {
         let metrics: Metrics = read_json(&eval.dir.join("metrics.json"))?;
-        let train = match_train(eval, &trains)?;
+        let train = match_train(eval, &metrics, &trains)?;
         if train.is_none() && !trains.is_empty() {
             let note = format!("{}: no matching train instance; its training columns are empty", eval.instance);
             ctx.progress.note(&note);
@@ -250,8 +253,19 @@ fn text_of(v: &Value) -> String {
     }
 }
 
+/// Every input that is a `kind` output: from the need called `kind`, from a stage of that
+/// kind under any name (`evaluate_pytorch: {uses: evaluate}`), or from a `run:` stage whose
+/// folder holds `marker` (a model trained elsewhere, with its `model.json`).
+fn every_input_like<'a>(ctx: &'a StageContext<'_>, kind: &str, marker: &str) -> Vec<&'a StageInput> {
+    ctx.inputs.iter().filter(|i| i.need == kind || i.is_kind(kind) || (i.kind.is_none() && i.dir.join(marker).is_file())).collect()
+}
+
 /// The train instance that `eval` evaluated (see the module doc); `None` when none agrees.
-fn match_train<'a>(eval: &StageInput, trains: &[&'a StageInput]) -> Result<Option<&'a StageInput>, StageError> {
+/// The instance `metrics.json` names wins: `evaluate` records what it evaluated.
+fn match_train<'a>(eval: &StageInput, metrics: &Metrics, trains: &[&'a StageInput]) -> Result<Option<&'a StageInput>, StageError> {
+    if let Some(named) = trains.iter().copied().find(|t| t.instance == metrics.model) {
+        return Ok(Some(named));
+    }
     let mut keys: BTreeMap<String, String> = eval.matrix.iter().map(|(k, v)| (k.clone(), text_of(v))).collect();
     for key in ["arch", "fold"] {
         if let Some(v) = eval.params.get(key) {

@@ -3,16 +3,20 @@
 //! macro-F1, UAR, per-class scores, confusion matrices, misclassified clips, training curves).
 //!
 //! Needs exactly one `train` instance (give `evaluate` the same `matrix:` as `train`, and the
-//! engine pairs `evaluate[arch=x]` with `train[arch=x]`), plus `extract` and `split`.
+//! engine pairs `evaluate[arch=x]` with `train[arch=x]`), plus `extract` and `split`. The
+//! `train` input may instead be a model trained elsewhere that brings its predictions
+//! ([`crate::external`]): then nothing is run, and the metrics come from the same code.
 
 use stage_api::worker::WorkerStage;
-use stage_api::{typed_params, Params, StageContext, StageError, StageOutcome};
+use stage_api::{typed_params, Params, StageContext, StageError, StageInput, StageOutcome};
 use stages_learn::evaluate::EvaluateParams;
 
-use crate::cache::{read_cache_index, ClipLoader};
+use crate::cache::{cache_geometry, read_cache_index, CacheClip, ClipLoader};
+use crate::external::{self, PredictionsCard};
 use crate::inference::Predictor;
-use crate::split::{read_assignment, Split};
+use crate::split::{read_assignment, Assigned, Split};
 use crate::train::device::resolve_device;
+use crate::CLASS_NAMES;
 
 /// Misclassified clips drawn in `misclassified_examples.png`.
 const EXAMPLE_ROWS: usize = 6;
@@ -22,7 +26,9 @@ const EXAMPLE_ROWS: usize = 6;
 pub const EVALUATE: WorkerStage<stages_learn::evaluate::EvaluateStage> =
     WorkerStage { describe: stages_learn::evaluate::EvaluateStage, work: evaluate };
 
-/// Runs one trained model on its test (or validation) split and writes the metrics.
+/// Evaluates one model on its test (or validation) split and writes the metrics: a model the
+/// pipeline trained is run on the split's clips; a model trained elsewhere brings its
+/// predictions ([`crate::external`]). Either way the same code computes and writes the metrics.
 pub fn evaluate(ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
     let (p, _): (EvaluateParams, Params) = typed_params(ctx.params).map_err(|e| StageError::msg(e.message))?;
     let train = ctx.input_like("train", crate::train::checkpoint::CARD_FILE)?;
@@ -30,14 +36,54 @@ pub fn evaluate(ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
     let split = ctx.input_like("split", crate::split::ASSIGNMENT_FILE)?;
     tch::set_num_threads(ctx.threads.max(1) as i32);
 
-    let predictor = Predictor::load(&train.dir, resolve_device(p.device)?)?;
     let wanted = if p.split == "val" { Split::Val } else { Split::Test };
-    let chosen: Vec<_> = read_assignment(&split.dir)?.into_iter().filter(|a| a.split == wanted).collect();
+    let assignment = read_assignment(&split.dir)?;
+    let chosen: Vec<&Assigned> = assignment.iter().filter(|a| a.split == wanted).collect();
     if chosen.is_empty() {
         return Err(StageError::msg(format!("the {} split of `{}` holds no clips", p.split, split.instance)));
     }
     let index = read_cache_index(&extract.dir)?;
-    let loader = ClipLoader::open(&extract.dir, &index)?;
+    let (predictions, class_names) = match PredictionsCard::read_if_any(&train.dir)? {
+        Some(card) => {
+            let (frames, size) = cache_geometry(&extract.dir, &index)?;
+            let predictions = card
+                .check_geometry(&train.dir, frames, size)
+                .and_then(|()| external::read_predictions(&train.dir, &split.dir, &assignment, wanted))
+                // The file lies in the store: say which stage wrote it.
+                .map_err(|e| StageError { message: format!("the predictions of `{}`: {}", train.instance, e.message), ..e })?;
+            (predictions, CLASS_NAMES.iter().map(|s| s.to_string()).collect())
+        }
+        None => crate::libtorch::catch("evaluate", || run_model(ctx, &p, train, extract, &index, &chosen))?,
+    };
+
+    let history_file = train.dir.join("history.parquet");
+    let history = if history_file.is_file() { Some(stages_report::read_history(&history_file)?) } else { None };
+    let metrics = stages_report::write_evaluation(ctx.out_dir, &predictions, &class_names, history.as_ref(), &train.instance)?;
+    stages_report::write_misclassified_examples(ctx.out_dir, &extract.dir, &predictions, &class_names, EXAMPLE_ROWS)?;
+    Ok(StageOutcome::new(format!(
+        "{} {} clips: accuracy {:.1} % [{:.1}, {:.1}], macro-F1 {:.3}, UAR {:.3}",
+        predictions.len(),
+        p.split,
+        100.0 * metrics.accuracy,
+        100.0 * metrics.accuracy_ci.low,
+        100.0 * metrics.accuracy_ci.high,
+        metrics.macro_f1,
+        metrics.uar
+    )))
+}
+
+/// Runs the model in `train` (a `train` output) on the `chosen` clips: their predictions and
+/// the model's class names.
+fn run_model(
+    ctx: &StageContext<'_>,
+    p: &EvaluateParams,
+    train: &StageInput,
+    extract: &StageInput,
+    index: &[CacheClip],
+    chosen: &[&Assigned],
+) -> Result<(Vec<stages_report::Prediction>, Vec<String>), StageError> {
+    let predictor = Predictor::load(&train.dir, resolve_device(p.device)?)?;
+    let loader = ClipLoader::open(&extract.dir, index)?;
     if (loader.frames(), loader.size()) != (predictor.frames(), predictor.size()) {
         return Err(StageError::msg(format!(
             "the model in `{}` expects T={} frames of {}x{}, the cache of `{}` holds T={} of {}x{}",
@@ -69,21 +115,7 @@ pub fn evaluate(ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
         }
         ctx.progress.advance(batch.len() as u64);
     }
-
-    let history_file = train.dir.join("history.parquet");
-    let history = if history_file.is_file() { Some(stages_report::read_history(&history_file)?) } else { None };
-    let metrics = stages_report::write_evaluation(ctx.out_dir, &predictions, predictor.class_names(), history.as_ref(), &train.instance)?;
-    stages_report::write_misclassified_examples(ctx.out_dir, &extract.dir, &predictions, predictor.class_names(), EXAMPLE_ROWS)?;
-    Ok(StageOutcome::new(format!(
-        "{} {} clips: accuracy {:.1} % [{:.1}, {:.1}], macro-F1 {:.3}, UAR {:.3}",
-        predictions.len(),
-        p.split,
-        100.0 * metrics.accuracy,
-        100.0 * metrics.accuracy_ci.low,
-        100.0 * metrics.accuracy_ci.high,
-        metrics.macro_f1,
-        metrics.uar
-    )))
+    Ok((predictions, predictor.class_names().to_vec()))
 }
 
 fn argmax(probs: &[f32]) -> i64 {

@@ -5,14 +5,18 @@
 //! - [`train`] is the training stage: data feeding, augmentation, optimiser and schedule,
 //!   the epoch loop, checkpoints and history.
 //! - [`evaluate`] runs a trained model on its test split and writes the metrics.
+//! - [`external`] reads the predictions of a model trained elsewhere, for `evaluate`.
 //! - [`inference`] loads a trained model directory and predicts class probabilities.
 //! - [`predict`] is `pipeline predict`: new videos through the model's own preprocessing.
+//! - [`libtorch`] turns libtorch's errors (raised by tch as panics) into stage errors.
 //!
 //! The torch-free parts (parameters, splits, the tensor cache reader) are `stages-learn`'s;
 //! they are re-exported here under the same names.
 
 pub mod evaluate;
+pub mod external;
 pub mod inference;
+pub mod libtorch;
 pub mod models;
 pub mod predict;
 pub mod preprocess;
