@@ -7,11 +7,11 @@
 //! keyed like the result, so a state can only be taken up by an attempt with the same
 //! parameters, code version and inputs.
 //!
-//! The folders live in `<store>/resume/<key>/` of the workspace's store, also for a cluster
-//! job's `exec-task` (whose artifacts go to a scratch store): the job runs in the workspace's
-//! working directory, so a requeued job finds the state its first attempt left. Where that
-//! directory is not shared between attempts (a Kubernetes pod's image), `PIPELINE_RESUME_DIR`
-//! names a folder that is (a persistent volume).
+//! The folders live in `<store>/resume/<key>/` of the workspace's store, or where
+//! `PIPELINE_RESUME_DIR` says. A cluster job's `exec-task` computes in a scratch store and keeps
+//! states where `PIPELINE_RESUME_DIR` says: the Slurm executor sets it to the workspace's folder
+//! (the jobs share the working directory), so a requeued job finds what its first attempt left;
+//! for Kubernetes pods set it to a persistent volume they share.
 
 use std::fs;
 use std::io;
@@ -35,6 +35,18 @@ impl ResumeStates {
     pub fn for_store_dir(store_dir: &Path) -> Self {
         let root = std::env::var_os(RESUME_DIR_VAR).filter(|v| !v.is_empty()).map_or_else(|| store_dir.join("resume"), PathBuf::from);
         Self { root }
+    }
+
+    /// Where the states are kept.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The states of a cluster job's `exec-task`: `$PIPELINE_RESUME_DIR` (the Slurm executor
+    /// sets it to the workspace's; on Kubernetes a volume the pods share), else the job's own
+    /// scratch store, lost with the job: the checkout's store is never written by a job.
+    pub fn for_job(scratch_store_dir: &Path) -> Self {
+        Self::for_store_dir(scratch_store_dir)
     }
 
     /// The folder of `key`'s state (it may not exist).

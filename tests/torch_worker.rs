@@ -95,7 +95,8 @@ fn a_worker_killed_like_the_oom_killer_fails_only_its_instance_and_the_rerun_red
     let lines: Vec<String> = rx.try_iter().collect();
     let text = lines.join("\n");
     assert_eq!(status.code(), Some(1), "one instance failed:\n{text}");
-    let died: Vec<&String> = lines.iter().filter(|l| l.contains("died (killed by signal 9")).collect();
+    // The instance's own FAILED line (the end-of-run table repeats the error).
+    let died: Vec<&String> = lines.iter().filter(|l| l.contains(": FAILED: ") && l.contains("died (killed by signal 9")).collect();
     assert_eq!(died.len(), 1, "exactly one instance names the killed worker:\n{text}");
     let failed = if died[0].starts_with("train[seed=0]") { "train[seed=0]" } else { "train[seed=1]" };
     let other = if failed == "train[seed=0]" { "train[seed=1]" } else { "train[seed=0]" };

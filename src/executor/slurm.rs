@@ -49,6 +49,9 @@ pub struct Slurm {
     config_file: PathBuf,
     remote_url: String,
     log_dir: PathBuf,
+    /// The workspace's resumable states, handed to every job (`PIPELINE_RESUME_DIR`): a job's
+    /// artifacts go to a scratch store, but a requeued job must find what its first attempt kept.
+    resume_root: PathBuf,
     jobs: Mutex<BTreeMap<String, JobInfo>>,
     /// When the last poll started; held while polling so only one thread polls.
     poll_clock: PollClock,
@@ -90,6 +93,7 @@ impl Slurm {
             config_file: std::fs::canonicalize(config_file)?,
             remote_url: remote_url.to_owned(),
             log_dir,
+            resume_root: std::path::absolute(crate::resume::ResumeStates::for_store_dir(store.root()).root())?,
             jobs: Mutex::new(BTreeMap::new()),
             poll_clock: PollClock::default(),
             unreachable_since: Mutex::new(None),
@@ -146,6 +150,7 @@ impl Slurm {
     fn sbatch(&self, args: Vec<String>) -> Result<String, String> {
         let output = Command::new("sbatch")
             .args(args)
+            .env(crate::resume::RESUME_DIR_VAR, &self.resume_root)
             .output()
             .map_err(|e| format!("cannot run `sbatch` (is Slurm installed and on PATH?): {e}"))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
