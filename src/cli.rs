@@ -14,7 +14,7 @@ use crate::executor::slurm::Slurm;
 use crate::fingerprint::Key;
 use crate::remote::Remote;
 use crate::runlog::RunRecord;
-use crate::runner::{Engine, Freshness, RunOptions};
+use crate::runner::{Engine, Freshness, RunOptions, TransferError};
 
 #[derive(Debug, Parser)]
 #[command(name = "pipeline", version, about = "Run a pipeline.yaml: only what went stale is redone, and you are told why")]
@@ -262,16 +262,20 @@ pub fn run(cli: Cli, argv: &[String], domain: &dyn Domain) -> Result<bool> {
             println!("removed {removed} artifacts, freed {}", human_bytes(freed));
             Ok(true)
         }
-        Command::Push { stages } => {
-            let (n, bytes) = engine.push_all(&stages).map_err(anyhow::Error::msg)?;
-            println!("pushed {n} artifacts, uploaded {}", human_bytes(bytes));
-            Ok(true)
-        }
-        Command::Pull { stages } => {
-            let n = engine.pull_all(&stages).map_err(anyhow::Error::msg)?;
-            println!("pulled {n} artifacts");
-            Ok(true)
-        }
+        Command::Push { stages } => match engine.push_all(&stages) {
+            Ok((n, bytes)) => {
+                println!("pushed {n} artifacts, uploaded {}", human_bytes(bytes));
+                Ok(true)
+            }
+            Err(e) => transfer_failed(e),
+        },
+        Command::Pull { stages } => match engine.pull_all(&stages) {
+            Ok(n) => {
+                println!("pulled {n} artifacts");
+                Ok(true)
+            }
+            Err(e) => transfer_failed(e),
+        },
         Command::Predict { videos, model, json } => crate::predict::predict(&engine, domain, &videos, model.as_deref(), json),
         Command::Runs => {
             print!("{}", crate::runs::list(&engine.store));
@@ -282,6 +286,18 @@ pub fn run(cli: Cli, argv: &[String], domain: &dyn Domain) -> Result<bool> {
             Ok(true)
         }
         Command::Dag { .. } | Command::ExecTask { .. } => unreachable!("handled above"),
+    }
+}
+
+/// A failed `push` or `pull`: a usage error is an error (exit status 2); a failed transfer is
+/// said on stderr and is exit status 1, like a failed stage.
+fn transfer_failed(e: TransferError) -> Result<bool> {
+    match e {
+        TransferError::Usage(message) => Err(anyhow::Error::msg(message)),
+        TransferError::Failed(message) => {
+            eprintln!("error: {message}");
+            Ok(false)
+        }
     }
 }
 

@@ -22,7 +22,7 @@
 //! stage is computed locally instead.
 
 use std::io::{Read, Write};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -53,6 +53,9 @@ pub enum RemoteError {
     Store(#[from] object_store::Error),
     #[error("local I/O failed: {0}")]
     Io(#[from] std::io::Error),
+    /// Writing a downloaded file into the local store failed (a full disk, say).
+    #[error("cannot write {}: {source}", path.display())]
+    LocalWrite { path: PathBuf, source: std::io::Error },
 }
 
 pub struct Remote {
@@ -232,7 +235,9 @@ impl Remote {
                     async move {
                         let blob = Self::blob_path(&f.blake3);
                         if let Some(parent) = target.parent() {
-                            tokio::fs::create_dir_all(parent).await?;
+                            tokio::fs::create_dir_all(parent)
+                                .await
+                                .map_err(|source| RemoteError::LocalWrite { path: parent.to_path_buf(), source })?;
                         }
                         let mut sink = VerifiedFile::create(&target, &blob, f)?;
                         match store.get(&blob).await?.payload {
@@ -288,6 +293,7 @@ fn map_file(path: &Path, expected: u64) -> std::io::Result<PutPayload> {
 /// `finish` fails unless the size and blake3 are the manifest's.
 struct VerifiedFile {
     file: std::io::BufWriter<std::fs::File>,
+    target: PathBuf,
     hasher: blake3::Hasher,
     size: u64,
     blob: String,
@@ -296,8 +302,20 @@ struct VerifiedFile {
 
 impl VerifiedFile {
     fn create(target: &Path, blob: &ObjectPath, entry: &ManifestEntry) -> Result<Self, RemoteError> {
-        let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(target)?);
-        Ok(Self { file, hasher: blake3::Hasher::new(), size: 0, blob: blob.to_string(), entry: entry.clone() })
+        let file = std::fs::File::create(target).map_err(|source| RemoteError::LocalWrite { path: target.to_path_buf(), source })?;
+        let file = std::io::BufWriter::with_capacity(1 << 20, file);
+        Ok(Self {
+            file,
+            target: target.to_path_buf(),
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            blob: blob.to_string(),
+            entry: entry.clone(),
+        })
+    }
+
+    fn write_failed(&self, source: std::io::Error) -> RemoteError {
+        RemoteError::LocalWrite { path: self.target.clone(), source }
     }
 
     fn corrupt(&self, problem: String) -> RemoteError {
@@ -310,8 +328,7 @@ impl VerifiedFile {
             return Err(self.corrupt(format!("longer than the {} bytes the manifest says", self.entry.size)));
         }
         self.hasher.update(chunk);
-        self.file.write_all(chunk)?;
-        Ok(())
+        self.file.write_all(chunk).map_err(|e| self.write_failed(e))
     }
 
     fn finish(self) -> Result<(), RemoteError> {
@@ -323,7 +340,8 @@ impl VerifiedFile {
             return Err(self.corrupt(format!("blake3 {hash} differs from the manifest's {}", self.entry.blake3)));
         }
         // No fsync here: publishing syncs every file before the rename that makes it visible.
-        self.file.into_inner().map_err(|e| e.into_error())?;
+        let target = self.target;
+        self.file.into_inner().map_err(|e| RemoteError::LocalWrite { path: target, source: e.into_error() })?;
         Ok(())
     }
 }

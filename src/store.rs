@@ -310,18 +310,26 @@ pub fn content_hash(files: &[ManifestEntry]) -> String {
     hasher.finalize().to_hex().to_string()
 }
 
-/// Writes `bytes` to `path` through a synced temporary file and a rename.
+/// Writes `bytes` to `path` through a synced temporary file and a rename. On failure (a full
+/// disk) `path` is as it was and the temporary file is removed.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
-    write_synced(&tmp, bytes)?;
-    fs::rename(&tmp, path)
+    let written = write_synced(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
+/// Writes and syncs `path`; an error names the file (`PATH: No space left on device`).
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = fs::File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    let write = || {
+        let mut file = fs::File::create(path)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    };
+    write().map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 fn make_read_only_and_sync(root: &Path) -> io::Result<()> {

@@ -2,6 +2,23 @@
 
 use super::*;
 
+const NO_REMOTE: &str = "no remote: set `remote:` in pipeline.yaml or pass --remote URL";
+
+/// Why `pipeline push` or `pull` stopped: a usage problem (exit status 2), or a transfer that
+/// failed (exit status 1, as for a failed stage: the remote unreachable, a full disk).
+#[derive(Debug)]
+pub enum TransferError {
+    Usage(String),
+    Failed(String),
+}
+
+/// Errors of the selection (`status`) are usage errors.
+impl From<String> for TransferError {
+    fn from(message: String) -> Self {
+        TransferError::Usage(message)
+    }
+}
+
 impl Engine {
     /// Downloads `key` from the remote if it has it; `None` (after saying why) otherwise.
     pub(super) fn try_pull(&self, name: &str, key: &Key) -> Option<Manifest> {
@@ -16,6 +33,11 @@ impl Engine {
                     manifest.total_size()
                 ));
                 Some(manifest)
+            }
+            // Nothing wrong with the remote's copy: it could not be stored here (a full disk).
+            Err(e @ RemoteError::LocalWrite { .. }) => {
+                self.reporter.line(&format!("{name}: could not store the remote copy ({e}); computing it here"));
+                None
             }
             Err(e) => {
                 self.reporter.line(&format!("{name}: refused the remote copy ({e}); computing it here"));
@@ -33,8 +55,8 @@ impl Engine {
     }
 
     /// `pipeline push`: uploads every selected fresh instance. Returns (pushed, bytes).
-    pub fn push_all(&self, targets: &[String]) -> Result<(usize, u64), String> {
-        let remote = self.remote.as_ref().ok_or("no remote: set `remote:` in pipeline.yaml or pass --remote URL")?;
+    pub fn push_all(&self, targets: &[String]) -> Result<(usize, u64), TransferError> {
+        let remote = self.remote.as_ref().ok_or_else(|| TransferError::Usage(NO_REMOTE.to_owned()))?;
         let mut pushed = 0;
         let mut bytes = 0;
         for status in self.status(targets, &[])? {
@@ -42,7 +64,7 @@ impl Engine {
                 self.reporter.line(&format!("{}: stale, nothing to push", status.stage));
                 continue;
             };
-            let n = remote.push(&self.store, &key).map_err(|e| format!("{}: {e}", status.stage))?;
+            let n = remote.push(&self.store, &key).map_err(|e| TransferError::Failed(format!("{}: {e}", status.stage)))?;
             self.reporter.line(&format!("{}: pushed ({n} bytes uploaded)", status.stage));
             pushed += 1;
             bytes += n;
@@ -52,8 +74,8 @@ impl Engine {
 
     /// `pipeline pull`: downloads every selected stale instance the remote has, upstream first
     /// (a downstream key is known only once its upstream outputs are here). Returns how many.
-    pub fn pull_all(&self, targets: &[String]) -> Result<usize, String> {
-        let remote = self.remote.as_ref().ok_or("no remote: set `remote:` in pipeline.yaml or pass --remote URL")?;
+    pub fn pull_all(&self, targets: &[String]) -> Result<usize, TransferError> {
+        let remote = self.remote.as_ref().ok_or_else(|| TransferError::Usage(NO_REMOTE.to_owned()))?;
         let mut pulled = 0;
         loop {
             let mut progress = false;
@@ -62,11 +84,13 @@ impl Engine {
                 if !remote.has(&key) {
                     continue;
                 }
-                let _lock = KeyLock::acquire(&self.store, &key).map_err(|e| e.to_string())?;
+                let _lock = KeyLock::acquire(&self.store, &key)
+                    .map_err(|e| TransferError::Failed(format!("{}: cannot lock: {e}", status.stage)))?;
                 if self.store.lookup(&key).is_some() {
                     continue;
                 }
-                let manifest = remote.pull(&self.store, &key, &status.stage).map_err(|e| format!("{}: {e}", status.stage))?;
+                let manifest =
+                    remote.pull(&self.store, &key, &status.stage).map_err(|e| TransferError::Failed(format!("{}: {e}", status.stage)))?;
                 self.reporter.line(&format!("{}: pulled ({} files, {} bytes)", status.stage, manifest.files.len(), manifest.total_size()));
                 pulled += 1;
                 progress = true;
@@ -94,6 +118,8 @@ impl Engine {
         }
         let mut removed = 0;
         let mut freed = self.store.clean_tmp().map_err(|e| e.to_string())?;
+        // Resumable states are for a rerun after an interruption; gc gives their space back.
+        freed += self.resume.discard_idle(&self.store).map_err(|e| format!("discarding resumable states: {e}"))?.1;
         for key in self.store.published_keys().map_err(|e| e.to_string())? {
             if keep.contains(key.as_str()) {
                 continue;
