@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::fingerprint::Key;
 use crate::lock::KeyLock;
-use crate::store::Store;
+use crate::store::{tree_size, Store};
 
 /// Overrides where resumable states are kept.
 pub const RESUME_DIR_VAR: &str = "PIPELINE_RESUME_DIR";
@@ -40,13 +40,6 @@ impl ResumeStates {
     /// Where the states are kept.
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// The states of a cluster job's `exec-task`: `$PIPELINE_RESUME_DIR` (the Slurm executor
-    /// sets it to the workspace's; on Kubernetes a volume the pods share), else the job's own
-    /// scratch store, lost with the job: the checkout's store is never written by a job.
-    pub fn for_job(scratch_store_dir: &Path) -> Self {
-        Self::for_store_dir(scratch_store_dir)
     }
 
     /// The folder of `key`'s state (it may not exist).
@@ -100,22 +93,6 @@ impl ResumeStates {
         }
         Ok((count, freed))
     }
-}
-
-fn tree_size(path: &Path) -> u64 {
-    walk_size(path).unwrap_or(0)
-}
-
-fn walk_size(path: &Path) -> io::Result<u64> {
-    let meta = fs::symlink_metadata(path)?;
-    if !meta.is_dir() {
-        return Ok(meta.len());
-    }
-    let mut total = 0;
-    for entry in fs::read_dir(path)? {
-        total += walk_size(&entry?.path()).unwrap_or(0);
-    }
-    Ok(total)
 }
 
 #[cfg(test)]

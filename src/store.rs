@@ -367,6 +367,7 @@ fn remove_tree(path: &Path) -> io::Result<()> {
     }
 }
 
-fn tree_size(path: &Path) -> u64 {
+/// Bytes of the files under `path` (0 when it does not exist).
+pub(crate) fn tree_size(path: &Path) -> u64 {
     WalkDir::new(path).into_iter().filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()
 }

@@ -137,8 +137,9 @@ pub fn exec_task(
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // The remote is lent for the artifacts an upstream table points into (see `artifact_paths`).
     // Where PIPELINE_RESUME_DIR says (the Slurm executor passes the workspace's folder), so a
-    // requeued job continues from what its first attempt left; else in the scratch store.
-    let resume = ResumeStates::for_job(store_dir);
+    // requeued job continues from what its first attempt left; else in the scratch store: a job
+    // never writes the checkout's store.
+    let resume = ResumeStates::for_store_dir(store_dir);
     let ctx = Context { plan, store: &store, resume: &resume, remote: Some(remote), reporter };
     let task = Task { index, key: &result_key, fingerprint: &here, upstream: &upstream, force: false, threads, part };
     let done = Local.run(&ctx, &task).map_err(|e| format!("{name}: FAILED: {e}"))?;

@@ -81,7 +81,7 @@ impl Engine {
         let seconds = started.elapsed().as_secs_f64();
         match outcome {
             Ok(Done { manifest, summary, place }) => {
-                let _ = self.resume.discard(&key);
+                // (The executor that published the result discarded the key's state.)
                 drop(lock);
                 let _ = self.store.save_state(&state);
                 if !self.executor.results_in_remote() {
