@@ -7,7 +7,9 @@
 //!   shuffled with a seed), are cut into `folds` contiguous groups as even as possible; fold
 //!   `i` tests on group `i`, validates on the next group (or on the next
 //!   `val_actors_per_fold` actors, cyclically) and trains on the rest. Every actor is in
-//!   exactly one test fold.
+//!   exactly one test fold. A published protocol's groups can be given instead
+//!   (`fold_actors`, one list of test actors per fold); cache actors in no group then only
+//!   ever train.
 //!
 //! Either way the result is checked: every named actor exists in the cache, no actor is in
 //! two splits, and no split is empty.
@@ -40,6 +42,8 @@ pub enum SplitRule {
         val_actors_per_fold: Option<usize>,
         /// `None`: sorted actor order; `Some`: shuffled with this seed.
         seed: Option<u64>,
+        /// The test actors of each fold, as published; `None`: cut from the cache's actors.
+        groups: Option<Vec<Vec<i64>>>,
     },
 }
 
@@ -56,7 +60,12 @@ pub struct ActorSplit {
 pub fn assign_actors(rule: &SplitRule, cache_actors: &BTreeSet<i64>) -> Result<ActorSplit, StageError> {
     let split = match rule {
         SplitRule::Lists { train, val, test } => lists(train.as_deref(), val, test, cache_actors)?,
-        SplitRule::KFold { folds, fold, val_actors_per_fold, seed } => kfold(*folds, *fold, *val_actors_per_fold, *seed, cache_actors)?,
+        SplitRule::KFold { folds, fold, val_actors_per_fold, seed, groups: None } => {
+            kfold(*folds, *fold, *val_actors_per_fold, *seed, cache_actors)?
+        }
+        SplitRule::KFold { fold, val_actors_per_fold, groups: Some(groups), .. } => {
+            given_folds(groups, *fold, *val_actors_per_fold, cache_actors)?
+        }
     };
     check_disjoint_and_non_empty(&split)?;
     Ok(split)
@@ -133,6 +142,37 @@ fn kfold(
     Ok(ActorSplit { train: sorted(train), val: sorted(val), test: sorted(test), unassigned: Vec::new() })
 }
 
+/// Fold `fold` of published groups: test on its group, validate on the next group (or its
+/// first `val_per_fold` actors), train on every other cache actor.
+fn given_folds(groups: &[Vec<i64>], fold: usize, val_per_fold: Option<usize>, cache: &BTreeSet<i64>) -> Result<ActorSplit, StageError> {
+    let folds = groups.len();
+    if fold >= folds {
+        return Err(StageError::msg(format!("`fold` must be in 0..{folds} (0-based, one per `fold_actors` group), got {fold}")));
+    }
+    let mut seen = BTreeSet::new();
+    for (g, group) in groups.iter().enumerate() {
+        checked_list(&format!("fold_actors[{g}]"), group, cache)?;
+        if let Some(twice) = group.iter().find(|a| !seen.insert(**a)) {
+            return Err(StageError::msg(format!("`fold_actors`: actor {twice} is in two folds")));
+        }
+    }
+    let test = checked_list("fold_actors", &groups[fold], cache)?;
+    let next = checked_list("fold_actors", &groups[(fold + 1) % folds], cache)?;
+    let val = match val_per_fold {
+        None => next,
+        Some(v) if v == 0 || v > next.len() => {
+            return Err(StageError::msg(format!(
+                "`val_actors_per_fold` = {v}: the next fold's group has {} actors ({})",
+                next.len(),
+                join(&next)
+            )))
+        }
+        Some(v) => next[..v].to_vec(),
+    };
+    let train = cache.iter().copied().filter(|a| !test.contains(a) && !val.contains(a)).collect();
+    Ok(ActorSplit { train, val, test, unassigned: Vec::new() })
+}
+
 fn check_disjoint_and_non_empty(split: &ActorSplit) -> Result<(), StageError> {
     let named = [("train", &split.train), ("val", &split.val), ("test", &split.test)];
     for (i, (a_name, a)) in named.iter().enumerate() {
@@ -199,7 +239,7 @@ mod tests {
         for seed in [None, Some(7)] {
             let mut tested = Vec::new();
             for fold in 0..5 {
-                let rule = SplitRule::KFold { folds: 5, fold, val_actors_per_fold: None, seed };
+                let rule = SplitRule::KFold { folds: 5, fold, val_actors_per_fold: None, seed, groups: None };
                 let s = assign_actors(&rule, &actors(1..=24)).unwrap();
                 assert_eq!(s.train.len() + s.val.len() + s.test.len(), 24);
                 assert!(s.test.len() == 4 || s.test.len() == 5);
@@ -211,26 +251,53 @@ mod tests {
     }
 
     #[test]
+    fn published_fold_groups_test_each_group_once() {
+        let cache: BTreeSet<i64> = (1..=24).collect();
+        let groups: Vec<Vec<i64>> = (0..6).map(|g| (g * 4 + 1..=g * 4 + 4).collect()).collect();
+        let mut tested = Vec::new();
+        for fold in 0..6 {
+            let rule = SplitRule::KFold { folds: 6, fold, val_actors_per_fold: Some(2), seed: None, groups: Some(groups.clone()) };
+            let split = assign_actors(&rule, &cache).unwrap();
+            assert_eq!(split.test, groups[fold]);
+            assert_eq!(split.val, groups[(fold + 1) % 6][..2].to_vec());
+            assert_eq!(split.train.len(), 18);
+            tested.extend(split.test);
+        }
+        tested.sort_unstable();
+        assert_eq!(tested, (1..=24).collect::<Vec<_>>());
+        // Equal to the cut of the sorted actors, which is the literature's 1-4, 5-8, ...
+        let cut = SplitRule::KFold { folds: 6, fold: 2, val_actors_per_fold: Some(2), seed: None, groups: None };
+        let given = SplitRule::KFold { folds: 6, fold: 2, val_actors_per_fold: Some(2), seed: None, groups: Some(groups.clone()) };
+        assert_eq!(assign_actors(&cut, &cache).unwrap(), assign_actors(&given, &cache).unwrap());
+
+        let twice =
+            SplitRule::KFold { folds: 2, fold: 0, val_actors_per_fold: None, seed: None, groups: Some(vec![vec![1, 2], vec![2, 3]]) };
+        assert!(assign_actors(&twice, &cache).unwrap_err().to_string().contains("actor 2 is in two folds"));
+        let absent = SplitRule::KFold { folds: 2, fold: 0, val_actors_per_fold: None, seed: None, groups: Some(vec![vec![1], vec![30]]) };
+        assert!(assign_actors(&absent, &cache).unwrap_err().to_string().contains("`fold_actors[1]` names actor(s) 30"));
+    }
+
+    #[test]
     fn kfold_is_deterministic_and_seed_shuffles() {
-        let rule = |seed| SplitRule::KFold { folds: 6, fold: 0, val_actors_per_fold: Some(2), seed };
+        let rule = |seed| SplitRule::KFold { folds: 6, fold: 0, val_actors_per_fold: Some(2), seed, groups: None };
         let a = assign_actors(&rule(None), &actors(1..=24)).unwrap();
         assert_eq!((a.test.clone(), a.val.clone()), (vec![1, 2, 3, 4], vec![5, 6]));
         let b = assign_actors(&rule(Some(3)), &actors(1..=24)).unwrap();
         assert_eq!(b, assign_actors(&rule(Some(3)), &actors(1..=24)).unwrap());
         assert_ne!(a.test, b.test);
-        let last = SplitRule::KFold { folds: 6, fold: 5, val_actors_per_fold: Some(2), seed: None };
+        let last = SplitRule::KFold { folds: 6, fold: 5, val_actors_per_fold: Some(2), seed: None, groups: None };
         let c = assign_actors(&last, &actors(1..=24)).unwrap();
         assert_eq!((c.test, c.val), (vec![21, 22, 23, 24], vec![1, 2]));
     }
 
     #[test]
     fn kfold_bad_numbers() {
-        let rule = SplitRule::KFold { folds: 5, fold: 5, val_actors_per_fold: None, seed: None };
+        let rule = SplitRule::KFold { folds: 5, fold: 5, val_actors_per_fold: None, seed: None, groups: None };
         assert!(assign_actors(&rule, &actors(1..=24)).unwrap_err().message.contains("`fold` must be in 0..5"));
-        let rule = SplitRule::KFold { folds: 5, fold: 0, val_actors_per_fold: None, seed: None };
+        let rule = SplitRule::KFold { folds: 5, fold: 0, val_actors_per_fold: None, seed: None, groups: None };
         assert!(assign_actors(&rule, &actors(1..=3)).unwrap_err().message.contains("at least 5 actors"));
         // Two folds with the next group as validation leave nobody to train on.
-        let rule = SplitRule::KFold { folds: 2, fold: 0, val_actors_per_fold: None, seed: None };
+        let rule = SplitRule::KFold { folds: 2, fold: 0, val_actors_per_fold: None, seed: None, groups: None };
         assert_eq!(assign_actors(&rule, &actors(1..=4)).unwrap_err().message, "the train split has no actors");
     }
 }

@@ -4,7 +4,8 @@
 //! Parameters (see [`SplitParams`]): the study's split by default (validation actors 21–22,
 //! test actors 23–24, training every other actor), explicit actor lists, or subject-wise
 //! k-fold (`folds`, `fold`, optional `val_actors_per_fold` and `seed`) meant to be expanded
-//! with `matrix: {fold: [0, 1, 2, 3, 4]}`. The rule itself lives in [`assign`].
+//! with `matrix: {fold: [0, 1, 2, 3, 4]}`, or a published protocol's folds given as actor
+//! lists (`fold_actors: [[1, 2, 3, 4], [5, 6, 7, 8], ...]`). The rule itself lives in [`assign`].
 //!
 //! Outputs: `assignment.parquet` (clip_id, actor, label, split), `class_counts.parquet`
 //! (split, label, emotion, count), `actor_counts.parquet` (split, actor, count), `split.json`.
@@ -75,12 +76,26 @@ pub struct SplitParams {
     /// Shuffles the actor order before cutting folds; default: sorted order.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// A published protocol's folds: the test actors of each fold (k-fold mode; `folds`, if
+    /// given, must equal the number of groups). Omitted from the key when unset, so configs
+    /// without it keep their keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold_actors: Option<Vec<Vec<i64>>>,
 }
 
 impl SplitParams {
     /// The rule these parameters describe, or the parameter that is wrong.
     pub fn rule(&self) -> Result<SplitRule, ParamError> {
-        match self.folds {
+        let folds = match (self.folds, &self.fold_actors) {
+            (Some(folds), Some(groups)) if folds != groups.len() => {
+                return Err(ParamError::new(
+                    Some("folds"),
+                    format!("`folds` is {folds} but `fold_actors` lists {} groups; give one of them, or make them agree", groups.len()),
+                ))
+            }
+            (folds, groups) => folds.or(groups.as_ref().map(Vec::len)),
+        };
+        match folds {
             None => {
                 for (name, set) in [
                     ("fold", self.fold.is_some()),
@@ -102,9 +117,11 @@ impl SplitParams {
                     ("train_actors", self.train_actors.is_some()),
                     ("val_actors", self.val_actors.is_some()),
                     ("test_actors", self.test_actors.is_some()),
+                    ("seed", self.seed.is_some() && self.fold_actors.is_some()),
                 ] {
                     if set {
-                        return Err(ParamError::new(Some(name), format!("`{name}` cannot be combined with `folds`")));
+                        let with = if self.fold_actors.is_some() { "fold_actors" } else { "folds" };
+                        return Err(ParamError::new(Some(name), format!("`{name}` cannot be combined with `{with}`")));
                     }
                 }
                 let fold = self.fold.ok_or_else(|| {
@@ -116,7 +133,16 @@ impl SplitParams {
                         format!("need folds >= 2 and 0 <= fold < folds, got folds {folds}, fold {fold}"),
                     ));
                 }
-                Ok(SplitRule::KFold { folds, fold, val_actors_per_fold: self.val_actors_per_fold, seed: self.seed })
+                if let Some(empty) = self.fold_actors.iter().flatten().position(Vec::is_empty) {
+                    return Err(ParamError::new(Some("fold_actors"), format!("group {empty} of `fold_actors` is empty")));
+                }
+                Ok(SplitRule::KFold {
+                    folds,
+                    fold,
+                    val_actors_per_fold: self.val_actors_per_fold,
+                    seed: self.seed,
+                    groups: self.fold_actors.clone(),
+                })
             }
         }
     }
@@ -138,7 +164,7 @@ impl Stage for SplitStage {
         let (typed, mut canonical): (SplitParams, Params) = typed_params(params)?;
         typed.rule()?;
         // Lists mode: write the defaults out, so `{}` and the study's explicit lists share a key.
-        if typed.folds.is_none() {
+        if typed.folds.is_none() && typed.fold_actors.is_none() {
             if typed.val_actors.is_none() {
                 canonical.insert("val_actors".into(), serde_json::json!(assign::STUDY_VAL_ACTORS));
             }
@@ -197,4 +223,37 @@ pub fn read_assignment(dir: &Path) -> Result<Vec<Assigned>, StageError> {
             Ok(Assigned { clip_id, actor, label, split })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(json: serde_json::Value) -> SplitParams {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn fold_actors_turn_on_kfold_and_must_agree_with_folds() {
+        let groups = serde_json::json!([[1, 2], [3, 4], [5, 6]]);
+        let rule = params(serde_json::json!({"fold": 1, "fold_actors": groups})).rule().unwrap();
+        assert!(matches!(rule, SplitRule::KFold { folds: 3, fold: 1, groups: Some(ref g), .. } if g.len() == 3));
+        params(serde_json::json!({"folds": 3, "fold": 0, "fold_actors": groups})).rule().unwrap();
+
+        let disagree = params(serde_json::json!({"folds": 4, "fold": 0, "fold_actors": groups})).rule().unwrap_err();
+        assert!(disagree.message.contains("`folds` is 4 but `fold_actors` lists 3 groups"), "{}", disagree.message);
+        let seeded = params(serde_json::json!({"fold": 0, "seed": 1, "fold_actors": groups})).rule().unwrap_err();
+        assert!(seeded.message.contains("`seed` cannot be combined with `fold_actors`"), "{}", seeded.message);
+        let empty = params(serde_json::json!({"fold": 0, "fold_actors": [[1], []]})).rule().unwrap_err();
+        assert!(empty.message.contains("group 1 of `fold_actors` is empty"), "{}", empty.message);
+        let lists = params(serde_json::json!({"fold": 0, "test_actors": [1], "fold_actors": groups})).rule().unwrap_err();
+        assert!(lists.message.contains("`test_actors` cannot be combined"), "{}", lists.message);
+    }
+
+    #[test]
+    fn configs_without_fold_actors_keep_their_canonical_params() {
+        // `fold_actors` is skipped when unset, so existing split keys do not move.
+        let json = serde_json::to_value(params(serde_json::json!({"folds": 5, "fold": 2}))).unwrap();
+        assert!(json.get("fold_actors").is_none(), "{json}");
+    }
 }

@@ -59,7 +59,9 @@ pub fn write_all(out: &Path, rule: &SplitRule, actors: &ActorSplit, clips: &[Cac
     let (train, val, test) = (clips_in(Split::Train), clips_in(Split::Val), clips_in(Split::Test));
     let (mode, folds, fold, val_per_fold, seed) = match rule {
         SplitRule::Lists { .. } => ("actors", None, None, None, None),
-        SplitRule::KFold { folds, fold, val_actors_per_fold, seed } => ("kfold", Some(*folds), Some(*fold), *val_actors_per_fold, *seed),
+        SplitRule::KFold { folds, fold, val_actors_per_fold, seed, .. } => {
+            ("kfold", Some(*folds), Some(*fold), *val_actors_per_fold, *seed)
+        }
     };
     let json = serde_json::json!({
         "mode": mode,
