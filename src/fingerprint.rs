@@ -138,10 +138,17 @@ pub enum KeyError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("`deps` pattern `{pattern}` of `{instance}` is invalid: {message}")]
     Pattern { instance: String, pattern: String, message: String },
+    #[error("`{instance}`: {message}")]
+    PrepareRawInput { instance: String, message: String },
 }
 
 /// Computes an instance's fingerprint from its upstream content hashes.
 pub fn compute(instance: &Instance, upstream: Vec<UpstreamInput>, base_dir: &Path, memo: &HashMemo) -> Result<Fingerprint, KeyError> {
+    if let Action::Builtin(stage) = &instance.action {
+        stage
+            .prepare_raw_inputs(&instance.params, base_dir)
+            .map_err(|message| KeyError::PrepareRawInput { instance: instance.name.clone(), message })?;
+    }
     Ok(Fingerprint {
         action: ActionId::of(&instance.action),
         params: instance.params.clone(),

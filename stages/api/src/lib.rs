@@ -275,6 +275,14 @@ pub trait Stage: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// Makes the raw inputs ready before their content is hashed into a key: downloads and
+    /// checks what comes from the network (pretrained weights), so a key never hashes a half
+    /// or wrong file. Called by the commands that compute keys (run, status), not by
+    /// validation. The message of an error names the input and what to do.
+    fn prepare_raw_inputs(&self, _params: &Params, _base_dir: &Path) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Does the work, writing into `ctx.out_dir`.
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError>;
 

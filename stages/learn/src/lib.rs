@@ -6,12 +6,14 @@
 //!   their work runs in the `pipeline-torch` worker (crate `stages-torch`), see
 //!   [`stage_api::worker`];
 //! - [`cache`] reads the `extract` stage's tensor cache (index + memory-mapped shards);
+//! - [`pretrained`] fetches and checks the weights a `train` stage starts from;
 //! - [`arch`] and [`device`] name the architectures and devices a `train` stage may ask for.
 
 pub mod arch;
 pub mod cache;
 pub mod device;
 pub mod evaluate;
+pub mod pretrained;
 pub mod split;
 pub mod table;
 pub mod train;

@@ -10,6 +10,7 @@ use stage_api::{typed_params, ParamError, Params, Stage, StageContext, StageErro
 
 use crate::arch::{Arch, TemporalPool};
 use crate::device::DeviceChoice;
+use crate::pretrained::WeightSource;
 use crate::TORCH_WORKER;
 
 /// `with:` of a `train` stage; every field but `arch` has the study's default.
@@ -46,12 +47,19 @@ pub struct TrainParams {
     /// fp16 autocast with loss scaling (CUDA only; ignored on the CPU).
     #[serde(default)]
     pub amp: bool,
-    /// A torchvision `.pth`/`.safetensors` file, or a `train` output folder to start from.
+    /// Weights to start from: `torchvision:resnet18` / `torchvision:r3d_18` (downloaded once
+    /// into the per-user cache and checked), an `https://` URL, or a path to a `.pth` /
+    /// `.safetensors` file or a `train` output folder; see [`crate::pretrained`].
     #[serde(default)]
-    pub pretrained: Option<PathBuf>,
+    pub pretrained: Option<String>,
     /// How `late_fusion_resnet18` merges frame features.
     #[serde(default)]
     pub temporal_pool: TemporalPool,
+    /// The fold of a k-fold split this training uses: a matrix value shared with the `split`
+    /// stage (`matrix: {fold: [...]}`), which pairs the instances; the split input decides the
+    /// data. Left out of the key when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<serde_json::Value>,
 }
 
 mod defaults {
@@ -103,12 +111,23 @@ impl TrainParams {
         if self.early_stopping_patience == 0 {
             return bad("early_stopping_patience", "`early_stopping_patience` must be at least 1".into());
         }
+        self.pretrained_source().map_err(|why| ParamError::new(Some("pretrained"), why))?;
         Ok(())
     }
 
-    /// `pretrained` resolved against the pipeline folder.
-    pub fn pretrained_path(&self, base_dir: &Path) -> Option<PathBuf> {
-        self.pretrained.as_ref().map(|p| base_dir.join(p))
+    pub fn pretrained_source(&self) -> Result<Option<WeightSource>, String> {
+        self.pretrained.as_deref().map(WeightSource::parse).transpose()
+    }
+
+    /// Where the `pretrained` weights are on this machine (downloaded and checked first when
+    /// they come from the network); paths resolve against the pipeline folder.
+    pub fn pretrained_path(&self, base_dir: &Path) -> Result<Option<PathBuf>, String> {
+        self.pretrained_source()?.map(|source| source.resolve(base_dir)).transpose()
+    }
+
+    /// Where the `pretrained` weights are or will be, without fetching anything.
+    fn pretrained_location(&self, base_dir: &Path) -> Result<Option<PathBuf>, String> {
+        self.pretrained_source()?.map(|source| source.location(base_dir)).transpose()
     }
 }
 
@@ -136,7 +155,14 @@ impl Stage for TrainStage {
 
     fn raw_inputs(&self, params: &Params, base_dir: &Path, _needs: &[String]) -> Result<Vec<PathBuf>, ParamError> {
         let (typed, _): (TrainParams, Params) = typed_params(params)?;
-        Ok(typed.pretrained_path(base_dir).into_iter().collect())
+        let location = typed.pretrained_location(base_dir).map_err(|why| ParamError::new(Some("pretrained"), why))?;
+        Ok(location.into_iter().collect())
+    }
+
+    /// Downloads `torchvision:` / URL weights into the per-user cache (once) and checks them.
+    fn prepare_raw_inputs(&self, params: &Params, base_dir: &Path) -> Result<(), String> {
+        let (typed, _): (TrainParams, Params) = typed_params(params).map_err(|e| e.message)?;
+        typed.pretrained_path(base_dir).map(drop)
     }
 
     /// In the libtorch worker (`stages_torch::train`).

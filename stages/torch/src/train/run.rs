@@ -67,7 +67,8 @@ pub fn run(ctx: &StageContext<'_>, params: &TrainParams, canonical: &Params) -> 
         let model = models::build(&vs.root(), &spec)?;
         (vs, model)
     };
-    if let Some(path) = params.pretrained_path(ctx.base_dir) {
+    // On a cluster worker this fetches (and checks) weights the coordinator's cache had.
+    if let Some(path) = params.pretrained_path(ctx.base_dir).map_err(StageError::msg)? {
         let line = start_from(&mut vs, &spec, &path)?;
         ctx.progress.note(&line);
     }
