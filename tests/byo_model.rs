@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use common::Workspace;
@@ -38,19 +38,6 @@ fn example_workspace() -> Workspace {
     ws
 }
 
-/// instance -> output folder of every artifact in `store`.
-fn outputs(store: &Path) -> BTreeMap<String, PathBuf> {
-    let mut found = BTreeMap::new();
-    for shard in std::fs::read_dir(store.join("objects")).unwrap() {
-        for object in std::fs::read_dir(shard.unwrap().path()).unwrap() {
-            let dir = object.unwrap().path();
-            let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-            found.insert(manifest["instance"].as_str().unwrap().to_owned(), dir.join("out"));
-        }
-    }
-    found
-}
-
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
@@ -62,7 +49,7 @@ fn a_pytorch_model_is_evaluated_and_reported_beside_a_built_in_one() {
     let ws = example_workspace();
     let run = ws.pipeline(&["--config", CONFIG, "run"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let out = outputs(&ws.path().join("examples/byo-model/.pipeline"));
+    let out = common::outputs_in(&ws.path().join("examples/byo-model/.pipeline"));
     let dir = |instance: &str| out.get(instance).unwrap_or_else(|| panic!("no artifact of {instance}: {:?}", out.keys()));
 
     // The run: stage's output follows the contract.

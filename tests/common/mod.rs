@@ -202,6 +202,20 @@ pub fn artifacts_in(store: &Path) -> std::collections::BTreeMap<String, std::col
     all
 }
 
+/// instance -> output folder (`.../out`) of every artifact in `store`.
+pub fn outputs_in(store: &Path) -> std::collections::BTreeMap<String, PathBuf> {
+    let mut found = std::collections::BTreeMap::new();
+    if !store.join("objects").exists() {
+        return found;
+    }
+    for entry in walkdir::WalkDir::new(store.join("objects")).min_depth(2).max_depth(2) {
+        let dir = entry.unwrap().into_path();
+        let manifest: serde_json::Value = serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+        found.insert(manifest["instance"].as_str().unwrap().to_owned(), dir.join("out"));
+    }
+    found
+}
+
 /// The keys under `manifests/` or `tasks/` of a directory remote, sorted (none when it has no
 /// such folder).
 pub fn remote_keys(remote: &Path, sub: &str) -> Vec<String> {

@@ -9,6 +9,7 @@ use base64::Engine;
 use stage_api::StageError;
 
 use crate::io::file_error;
+use crate::literature;
 use crate::report::{ComparisonRow, Figure, FoldSummary, Report, STUDY_REFERENCES};
 
 /// `11.2M`, `850.3k`, `512`.
@@ -157,6 +158,21 @@ pub(crate) fn render_markdown(report: &Report) -> String {
         let (h, r) = columns(report, &FOLD_HEADER, report.folds.iter().map(fold_cells).collect());
         table(&mut md, &h, &r);
     }
+    for section in literature::sections(report) {
+        let _ = writeln!(
+            md,
+            "### {}
+",
+            section.title
+        );
+        table(&mut md, &section.header, &section.rows);
+        for note in &section.notes {
+            let _ = writeln!(md, "- {note}");
+        }
+        if !section.notes.is_empty() {
+            md.push('\n');
+        }
+    }
     figures(&mut md, &report.overview);
     let _ = writeln!(md, "### How to read these numbers\n");
     for note in READING_NOTES.iter().filter(|n| report.references || !n.starts_with("Study")) {
@@ -222,7 +238,7 @@ pub(crate) fn render_html(report: &Report, out_dir: &Path) -> Result<String, Sta
     let _ = writeln!(h, "<h1>{}</h1>\n<p class=\"summary\">{}</p>", esc(&report.title), esc(&summary_line(report)));
     let best = report.best().map(|b| b.model.clone());
     let table = |h: &mut String, header: &[String], rows: &[Vec<String>], highlight: &dyn Fn(usize) -> bool| {
-        let text = |j: usize| ["Model", "Arch", "Augment"].contains(&header[j].as_str()) || j == 0;
+        let text = |j: usize| ["Model", "Arch", "Augment", "Method"].contains(&header[j].as_str()) || j == 0;
         h.push_str("<div class=\"wide\"><table>\n<thead><tr>");
         for (j, c) in header.iter().enumerate() {
             let class = if text(j) { " class=\"text\"" } else { "" };
@@ -266,6 +282,17 @@ pub(crate) fn render_html(report: &Report, out_dir: &Path) -> Result<String, Sta
         h.push_str("<h2>Cross-validation (mean ± std over folds)</h2>\n");
         let (head, rows) = columns(report, &FOLD_HEADER, report.folds.iter().map(fold_cells).collect());
         table(&mut h, &head, &rows, &|_| false);
+    }
+    for section in literature::sections(report) {
+        let _ = writeln!(h, "<h3>{}</h3>", esc(&section.title));
+        table(&mut h, &section.header, &section.rows, &|_| false);
+        if !section.notes.is_empty() {
+            h.push_str("<ul class=\"notes\">\n");
+            for note in &section.notes {
+                let _ = writeln!(h, "<li>{}</li>", esc(note));
+            }
+            h.push_str("</ul>\n");
+        }
     }
     figures(&mut h, &report.overview)?;
     h.push_str("<h3>How to read these numbers</h3>\n<ul class=\"notes\">\n");

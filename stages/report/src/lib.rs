@@ -19,6 +19,7 @@ pub mod evaluation;
 pub mod frames;
 mod html;
 mod io;
+pub mod literature;
 pub mod metrics;
 pub mod plots;
 pub mod predictions;

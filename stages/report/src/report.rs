@@ -45,6 +45,14 @@ pub struct ReportParams {
     /// Show the study's reference accuracies next to ours.
     #[serde(default = "yes")]
     pub references: bool,
+    /// The pipeline runs the literature's 6-fold protocol: show the published anchors
+    /// (MAE-DFER, SVFAP) beside our fold means. Left out of the key when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub literature: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn default_title() -> String {
@@ -64,7 +72,7 @@ impl Stage for ReportStage {
     }
 
     fn version(&self) -> u32 {
-        3
+        4 // 4: per-fold table and the literature comparison for k-fold reports
     }
 
     fn resolve_params(&self, params: &Params) -> Result<Params, ParamError> {
@@ -175,6 +183,7 @@ pub struct ModelSection {
 pub struct Report {
     pub title: String,
     pub references: bool,
+    pub literature: bool,
     pub rows: Vec<ComparisonRow>,
     pub folds: Vec<FoldSummary>,
     pub overview: Vec<Figure>,
@@ -233,7 +242,17 @@ fn build_report(ctx: &StageContext<'_>, params: &ReportParams) -> Result<Report,
     });
     let data = split_figures(ctx, &plots_dir, &mut notes)?;
 
-    let report = Report { title: params.title.clone(), references: params.references, rows, folds, overview, data, models, notes };
+    let report = Report {
+        title: params.title.clone(),
+        references: params.references,
+        literature: params.literature,
+        rows,
+        folds,
+        overview,
+        data,
+        models,
+        notes,
+    };
     write_comparison_csv(&ctx.out_dir.join("comparison.csv"), &report.rows)?;
     write_json(&ctx.out_dir.join("comparison.json"), &serde_json::json!({ "models": report.rows, "folds": report.folds }))?;
     let md = render_markdown(&report);
@@ -493,7 +512,7 @@ fn write_comparison_csv(path: &Path, rows: &[ComparisonRow]) -> Result<(), Stage
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -511,7 +530,7 @@ mod tests {
         assert_eq!(study_reference("transformer"), None);
     }
 
-    fn row(arch: &str, fold: Option<&str>, acc: f64) -> ComparisonRow {
+    pub(crate) fn row(arch: &str, fold: Option<&str>, acc: f64) -> ComparisonRow {
         ComparisonRow {
             model: format!("evaluate[arch={arch}]"),
             arch: arch.into(),
