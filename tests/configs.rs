@@ -21,6 +21,12 @@ fn default_pipeline_validates_and_pairs_evaluate_with_its_own_train() {
 fn study_configs_validate() {
     let study = dag("configs/ravdess.yaml");
     assert_eq!(study.lines().filter(|l| l.starts_with("evaluate[")).count(), 5);
+    // The literature's protocol: 6 folds x 5 architectures, each chain on its own fold's split.
+    let six = dag("configs/ravdess-6fold.yaml");
+    assert_eq!(six.lines().filter(|l| l.starts_with("split[fold=")).count(), 6, "{six}");
+    assert_eq!(six.lines().filter(|l| l.starts_with("train[")).count(), 30, "{six}");
+    assert!(six.contains("train[fold=3,arch=r3d18] <- extract, split[fold=3]"), "{six}");
+    assert!(six.contains("evaluate[fold=5,arch=resnet18_lstm] <- train[fold=5,arch=resnet18_lstm], extract, split[fold=5]"), "{six}");
     let grid = dag("configs/ravdess-grid.yaml");
     assert_eq!(grid.lines().filter(|l| l.starts_with("train_t")).count(), 30, "{grid}");
     assert!(
