@@ -327,6 +327,52 @@ fn a_job_cancelled_from_outside_fails_its_task_and_a_rerun_finishes() {
     assert_eq!(artifacts_of(&ws)["last"]["three.txt"], b"two\n");
 }
 
+/// A job requeued (what preemption does) runs again and continues from the resumable state its
+/// first attempt kept in the workspace: the stage counts its attempts in `$PIPELINE_RESUME`,
+/// and only the first one waits long enough to be requeued.
+#[test]
+fn a_requeued_job_continues_from_its_first_attempts_state() {
+    let cluster = SlurmCluster::start();
+    let remote = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"remote: {remote}
+executor: {{kind: slurm, poll_seconds: 0.2}}
+stages:
+  first:
+    run: "echo one > $PIPELINE_OUT/one.txt"
+  slow:
+    run: "n=$(cat $PIPELINE_RESUME/attempts 2>/dev/null || echo 0); echo $((n+1)) > $PIPELINE_RESUME/attempts; echo started > started.txt; test $n -ge 1 || sleep 60; echo attempt $((n+1)) > $PIPELINE_OUT/two.txt"
+    needs: [first]
+"#,
+        remote = remote.path().display()
+    );
+    let ws = Workspace::with_env(&yaml, cluster.env());
+    let (mut child, rx, mut lines, job) = run_until_slow_is_submitted(&ws);
+    wait_until_slow_started(&ws, &job);
+    let status = cluster.command("scontrol").args(["requeue", &job]).status().unwrap();
+    assert!(status.success(), "scontrol requeue {job}");
+    // Slurm holds a requeued batch job back for a while (its begin time moves ahead); make it
+    // eligible now, as an operator would, so the test does not wait for that.
+    let started = Instant::now();
+    while cluster.job_state(&job) != "PENDING" {
+        assert!(started.elapsed() < Duration::from_secs(30), "job {job} never went back to PENDING: {}", cluster.job_state(&job));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let eligible = cluster.command("scontrol").args(["update", &format!("JobId={job}"), "StartTime=now"]).status().unwrap();
+    assert!(eligible.success(), "scontrol update JobId={job} StartTime=now");
+    let code = child.wait().unwrap().code();
+    lines.extend(rx.iter());
+    let job_log = std::fs::read_to_string(ws.store().join("slurm-logs").join(format!("{job}.log"))).unwrap_or_default();
+    let stderr = format!("{}\n--- job log\n{job_log}\n{}", lines.join("\n"), cluster.logs("requeue"));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("slow: done in slurm job {job} (COMPLETED)")), "{stderr}");
+    assert_eq!(artifacts_of(&ws)["slow"]["two.txt"], b"attempt 2\n", "the second attempt took up the first one's state");
+    let log = std::fs::read_to_string(ws.store().join("slurm-logs").join(format!("{job}.log"))).unwrap();
+    assert!(log.contains("exec-task: interrupted"), "the log keeps the first attempt too: {log}");
+    let left: Vec<_> = std::fs::read_dir(ws.store().join("resume")).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "the state is removed once the result is published: {left:?}");
+}
+
 /// slurmd dies while a job runs: the job's step finishes and pushes its result, but Slurm holds
 /// it in COMPLETING, so the run does not count the task done (job ended AND manifest) until
 /// slurmd is back; then the same run finishes and a rerun has nothing to do.

@@ -153,7 +153,7 @@ impl SlurmCluster {
         text.split_whitespace().find_map(|kv| kv.strip_prefix("JobState=")).unwrap_or("?").to_owned()
     }
 
-    fn logs(&self, what: &str) -> String {
+    pub fn logs(&self, what: &str) -> String {
         let mut text = format!("slurm test cluster: {what}\n");
         for name in ["munged.out", "slurmctld.out", "slurmd.out", "slurmctld.log", "slurmd.log"] {
             let body = fs::read_to_string(self.dir.path().join("log").join(name)).unwrap_or_default();
