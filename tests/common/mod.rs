@@ -182,38 +182,47 @@ pub fn artifacts_of(ws: &Workspace) -> std::collections::BTreeMap<String, std::c
     artifacts_in(&ws.store())
 }
 
+/// (manifest, artifact folder) of every artifact in the store at `store` (none when it is empty).
+fn manifests_in(store: &Path) -> Vec<(serde_json::Value, PathBuf)> {
+    if !store.join("objects").exists() {
+        return Vec::new();
+    }
+    walkdir::WalkDir::new(store.join("objects"))
+        .min_depth(2)
+        .max_depth(2)
+        .into_iter()
+        .map(|entry| {
+            let dir = entry.unwrap().into_path();
+            let manifest = serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+            (manifest, dir)
+        })
+        .collect()
+}
+
 /// instance -> (relative path -> bytes) of every artifact in the store at `store` (empty when
 /// there is none).
 pub fn artifacts_in(store: &Path) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<u8>>> {
-    let mut all = std::collections::BTreeMap::new();
-    if !store.join("objects").exists() {
-        return all;
-    }
-    for entry in walkdir::WalkDir::new(store.join("objects")).min_depth(2).max_depth(2) {
-        let dir = entry.unwrap().into_path();
-        let manifest: serde_json::Value = serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-        let mut files = std::collections::BTreeMap::new();
-        for f in manifest["files"].as_array().unwrap() {
-            let rel = f["path"].as_str().unwrap().to_owned();
-            files.insert(rel.clone(), fs::read(dir.join("out").join(&rel)).unwrap());
-        }
-        all.insert(manifest["instance"].as_str().unwrap().to_owned(), files);
-    }
-    all
+    manifests_in(store)
+        .into_iter()
+        .map(|(manifest, dir)| {
+            let files = manifest["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    let rel = f["path"].as_str().unwrap().to_owned();
+                    let bytes = fs::read(dir.join("out").join(&rel)).unwrap();
+                    (rel, bytes)
+                })
+                .collect();
+            (manifest["instance"].as_str().unwrap().to_owned(), files)
+        })
+        .collect()
 }
 
 /// instance -> output folder (`.../out`) of every artifact in `store`.
 pub fn outputs_in(store: &Path) -> std::collections::BTreeMap<String, PathBuf> {
-    let mut found = std::collections::BTreeMap::new();
-    if !store.join("objects").exists() {
-        return found;
-    }
-    for entry in walkdir::WalkDir::new(store.join("objects")).min_depth(2).max_depth(2) {
-        let dir = entry.unwrap().into_path();
-        let manifest: serde_json::Value = serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-        found.insert(manifest["instance"].as_str().unwrap().to_owned(), dir.join("out"));
-    }
-    found
+    manifests_in(store).into_iter().map(|(manifest, dir)| (manifest["instance"].as_str().unwrap().to_owned(), dir.join("out"))).collect()
 }
 
 /// The keys under `manifests/` or `tasks/` of a directory remote, sorted (none when it has no
