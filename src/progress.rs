@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// Plain progress lines are printed at most this often per stage.
 const PLAIN_INTERVAL: Duration = Duration::from_secs(5);
@@ -33,6 +33,12 @@ impl Reporter {
             }
             None => eprintln!("{text}"),
         }
+    }
+
+    /// Columns of the terminal the bars draw on; `None` in a pipe (lines are not cut there).
+    pub fn terminal_width(&self) -> Option<usize> {
+        self.bars.as_ref()?;
+        console::Term::stderr().size_checked().map(|(_rows, columns)| usize::from(columns))
     }
 
     pub fn stage(&self, instance: &str) -> StageProgress<'_> {
@@ -68,8 +74,9 @@ impl stage_api::Progress for StageProgress<'_> {
         state.last_line = None;
         if let Some(multi) = &self.reporter.bars {
             let bar = multi.add(ProgressBar::new(total));
-            let style = ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} {msg} ({eta})")
+            let style = ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} {msg} · {elapsed} so far, {left}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .with_key("left", time_left)
                 .progress_chars("=> ");
             bar.set_style(style);
             bar.set_prefix(self.instance.clone());
@@ -95,6 +102,15 @@ impl stage_api::Progress for StageProgress<'_> {
     fn note(&self, message: &str) {
         self.reporter.line(&format!("{}: {message}", self.instance));
     }
+}
+
+/// indicatif's `{eta}` with words, and no guess before the first step is done.
+fn time_left(state: &ProgressState, out: &mut dyn std::fmt::Write) {
+    let text = match state.pos() {
+        0 => "time left unknown".to_owned(),
+        _ => format!("about {:#} left", HumanDuration(state.eta())),
+    };
+    let _ = out.write_str(&text);
 }
 
 impl Drop for StageProgress<'_> {

@@ -87,12 +87,14 @@ impl RunRecord {
 
     /// The end-of-run table of what was computed this run (ran, failed, not run): instance,
     /// state, seconds and the stage's summary (or error), one row each, columns aligned.
-    /// `None` when everything was fresh.
-    pub fn results_table(&self) -> Option<String> {
+    /// `None` when everything was fresh. With a terminal `width`, rows are cut to it (the
+    /// summary ends in `…`) rather than wrapped; the run record keeps every summary whole.
+    pub fn results_table(&self, width: Option<usize>) -> Option<String> {
         let rows: Vec<&StageRecord> = self.stages.iter().filter(|r| matches!(r.state.as_str(), "ran" | "failed" | "not_run")).collect();
         if rows.is_empty() {
             return None;
         }
+        let columns = width.unwrap_or(usize::MAX);
         let width = rows.iter().map(|r| r.instance.chars().count()).max().unwrap_or(0).max("instance".len());
         let mut text = format!("results:\n  {:<width$}  {:<7}  {:>8}  summary", "instance", "state", "seconds");
         for r in rows {
@@ -100,7 +102,9 @@ impl RunRecord {
             // The first line of an error: the whole of it was printed when it happened.
             let summary = r.summary.lines().next().unwrap_or("");
             let seconds = if r.state == "not_run" { String::new() } else { format!("{:.1}", r.seconds) };
-            text.push_str(&format!("\n  {:<width$}  {state:<7}  {seconds:>8}  {summary}", r.instance));
+            let row = format!("  {:<width$}  {state:<7}  {seconds:>8}  {summary}", r.instance);
+            text.push('\n');
+            text.push_str(&cut_to(&row, columns));
         }
         Some(text)
     }
@@ -118,6 +122,16 @@ impl RunRecord {
         records.sort_by_key(|r| r.started_unix_ms);
         records
     }
+}
+
+/// `line` cut to `columns` characters, its last one `…` when something was cut.
+fn cut_to(line: &str, columns: usize) -> String {
+    if line.chars().count() <= columns {
+        return line.to_owned();
+    }
+    let mut cut: String = line.chars().take(columns.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 impl StageRecord {
@@ -167,11 +181,11 @@ mod tests {
         let key = Key::parse(&"a".repeat(64)).unwrap();
         let mut record = RunRecord::start(&[], Some("1-2"));
         record.stages.push(StageRecord::fresh("synth", &key));
-        assert_eq!(record.results_table(), None, "nothing computed, no table");
+        assert_eq!(record.results_table(None), None, "nothing computed, no table");
         record.stages.push(StageRecord::ran("train[arch=r3d18]", &key, &[], 286.14, "r3d18: best val accuracy 1.000"));
         record.stages.push(StageRecord::failed("evaluate", Some(&key), &[], 0.5, "no model\nsecond line"));
         record.stages.push(StageRecord::not_run("report", "upstream evaluate failed"));
-        let table = record.results_table().unwrap();
+        let table = record.results_table(None).unwrap();
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines,
@@ -183,5 +197,18 @@ mod tests {
                 "  report             not run            upstream evaluate failed",
             ]
         );
+    }
+
+    #[test]
+    fn on_a_terminal_the_results_table_is_cut_to_its_width() {
+        let key = Key::parse(&"a".repeat(64)).unwrap();
+        let mut record = RunRecord::start(&[], Some("1-2"));
+        record.stages.push(StageRecord::ran("train[arch=r3d18]", &key, &[], 286.14, "r3d18: best val accuracy 1.000"));
+        record.stages.push(StageRecord::ran("scan", &key, &[], 1.0, "ok"));
+        let table = record.results_table(Some(50)).unwrap();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[2], "  train[arch=r3d18]  ran         286.1  r3d18: be…");
+        assert_eq!(lines[2].chars().count(), 50);
+        assert_eq!(lines[3], "  scan               ran           1.0  ok", "a short row stays whole");
     }
 }

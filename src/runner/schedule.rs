@@ -97,7 +97,7 @@ impl Engine {
         let failures = failed.iter().filter(|f| **f).count();
         record.finish(failures == 0);
         let _ = record.save(&record_path);
-        if let Some(table) = record.results_table() {
+        if let Some(table) = record.results_table(self.reporter.terminal_width()) {
             self.reporter.line(&table);
         }
         self.reporter.line(&record.summary_line(started.elapsed().as_secs_f64()));

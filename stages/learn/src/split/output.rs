@@ -76,12 +76,13 @@ pub fn write_all(out: &Path, rule: &SplitRule, actors: &ActorSplit, clips: &[Cac
     });
     write_json(&out.join("split.json"), &json)?;
     let fold_text = fold.map(|f| format!("fold {f}/{}: ", folds.unwrap_or(0))).unwrap_or_default();
+    let count = |n: usize| if n == 1 { "1 actor".to_owned() } else { format!("{n} actors") };
     let line = format!(
-        "{fold_text}train {train} clips ({} actors), val {val} ({} actors: {}), test {test} ({} actors: {})",
-        actors.train.len(),
-        actors.val.len(),
+        "{fold_text}train {train} clips ({}), val {val} ({}: {}), test {test} ({}: {})",
+        count(actors.train.len()),
+        count(actors.val.len()),
         join(&actors.val),
-        actors.test.len(),
+        count(actors.test.len()),
         join(&actors.test)
     );
     Ok(Summary { line, warnings })

@@ -32,7 +32,7 @@ impl EpochRecord {
     /// The one-line progress note.
     pub fn line(&self, epochs: usize) -> String {
         format!(
-            "epoch {}/{epochs}: loss {:.4} acc {:.3} | val loss {:.4} acc {:.3} | lr {:.2e} | {:.1}s",
+            "epoch {}/{epochs}: loss {:.3} acc {:.3} | val {:.3} acc {:.3} | lr {:.1e} | {:.1}s",
             self.epoch, self.train_loss, self.train_accuracy, self.val_loss, self.val_accuracy, self.lr, self.seconds
         )
     }

@@ -143,12 +143,7 @@ pub fn run(ctx: &StageContext<'_>, params: &TrainParams, canonical: &Params) -> 
             lr,
             seconds: epoch_started.elapsed().as_secs_f64(),
         };
-        ctx.progress.note(&format!(
-            "{} (waited {:.2}s for data, {:.2}s preparing inputs)",
-            record.line(params.epochs),
-            train.data_wait,
-            train.input_prep
-        ));
+        ctx.progress.note(&format!("{}{}", record.line(params.epochs), input_overhead_note(&train, record.seconds)));
         trainer.history.push(record);
         trainer.epoch = epoch;
         let adam_state = opt.state();
@@ -283,4 +278,32 @@ fn start_from(vs: &mut nn::VarStore, spec: &ModelSpec, path: &Path) -> Result<St
         report.kept_fresh.join(", "),
         report.unused_in_file.len()
     ))
+}
+
+/// The epoch line's tail when feeding the model cost a noticeable share of the epoch (the
+/// producer thread fell behind, or a GPU waited for its inputs); empty otherwise, so the usual
+/// line stays short enough for an 80-column terminal.
+fn input_overhead_note(pass: &super::epoch::PassStats, epoch_seconds: f64) -> String {
+    let overhead = pass.data_wait + pass.input_prep;
+    if overhead < 0.5 || overhead < 0.05 * epoch_seconds {
+        return String::new();
+    }
+    format!(" ({:.1}s waiting for data, {:.1}s preparing inputs)", pass.data_wait, pass.input_prep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::epoch::PassStats;
+    use super::input_overhead_note;
+
+    fn pass(data_wait: f64, input_prep: f64) -> PassStats {
+        PassStats { loss: 1.0, accuracy: 0.5, data_wait, input_prep }
+    }
+
+    #[test]
+    fn the_epoch_line_mentions_input_overhead_only_when_it_matters() {
+        assert_eq!(input_overhead_note(&pass(0.01, 0.0), 10.0), "", "a hundredth of a second is noise");
+        assert_eq!(input_overhead_note(&pass(0.4, 0.3), 60.0), "", "0.7 s of a minute is under 5 %");
+        assert_eq!(input_overhead_note(&pass(2.0, 0.5), 10.0), " (2.0s waiting for data, 0.5s preparing inputs)");
+    }
 }
