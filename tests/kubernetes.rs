@@ -1,6 +1,7 @@
 //! The kubernetes executor against a mocked API server with a fake kubelet
 //! (tests/common/kube_mock.rs): one Job per task with the same bytes as a local run, the Job
-//! spec, failures, one list call per interval, duplicated and lying Jobs, Ctrl-C, config errors.
+//! spec, failures, one list call per interval, duplicated and lying Jobs, Ctrl-C, a preempted
+//! pod, config errors.
 #![cfg(feature = "kubernetes")]
 
 mod common;
@@ -400,6 +401,56 @@ fn ctrl_c_deletes_the_runs_jobs() {
     }
     assert!(mock.log(&job).contains("exec-task: interrupted; removed the scratch store"), "{}", mock.log(&job));
     assert!(!artifacts_of(&ws).contains_key("slow"));
+}
+
+/// A preempted pod does not fail its Job: the Job's `podFailurePolicy` starts a new pod, which
+/// continues from the resumable state the first one kept in `PIPELINE_RESUME_DIR` (a persistent
+/// volume on a real cluster; the coordinator's `PIPELINE_*` variables reach the pods). The stage
+/// counts its attempts in `$PIPELINE_RESUME`; only the first one waits long enough to be
+/// preempted.
+#[test]
+fn a_preempted_pod_is_replaced_and_continues_from_the_state_it_left() {
+    let mock = KubeMock::start(NAMESPACE);
+    let remote = tempfile::tempdir().unwrap();
+    let resume = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"remote: {remote}
+executor: {{kind: kubernetes, image: {IMAGE}, poll_seconds: 0.2}}
+stages:
+  slow:
+    run: "n=$(cat $PIPELINE_RESUME/attempts 2>/dev/null || echo 0); echo $((n+1)) > $PIPELINE_RESUME/attempts; echo $HOSTNAME >> started.txt; test $n -ge 1 || sleep 60; echo attempt $((n+1)) > $PIPELINE_OUT/two.txt"
+"#,
+        remote = remote.path().display()
+    );
+    let mut env = mock.env();
+    env.push(("PIPELINE_RESUME_DIR".into(), resume.path().display().to_string()));
+    let ws = Workspace::with_env(&yaml, env);
+    let (mut child, rx) = ws.spawn_run(&["run"]);
+    let mut lines = Vec::new();
+    let line = read_until(&rx, "slow: submitted as kubernetes job", &mut lines);
+    let job = line.split_whitespace().nth(5).unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ws.path().join("started.txt").exists() {
+        assert!(Instant::now() < deadline, "job {job} never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(mock.preempt(&job), "job {job} has no running pod");
+    let code = child.wait().unwrap().code();
+    lines.extend(rx.iter());
+    let stderr = format!("{}\n--- pods' log\n{}", lines.join("\n"), mock.log(&job));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("slow: done in kubernetes job {job} (Complete)")), "{stderr}");
+    assert_eq!(artifacts_of(&ws)["slow"]["two.txt"], b"attempt 2\n", "the second pod took up the first one's state");
+    // One Job, two pods: the first stopped by the preemption, the second finished it.
+    assert_eq!(mock.created().len(), 1, "the run did not submit the task again");
+    let pods = std::fs::read_to_string(ws.path().join("started.txt")).unwrap();
+    assert_eq!(pods, format!("{job}-pod0\n{job}-pod1\n"));
+    assert!(stderr.contains("exec-task: interrupted"), "the first pod's last words: {stderr}");
+    assert!(stderr.contains("computed and pushed"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(resume.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.is_empty(), "the state is removed once the result is published: {left:?}");
+    let again = ws.pipeline(&["run"]);
+    assert!(again.stderr.contains("0 ran, 1 fresh"), "{}", again.stderr);
 }
 
 /// Configuration errors need no cluster: they stop the run before anything is submitted.

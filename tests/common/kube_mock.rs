@@ -13,6 +13,10 @@
 //! each with `JOB_COMPLETION_INDEX` set and `$(VAR)` expanded in its command as Kubernetes
 //! does; its status reports `completedIndexes` / `failedIndexes`, and `Failed` (reason
 //! `FailedIndexes`) when an index failed.
+//! [`KubeMock::preempt`] stops a Job's running pod as a preemption does (SIGTERM, pod condition
+//! `DisruptionTarget`); the Job then follows its `podFailurePolicy`: with an `Ignore` rule for
+//! that condition a new pod runs the same command (as the Job controller starts one), without
+//! it the Job fails (`backoffLimit: 0`).
 //!
 //! [`KubeMock::env`] gives the coordinator a kubeconfig pointing at the mock.
 
@@ -62,6 +66,8 @@ struct State {
     /// Pod processes not yet exited, also those of Jobs already deleted (a deleted Job leaves
     /// `jobs` at once while its pods still handle their SIGTERM).
     running: BTreeSet<u32>,
+    /// Jobs whose running pod was preempted and has not been handled yet.
+    preempted: BTreeSet<String>,
     resource_version: u64,
 }
 
@@ -94,6 +100,7 @@ impl KubeMock {
             kubelet: Kubelet::Run,
             killed: Vec::new(),
             running: BTreeSet::new(),
+            preempted: BTreeSet::new(),
             resource_version: 1,
         }));
         let (srv, st, logs) = (server.clone(), state.clone(), dir.path().join("logs"));
@@ -146,6 +153,18 @@ impl KubeMock {
     /// Everything the pods of Job `name` printed.
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join("logs").join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Preempts the running pod of Job `name` (SIGTERM to its process, condition
+    /// `DisruptionTarget`); false when the Job has no running pod.
+    pub fn preempt(&self, name: &str) -> bool {
+        let mut st = self.state.lock().unwrap();
+        let Some(pids) = st.jobs.iter().find(|((_, n), _)| n == name).map(|(_, j)| j.pids.clone()).filter(|p| !p.is_empty()) else {
+            return false;
+        };
+        st.preempted.insert(name.to_owned());
+        pids.into_iter().for_each(terminate);
+        true
     }
 
     /// Whether every pod process has exited, those of deleted Jobs included.
@@ -383,58 +402,69 @@ fn run_pods(state: &Arc<Mutex<State>>, logs: &Path, ns: &str, name: &str, kubele
     } else {
         1
     };
-    // (completion index, process); a pod that could not start counts as failed.
-    let mut children = Vec::new();
-    let mut failed_to_start = Vec::new();
-    for pod in 0..pods {
-        if indexed && kubelet == Kubelet::FailIndex(pod) {
-            failed_to_start.push(pod);
-            continue;
-        }
-        let mut pod_env = env.clone();
-        if indexed {
-            pod_env.push(("JOB_COMPLETION_INDEX".into(), pod.to_string()));
-        }
-        let expand = |arg: &String| pod_env.iter().fold(arg.clone(), |a, (k, v)| a.replace(&format!("$({k})"), v));
-        let args: Vec<String> = command[1..].iter().map(expand).collect();
-        let program = if command[0].contains('/') { PathBuf::from(&command[0]) } else { which(&command[0], &path) };
-        let spawned = Command::new(program)
-            .args(&args)
-            .current_dir(&workdir)
-            .env_clear()
-            .env("PATH", &path)
-            .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-            .env("HOSTNAME", format!("{name}-pod{pod}"))
-            .envs(pod_env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log.try_clone().unwrap())
-            .spawn();
-        match spawned {
-            Ok(child) => children.push((pod, child)),
-            Err(e) => {
-                let _ = std::io::Write::write_all(&mut &log, format!("mock kubelet: cannot start {command:?}: {e}\n").as_bytes());
+    // A preempted pod's replacement is the next attempt (pod names go on counting).
+    let mut attempt = 0;
+    let (mut failed, mut succeeded) = loop {
+        // (completion index, process); a pod that could not start counts as failed.
+        let mut children = Vec::new();
+        let mut failed_to_start = Vec::new();
+        for pod in 0..pods {
+            if indexed && kubelet == Kubelet::FailIndex(pod) {
                 failed_to_start.push(pod);
+                continue;
+            }
+            let mut pod_env = env.clone();
+            if indexed {
+                pod_env.push(("JOB_COMPLETION_INDEX".into(), pod.to_string()));
+            }
+            let expand = |arg: &String| pod_env.iter().fold(arg.clone(), |a, (k, v)| a.replace(&format!("$({k})"), v));
+            let args: Vec<String> = command[1..].iter().map(expand).collect();
+            let program = if command[0].contains('/') { PathBuf::from(&command[0]) } else { which(&command[0], &path) };
+            let spawned = Command::new(program)
+                .args(&args)
+                .current_dir(&workdir)
+                .env_clear()
+                .env("PATH", &path)
+                .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .env("HOSTNAME", format!("{name}-pod{}", attempt * pods + pod))
+                .envs(pod_env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log.try_clone().unwrap())
+                .spawn();
+            match spawned {
+                Ok(child) => children.push((pod, child)),
+                Err(e) => {
+                    let _ = std::io::Write::write_all(&mut &log, format!("mock kubelet: cannot start {command:?}: {e}\n").as_bytes());
+                    failed_to_start.push(pod);
+                }
             }
         }
-    }
-    let pids: Vec<u32> = children.iter().map(|(_, c)| c.id()).collect();
-    state.lock().unwrap().running.extend(pids.iter().copied());
-    if !set_status(state, ns, name, json!({"active": children.len(), "ready": children.len()}), Some(pids)) {
-        // Deleted while starting.
-        children.iter().for_each(|(_, c)| terminate(c.id()));
-    }
-    let mut failed = failed_to_start;
-    let mut succeeded = Vec::new();
-    for (pod, mut child) in children {
-        let exited_ok = child.wait().map(|s| s.success()).unwrap_or(false);
-        state.lock().unwrap().running.remove(&child.id());
-        if exited_ok {
-            succeeded.push(pod);
-        } else {
-            failed.push(pod);
+        let pids: Vec<u32> = children.iter().map(|(_, c)| c.id()).collect();
+        state.lock().unwrap().running.extend(pids.iter().copied());
+        if !set_status(state, ns, name, json!({"active": children.len(), "ready": children.len()}), Some(pids)) {
+            // Deleted while starting.
+            children.iter().for_each(|(_, c)| terminate(c.id()));
         }
-    }
+        let mut failed = failed_to_start;
+        let mut succeeded = Vec::new();
+        for (pod, mut child) in children {
+            let exited_ok = child.wait().map(|s| s.success()).unwrap_or(false);
+            state.lock().unwrap().running.remove(&child.id());
+            if exited_ok {
+                succeeded.push(pod);
+            } else {
+                failed.push(pod);
+            }
+        }
+        let preempted = state.lock().unwrap().preempted.remove(name);
+        if preempted && !indexed && ignores_disruption(&job) {
+            let _ = std::io::Write::write_all(&mut &log, b"mock kubelet: pod preempted (DisruptionTarget), the Job starts a new one\n");
+            attempt += 1;
+            continue;
+        }
+        break (failed, succeeded);
+    };
     failed.sort();
     let list = |v: &[usize]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let mut status = if failed.is_empty() {
@@ -460,6 +490,13 @@ fn run_pods(state: &Arc<Mutex<State>>, logs: &Path, ns: &str, name: &str, kubele
         }
     }
     set_status(state, ns, name, status, Some(Vec::new()));
+}
+
+/// Whether the Job's `podFailurePolicy` ignores pods failed with condition `DisruptionTarget`.
+fn ignores_disruption(job: &Value) -> bool {
+    job["spec"]["podFailurePolicy"]["rules"].as_array().into_iter().flatten().any(|rule| {
+        rule["action"] == "Ignore" && rule["onPodConditions"].as_array().into_iter().flatten().any(|c| c["type"] == "DisruptionTarget")
+    })
 }
 
 fn which(program: &str, path: &str) -> PathBuf {
