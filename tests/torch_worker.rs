@@ -78,6 +78,13 @@ fn wait_for_worker(parent: u32) -> u32 {
     panic!("no pipeline-torch worker started within 300 s");
 }
 
+/// Whether process `pid` ignores SIGPIPE (bit 13 of `SigIgn` in /proc/PID/status).
+fn ignores_sigpipe(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:")).map(str::trim).unwrap();
+    u64::from_str_radix(mask, 16).unwrap() & (1 << (libc::SIGPIPE - 1)) != 0
+}
+
 fn kill(pid: u32, signal: i32) {
     let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
     assert!(status.success(), "kill -{signal} {pid}");
@@ -90,6 +97,9 @@ fn a_worker_killed_like_the_oom_killer_fails_only_its_instance_and_the_rerun_red
     assert_eq!(prepared.code, 0, "{}", prepared.stderr);
     let (mut child, rx) = ws.spawn_run(&["run", "--keep-going"]);
     let victim = wait_for_worker(child.id());
+    // The coordinator ignores SIGPIPE, so a worker killed before it read its job is an EPIPE for
+    // that stage, not a signal that ends the whole run (the race this test once lost).
+    assert!(ignores_sigpipe(child.id()), "`pipeline run` must ignore SIGPIPE");
     kill(victim, 9);
     let status = child.wait().unwrap();
     let lines: Vec<String> = rx.try_iter().collect();

@@ -7,15 +7,20 @@ use clap::Parser;
 mod builtin;
 
 fn main() {
-    // Die quietly on a closed pipe (`pipeline show x | head -1`) like other Unix tools, instead
-    // of Rust's default of ignoring SIGPIPE and panicking in `println!`.
-    #[cfg(unix)]
-    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid handler.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let argv: Vec<String> = std::env::args().collect();
     let cli = pipeline::cli::Cli::parse();
+    // A command that only prints dies quietly on a closed pipe (`pipeline show x | head -1`)
+    // like other Unix tools, instead of Rust's default of ignoring SIGPIPE and panicking in
+    // `println!`. Commands that start workers keep SIGPIPE ignored: a worker killed before it
+    // read its job (the OOM killer, say) must be a failed stage, an EPIPE on its stdin, not a
+    // signal that kills the coordinator and every other stage with it.
+    #[cfg(unix)]
+    if prints_only(&cli.command) {
+        // SAFETY: no thread exists yet (parsing starts none); SIG_DFL is a valid handler.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let code = match pipeline::cli::run(cli, &argv, &builtin::Builtin) {
         Ok(true) => 0,
         Ok(false) => 1,
@@ -30,4 +35,10 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Whether `command` only reads the workspace and prints (no worker, no child processes).
+fn prints_only(command: &pipeline::cli::Command) -> bool {
+    use pipeline::cli::Command;
+    matches!(command, Command::Status { .. } | Command::Dag { .. } | Command::Show { .. } | Command::Runs | Command::Metrics(_))
 }
