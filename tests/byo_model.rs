@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use common::Workspace;
-use stages_learn::table::Table;
+use stage_formats::parquet::Table;
 
 const EXAMPLE: &str = include_str!("../examples/byo-model/pipeline.yaml");
 const MODELS_MARKER: &str = "  # --- models";
@@ -60,12 +60,12 @@ fn a_pytorch_model_is_evaluated_and_reported_beside_a_built_in_one() {
     // Its metrics are those of its predictions against the split's truth.
     let assignment = Table::read(&dir("split").join("assignment.parquet")).unwrap();
     let (ids, labels, splits) =
-        (assignment.strings("clip_id").unwrap(), assignment.ints("label").unwrap(), assignment.strings("split").unwrap());
+        (assignment.strings("clip_id").unwrap(), assignment.integers("label").unwrap(), assignment.strings("split").unwrap());
     let truth: HashMap<&str, i64> =
         ids.iter().zip(&labels).zip(&splits).filter(|(_, s)| s.as_str() == "test").map(|((id, &l), _)| (id.as_str(), l)).collect();
     let predictions = Table::read(&dir("train_pytorch").join("predictions.parquet")).unwrap();
     let predicted: Vec<(String, i64)> =
-        predictions.strings("clip_id").unwrap().into_iter().zip(predictions.ints("predicted").unwrap()).collect();
+        predictions.strings("clip_id").unwrap().into_iter().zip(predictions.integers("predicted").unwrap()).collect();
     assert_eq!(predicted.len(), truth.len(), "one prediction per test clip");
     let mut confusion = vec![vec![0u64; 8]; 8];
     for (id, p) in &predicted {

@@ -68,10 +68,10 @@ fn the_six_fold_config_runs_end_to_end_and_reports_beside_the_literature() {
     let dir = |instance: &str| out.get(instance).unwrap_or_else(|| panic!("no artifact of {instance}: {:?}", out.keys())).clone();
 
     // Only the video-only speech recordings: 24 actors x 2.
-    let clips = stages_learn::cache::read_cache_index(&dir("extract")).unwrap();
+    let clips = stage_formats::tensor_cache::read_cache_index(&dir("extract")).unwrap();
     assert_eq!(clips.len(), 48);
     assert!(clips.iter().all(|c| c.vocal_channel == 1), "{:?}", clips.iter().map(|c| &c.clip_id).collect::<Vec<_>>());
-    let sources = stages_learn::table::Table::read(&dir("scan").join("clips.parquet")).unwrap().strings("source").unwrap();
+    let sources = stage_formats::parquet::Table::read(&dir("scan").join("clips.parquet")).unwrap().strings("source").unwrap();
     let names: Vec<&str> = sources.iter().map(|s| s.rsplit('/').next().unwrap()).collect();
     assert!(names.len() == 48 && names.iter().all(|n| n.starts_with("02-01-")), "{names:?}");
 

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use serde_json::json;
 use stage_api::testing::{input, params, run_stage};
 use stage_api::Stage;
-use stages_learn::cache::testing::toy_cache;
+use stage_formats::parquet::Table;
+use stage_formats::testing::toy_cache;
 use stages_learn::split::{read_assignment, Split, SplitStage};
-use stages_learn::table::Table;
 
 #[test]
 fn lists_mode_writes_every_output() {
@@ -31,11 +31,11 @@ fn lists_mode_writes_every_output() {
     }
     let classes = Table::read(&out.join("class_counts.parquet")).unwrap();
     assert_eq!(classes.num_rows(), 6); // 3 splits x 2 classes
-    assert_eq!(classes.ints("count").unwrap(), [6, 6, 2, 2, 2, 2]);
+    assert_eq!(classes.integers("count").unwrap(), [6, 6, 2, 2, 2, 2]);
     assert_eq!(classes.strings("emotion").unwrap()[..2], ["neutral".to_string(), "calm".to_string()]);
     let actors = Table::read(&out.join("actor_counts.parquet")).unwrap();
-    assert_eq!(actors.ints("actor").unwrap(), [1, 2, 3, 4, 5]);
-    assert_eq!(actors.ints("count").unwrap(), [4; 5]);
+    assert_eq!(actors.integers("actor").unwrap(), [1, 2, 3, 4, 5]);
+    assert_eq!(actors.integers("count").unwrap(), [4; 5]);
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("split.json")).unwrap()).unwrap();
     assert_eq!(meta["actors"]["test"], json!([5]));
     assert_eq!(meta["clips"]["val"], 4);

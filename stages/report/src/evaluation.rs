@@ -16,9 +16,10 @@
 use std::path::Path;
 
 use stage_api::StageError;
+use stage_formats::history::History;
 
 use crate::frames::FrameCache;
-use crate::io::{write_csv, write_json, Table};
+use crate::io::{write_csv, write_json};
 use crate::metrics::{self, Metrics, Row};
 use crate::plots::{self, ExampleRow};
 
@@ -33,57 +34,6 @@ pub struct Prediction {
     pub predicted: i64,
     /// Class probabilities (softmax), one per class.
     pub probs: Vec<f32>,
-}
-
-/// One epoch of training history (a row of the train stage's `history.parquet`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EpochRecord {
-    pub epoch: i64,
-    pub train_loss: Option<f64>,
-    pub train_accuracy: Option<f64>,
-    pub val_loss: Option<f64>,
-    pub val_accuracy: Option<f64>,
-    pub lr: Option<f64>,
-    pub seconds: Option<f64>,
-}
-
-/// The per-epoch history of one training run.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct History {
-    pub epochs: Vec<EpochRecord>,
-}
-
-/// Reads a train stage's `history.parquet` (epoch, train_loss, train_accuracy, val_loss,
-/// val_accuracy, lr, seconds; any numeric type; nulls allowed except in `epoch`; `lr` and
-/// `seconds` may be absent).
-pub fn read_history(path: &Path) -> Result<History, StageError> {
-    let table = Table::read(path)?;
-    let epoch = table.integers("epoch")?;
-    let column = |name: &str, required: bool| -> Result<Vec<Option<f64>>, StageError> {
-        if required || table.has_column(name) {
-            table.numbers(name)
-        } else {
-            Ok(vec![None; epoch.len()])
-        }
-    };
-    let train_loss = column("train_loss", true)?;
-    let train_accuracy = column("train_accuracy", true)?;
-    let val_loss = column("val_loss", true)?;
-    let val_accuracy = column("val_accuracy", true)?;
-    let lr = column("lr", false)?;
-    let seconds = column("seconds", false)?;
-    let epochs = (0..epoch.len())
-        .map(|i| EpochRecord {
-            epoch: epoch[i],
-            train_loss: train_loss[i],
-            train_accuracy: train_accuracy[i],
-            val_loss: val_loss[i],
-            val_accuracy: val_accuracy[i],
-            lr: lr[i],
-            seconds: seconds[i],
-        })
-        .collect();
-    Ok(History { epochs })
 }
 
 /// Computes the metrics of `predictions` and writes every file of the module doc into

@@ -1,63 +1,38 @@
 //! Reads frames of clips back from the extract stage's tensor cache, for the misclassified
-//! examples plot.
-//!
-//! The cache is `index.parquet` (one row per clip with `clip_id`, `shard` = file name under
-//! `shards/`, `tensor` = name inside that file) and `shards/shard-NNNNN.safetensors`, each clip
-//! one `uint8` tensor `[T, S, S, 3]` (RGB). Each shard needed is read once.
+//! examples plot, through the cache's one reader (`stage_formats::tensor_cache`).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 use stage_api::StageError;
+use stage_formats::tensor_cache::{read_cache_index, ClipLoader, INDEX_FILE};
 
-use crate::io::{file_error, Table};
-
-/// Where each clip's frames live.
+/// The memory-mapped clips of one cache.
 pub struct FrameCache {
-    shards_dir: PathBuf,
-    /// clip_id → (shard file name, tensor name).
-    index: HashMap<String, (String, String)>,
+    index: PathBuf,
+    loader: ClipLoader,
 }
 
 impl FrameCache {
-    /// Reads `extract_dir/index.parquet`.
+    /// Reads `extract_dir/index.parquet` and maps the shards it names.
     pub fn open(extract_dir: &Path) -> Result<Self, StageError> {
-        let table = Table::read(&extract_dir.join("index.parquet"))?;
-        let ids = table.strings("clip_id")?;
-        let shards = table.strings("shard")?;
-        let tensors = table.strings("tensor")?;
-        let index = ids.into_iter().zip(shards.into_iter().zip(tensors)).collect();
-        Ok(Self { shards_dir: extract_dir.join("shards"), index })
+        let rows = read_cache_index(extract_dir)?;
+        Ok(Self { index: extract_dir.join(INDEX_FILE), loader: ClipLoader::open(extract_dir, &rows)? })
     }
 
     /// `count` frames spread evenly over each clip in `clip_ids` (all frames when a clip has
     /// fewer), in the order of `clip_ids`.
     pub fn sample_frames(&self, clip_ids: &[&str], count: usize) -> Result<Vec<Vec<RgbImage>>, StageError> {
-        let mut by_shard: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, id) in clip_ids.iter().enumerate() {
-            let (shard, _) = self.index.get(*id).ok_or_else(|| {
-                StageError::msg(format!(
-                    "clip {id} is not in the extract index {}",
-                    self.shards_dir.with_file_name("index.parquet").display()
-                ))
-            })?;
-            by_shard.entry(shard.as_str()).or_default().push(i);
-        }
-        let mut out = vec![Vec::new(); clip_ids.len()];
-        for (shard, members) in by_shard {
-            let path = self.shards_dir.join(shard);
-            let bytes = std::fs::read(&path).map_err(|e| file_error("reading", &path, e))?;
-            let tensors = SafeTensors::deserialize(&bytes).map_err(|e| file_error("parsing safetensors", &path, e))?;
-            for i in members {
-                let (_, name) = &self.index[clip_ids[i]];
-                let view = tensors.tensor(name).map_err(|e| file_error(&format!("reading tensor `{name}` from"), &path, e))?;
-                out[i] = frames_of(view.dtype(), view.shape(), view.data(), count)
-                    .map_err(|problem| StageError::msg(format!("{}: tensor `{name}` {problem}", path.display())))?;
-            }
-        }
-        Ok(out)
+        let (t, s) = (self.loader.frames() as usize, self.loader.size() as usize);
+        clip_ids
+            .iter()
+            .map(|id| {
+                let bytes = self.loader.clip(id).map_err(|e| StageError::msg(format!("{}: {}", self.index.display(), e.message)))?;
+                frames_of(Dtype::U8, &[t, s, s, 3], bytes, count)
+                    .map_err(|problem| StageError::msg(format!("{}: clip `{id}` {problem}", self.index.display())))
+            })
+            .collect()
     }
 }
 

@@ -26,7 +26,8 @@ pub mod predictions;
 pub mod report;
 
 pub use diff::{metrics_diff, render_diff_table, MetricChange};
-pub use evaluation::{read_history, write_evaluation, write_misclassified_examples, EpochRecord, History, Prediction};
+pub use evaluation::{write_evaluation, write_misclassified_examples, Prediction};
 pub use metrics::{Metrics, MetricsError};
 pub use predictions::{read_predictions, PredictionRecord};
 pub use report::ReportStage;
+pub use stage_formats::history::{read_history, History, HistoryRow};

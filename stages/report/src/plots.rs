@@ -22,8 +22,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use stage_api::StageError;
 
-use crate::evaluation::{EpochRecord, History};
 use crate::report::ComparisonRow;
+use stage_formats::history::{History, HistoryRow};
 
 /// The font file Debian's `fonts-dejavu-core` installs; named in the missing-font message.
 pub const DEJAVU_SANS: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
@@ -82,7 +82,7 @@ pub fn training_curves(history: &History, title: &str, path: &Path) -> Result<()
     render(path, (1200, 520), |root| {
         let root = root.titled(title, (FONT, 26))?;
         let (left, right) = root.split_horizontally(600);
-        let series = |f: fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
+        let series = |f: fn(&HistoryRow) -> Option<f64>| -> Vec<(f64, f64)> {
             history.epochs.iter().filter_map(|e| f(e).map(|v| (e.epoch as f64, v))).collect()
         };
         let loss = [("train", series(|e| e.train_loss), BLUE), ("validation", series(|e| e.val_loss), ORANGE)];
@@ -553,7 +553,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("curves.png");
         let epochs = (1..=6)
-            .map(|e| EpochRecord {
+            .map(|e| HistoryRow {
                 epoch: e,
                 train_loss: Some(2.0 / e as f64),
                 train_accuracy: Some(0.1 * e as f64),

@@ -17,7 +17,7 @@ use arrow_array::{ArrayRef, Float32Array, Int32Array, Int64Array, StringArray};
 use stage_api::StageError;
 
 use crate::evaluation::Prediction;
-use crate::io::{batch, write_parquet, Table};
+use crate::io::{write_columns, Table};
 
 /// How far a row's probabilities may sum from 1 (float32 softmax is within 1e-6).
 const SUM_TOLERANCE: f64 = 1e-3;
@@ -43,8 +43,7 @@ pub fn write_predictions(path: &Path, predictions: &[Prediction], k: usize) -> R
     for c in 0..k {
         columns.push((format!("prob_{c}"), Arc::new(Float32Array::from_iter_values(predictions.iter().map(|p| p.probs[c])))));
     }
-    let b = batch(path, columns.iter().map(|(n, a)| (n.as_str(), a.clone())).collect())?;
-    write_parquet(path, &b)
+    write_columns(path, columns.iter().map(|(n, a)| (n.as_str(), a.clone())).collect())
 }
 
 /// Reads a predictions file over `k` classes and checks each row on its own: a clip id, once;
@@ -128,7 +127,7 @@ mod tests {
 
     fn write(dir: &Path, columns: Vec<(&str, ArrayRef)>) -> std::path::PathBuf {
         let path = dir.join("predictions.parquet");
-        write_parquet(&path, &batch(&path, columns).unwrap()).unwrap();
+        write_columns(&path, columns).unwrap();
         path
     }
 

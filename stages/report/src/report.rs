@@ -29,11 +29,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stage_api::{typed_params, ParamError, Params, Stage, StageContext, StageError, StageInput, StageOutcome};
 
-use crate::evaluation::read_history;
 use crate::html::{render_html, render_markdown};
 use crate::io::{file_error, read_json, write_csv, write_json, Table};
 use crate::metrics::{mean_std, Metrics};
 use crate::plots::{self, ActorCount, ClassCount};
+use stage_formats::history::read_history;
 
 /// Parameters of `uses: report`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -412,7 +412,7 @@ fn model_figures(eval: &StageInput, train: Option<&StageInput>, plots_dir: &Path
     let has_curves = take(eval.dir.join("curves.png"), "curves", "Training curves")?;
     take(eval.dir.join("misclassified_examples.png"), "misclassified", "Misclassified test clips")?;
     if let (false, Some(train)) = (has_curves, train) {
-        let history_path = train.dir.join("history.parquet");
+        let history_path = train.dir.join(stage_formats::history::HISTORY_FILE);
         if history_path.is_file() {
             let history = read_history(&history_path)?;
             if !history.epochs.is_empty() {

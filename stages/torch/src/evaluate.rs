@@ -11,7 +11,7 @@ use stage_api::worker::WorkerStage;
 use stage_api::{typed_params, Params, StageContext, StageError, StageInput, StageOutcome};
 use stages_learn::evaluate::EvaluateParams;
 
-use crate::cache::{cache_geometry, read_cache_index, CacheClip, ClipLoader};
+use crate::cache::{cache_geometry, read_cache_index, ClipLoader, IndexRow};
 use crate::external::{self, PredictionsCard};
 use crate::inference::Predictor;
 use crate::split::{read_assignment, Assigned, Split};
@@ -56,8 +56,8 @@ pub fn evaluate(ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
         None => crate::libtorch::catch("evaluate", || run_model(ctx, &p, train, extract, &index, &chosen))?,
     };
 
-    let history_file = train.dir.join("history.parquet");
-    let history = if history_file.is_file() { Some(stages_report::read_history(&history_file)?) } else { None };
+    let history_file = train.dir.join(stage_formats::history::HISTORY_FILE);
+    let history = if history_file.is_file() { Some(stage_formats::history::read_history(&history_file)?) } else { None };
     let metrics = stages_report::write_evaluation(ctx.out_dir, &predictions, &class_names, history.as_ref(), &train.instance)?;
     stages_report::write_misclassified_examples(ctx.out_dir, &extract.dir, &predictions, &class_names, EXAMPLE_ROWS)?;
     Ok(StageOutcome::new(format!(
@@ -79,7 +79,7 @@ fn run_model(
     p: &EvaluateParams,
     train: &StageInput,
     extract: &StageInput,
-    index: &[CacheClip],
+    index: &[IndexRow],
     chosen: &[&Assigned],
 ) -> Result<(Vec<stages_report::Prediction>, Vec<String>), StageError> {
     let predictor = Predictor::load(&train.dir, resolve_device(p.device)?)?;

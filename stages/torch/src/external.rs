@@ -203,8 +203,8 @@ mod tests {
             let probs = rows.iter().map(|r| if r.2 == c as i64 { 0.93f32 } else { 0.01 });
             columns.push((name.as_str(), Arc::new(Float32Array::from_iter_values(probs))));
         }
-        let batch = crate::table::batch(columns).unwrap();
-        crate::table::write_parquet(&dir.join(PREDICTIONS_FILE), &batch).unwrap();
+        let batch = stage_formats::parquet::batch(columns).unwrap();
+        stage_formats::parquet::write_parquet(&dir.join(PREDICTIONS_FILE), &batch).unwrap();
     }
 
     fn read(rows: &[(&str, i64, i64)]) -> Result<Vec<Prediction>, String> {

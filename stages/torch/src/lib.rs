@@ -10,8 +10,8 @@
 //! - [`predict`] is `pipeline predict`: new videos through the model's own preprocessing.
 //! - [`libtorch`] turns libtorch's errors (raised by tch as panics) into stage errors.
 //!
-//! The torch-free parts (parameters, splits, the tensor cache reader) are `stages-learn`'s;
-//! they are re-exported here under the same names.
+//! The torch-free parts (parameters, splits) are `stages-learn`'s and the tensor cache is
+//! `stage-formats`'; they are re-exported here under the same names.
 
 pub mod evaluate;
 pub mod external;
@@ -22,12 +22,12 @@ pub mod predict;
 pub mod preprocess;
 pub mod train;
 
-pub use stages_learn::{split, table, CLASS_NAMES, TORCH_WORKER};
+pub use stages_learn::{split, CLASS_NAMES, TORCH_WORKER};
 
-/// The tensor cache reader, and the step from its bytes to a tensor.
+/// The tensor cache (`stage-formats`), and the step from its bytes to a tensor.
 pub mod cache {
     use stage_api::StageError;
-    pub use stages_learn::cache::*;
+    pub use stage_formats::tensor_cache::*;
 
     /// A CPU uint8 tensor `[B, T, S, S, 3]` holding the given clips in order.
     pub fn batch_tensor(loader: &ClipLoader, clip_ids: &[&str]) -> Result<tch::Tensor, StageError> {

@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use stage_api::{NoProgress, Params, SameStore, Stage, StageContext, StageInput};
-use stages_video::extract::cache::read_index;
+use stage_formats::tensor_cache::read_index;
 use stages_video::extract::sampling::sample_indices;
 use stages_video::extract::testing::{write_clips_table, ClipRecord};
 use stages_video::extract::ExtractStage;

@@ -11,7 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Emotion names in label order: `label = emotion id - 1`.
-pub const EMOTIONS: [&str; 8] = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"];
+pub const EMOTIONS: [&str; 8] = stage_formats::CLASS_NAMES;
 
 /// The highest emotion id a song may carry (fearful); disgust and surprised were only spoken.
 pub const SONG_MAX_EMOTION: u8 = 6;

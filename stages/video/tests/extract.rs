@@ -6,7 +6,7 @@ use std::path::Path;
 
 use extract_support::*;
 use safetensors::SafeTensors;
-use stages_video::extract::cache::{read_index, IndexRow};
+use stage_formats::tensor_cache::{read_index, IndexRow};
 use stages_video::extract::decode::Decoder;
 use stages_video::extract::ExtractStage;
 

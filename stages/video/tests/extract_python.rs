@@ -10,7 +10,7 @@ use std::process::Command;
 
 use extract_support::*;
 use safetensors::SafeTensors;
-use stages_video::extract::cache::read_index;
+use stage_formats::tensor_cache::read_index;
 
 const CLIENT: &str = r#"
 import json, sys, zlib

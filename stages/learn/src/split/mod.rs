@@ -19,9 +19,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use stage_api::{typed_params, ParamError, Params, Stage, StageContext, StageError, StageOutcome};
 
-use crate::cache::read_cache_index;
-use crate::table::Table;
 pub use assign::{assign_actors, ActorSplit, SplitRule};
+use stage_formats::parquet::Table;
+use stage_formats::tensor_cache::{read_cache_index, INDEX_FILE};
 
 /// The assignment file in a `split` output.
 pub const ASSIGNMENT_FILE: &str = "assignment.parquet";
@@ -178,7 +178,7 @@ impl Stage for SplitStage {
     fn run(&self, ctx: &StageContext<'_>) -> Result<StageOutcome, StageError> {
         let (params, _): (SplitParams, Params) = typed_params(ctx.params).map_err(|e| StageError::msg(format!("split parameters: {e}")))?;
         let rule = params.rule().map_err(|e| StageError::msg(e.message))?;
-        let extract = ctx.input_like("extract", crate::cache::INDEX_FILE)?;
+        let extract = ctx.input_like("extract", INDEX_FILE)?;
         let clips = read_cache_index(&extract.dir)?;
         if clips.is_empty() {
             return Err(StageError::msg(format!("{}: the cache has no clips", extract.dir.display())));
@@ -210,8 +210,8 @@ pub fn read_assignment(dir: &Path) -> Result<Vec<Assigned>, StageError> {
     }
     let table = Table::read(&path)?;
     let ids = table.strings("clip_id")?;
-    let actors = table.ints("actor")?;
-    let labels = table.ints("label")?;
+    let actors = table.integers("actor")?;
+    let labels = table.integers("label")?;
     let splits = table.strings("split")?;
     ids.into_iter()
         .zip(actors)

@@ -10,8 +10,9 @@ use stage_api::StageError;
 
 use super::assign::{join, ActorSplit, SplitRule};
 use super::{Split, ASSIGNMENT_FILE};
-use crate::cache::CacheClip;
-use crate::table::{batch, write_json, write_parquet};
+use stage_formats::json::write_json;
+use stage_formats::parquet::{batch, write_parquet};
+use stage_formats::tensor_cache::IndexRow;
 
 /// What the stage reports.
 pub struct Summary {
@@ -19,14 +20,14 @@ pub struct Summary {
     pub warnings: Vec<String>,
 }
 
-pub fn write_all(out: &Path, rule: &SplitRule, actors: &ActorSplit, clips: &[CacheClip]) -> Result<Summary, StageError> {
+pub fn write_all(out: &Path, rule: &SplitRule, actors: &ActorSplit, clips: &[IndexRow]) -> Result<Summary, StageError> {
     let split_of = |actor: i64| {
         [(Split::Train, &actors.train), (Split::Val, &actors.val), (Split::Test, &actors.test)]
             .into_iter()
             .find(|(_, list)| list.contains(&actor))
             .map(|(s, _)| s)
     };
-    let assigned: Vec<(&CacheClip, Split)> = clips.iter().filter_map(|c| split_of(c.actor).map(|s| (c, s))).collect();
+    let assigned: Vec<(&IndexRow, Split)> = clips.iter().filter_map(|c| split_of(c.actor).map(|s| (c, s))).collect();
 
     write_assignment(&out.join(ASSIGNMENT_FILE), &assigned)?;
 
@@ -92,7 +93,7 @@ fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(values))
 }
 
-fn write_assignment(path: &Path, assigned: &[(&CacheClip, Split)]) -> Result<(), StageError> {
+fn write_assignment(path: &Path, assigned: &[(&IndexRow, Split)]) -> Result<(), StageError> {
     let b = batch(vec![
         ("clip_id", strings(assigned.iter().map(|(c, _)| c.clip_id.as_str()))),
         ("actor", Arc::new(Int32Array::from_iter_values(assigned.iter().map(|(c, _)| c.actor as i32)))),

@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
-use parquet::arrow::ArrowWriter;
+use arrow_array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
 use stage_api::{Params, StageInput};
-use stages_report::{EpochRecord, History, Prediction};
+use stage_formats::testing::{write_cache_in_shards, FakeClip};
+use stages_report::{History, HistoryRow, Prediction};
 
-pub const CLASSES: [&str; 8] = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"];
+pub const CLASSES: [&str; 8] = stage_formats::CLASS_NAMES;
 
 pub fn class_names() -> Vec<String> {
     CLASSES.iter().map(|s| s.to_string()).collect()
@@ -19,10 +19,7 @@ pub fn class_names() -> Vec<String> {
 
 pub fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
-    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    stage_formats::parquet::write_columns(path, columns).unwrap();
 }
 
 /// `n` test clips over 8 classes; clip `i` is wrong when `(i + 1) % wrong_every == 0`.
@@ -44,7 +41,7 @@ pub fn predictions(n: usize, wrong_every: usize) -> Vec<Prediction> {
 pub fn history(epochs: i64) -> History {
     History {
         epochs: (1..=epochs)
-            .map(|e| EpochRecord {
+            .map(|e| HistoryRow {
                 epoch: e,
                 train_loss: Some(2.0 / e as f64),
                 train_accuracy: Some((0.15 * e as f64).min(0.95)),
@@ -94,7 +91,7 @@ pub fn fake_train(dir: &Path, arch: &str, extra: serde_json::Value, epochs: i64)
     }
     std::fs::write(dir.join("model.json"), serde_json::to_string_pretty(&model).unwrap()).unwrap();
     let h = history(epochs);
-    let col = |f: fn(&EpochRecord) -> Option<f64>| Arc::new(Float64Array::from(h.epochs.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
+    let col = |f: fn(&HistoryRow) -> Option<f64>| Arc::new(Float64Array::from(h.epochs.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
     write_parquet(
         &dir.join("history.parquet"),
         vec![
@@ -150,15 +147,14 @@ pub fn fake_split(dir: &Path) {
     );
 }
 
-/// An extract tensor cache with one `[t, s, s, 3]` uint8 tensor per clip, spread over two
-/// shards; frame `f` of clip `i` is a gradient whose red channel encodes `f`.
+/// An extract tensor cache with one `[t, s, s, 3]` uint8 tensor per clip, one shard per clip
+/// (written by the cache's own writers); frame `f` of clip `i` is a gradient whose red channel
+/// encodes `f`.
 pub fn fake_extract(dir: &Path, clip_ids: &[String], t: usize, s: usize) {
-    std::fs::create_dir_all(dir.join("shards")).unwrap();
-    let shard_of = |i: usize| format!("shard-{:05}.safetensors", i % 2);
-    let data: Vec<Vec<u8>> = clip_ids
+    let clips: Vec<FakeClip> = clip_ids
         .iter()
         .enumerate()
-        .map(|(i, _)| {
+        .map(|(i, id)| {
             let mut v = Vec::with_capacity(t * s * s * 3);
             for f in 0..t {
                 for y in 0..s {
@@ -167,26 +163,10 @@ pub fn fake_extract(dir: &Path, clip_ids: &[String], t: usize, s: usize) {
                     }
                 }
             }
-            v
+            FakeClip { clip_id: id.clone(), actor: 1, label: 0, data: v }
         })
         .collect();
-    for shard in 0..2 {
-        let tensors: Vec<(String, safetensors::tensor::TensorView)> = clip_ids
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 2 == shard)
-            .map(|(i, id)| (id.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![t, s, s, 3], &data[i]).unwrap()))
-            .collect();
-        safetensors::serialize_to_file(tensors, None, &dir.join("shards").join(shard_of(shard))).unwrap();
-    }
-    write_parquet(
-        &dir.join("index.parquet"),
-        vec![
-            ("clip_id", Arc::new(StringArray::from(clip_ids.to_vec())) as ArrayRef),
-            ("shard", Arc::new(StringArray::from((0..clip_ids.len()).map(shard_of).collect::<Vec<_>>())) as ArrayRef),
-            ("tensor", Arc::new(StringArray::from(clip_ids.to_vec())) as ArrayRef),
-        ],
-    );
+    write_cache_in_shards(dir, t as i64, s as i64, &clips, (t * s * s * 3) as u64).unwrap();
 }
 
 /// Decodes a PNG, checks its size (when given) and that it has at least `min_colors` colours.

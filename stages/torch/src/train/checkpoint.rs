@@ -113,7 +113,7 @@ impl ModelCard {
 
     /// Writes `<dir>/model.json`.
     pub fn write(&self, dir: &Path) -> Result<(), StageError> {
-        crate::table::write_json(&dir.join(CARD_FILE), self)
+        stage_formats::json::write_json(&dir.join(CARD_FILE), self)
     }
 }
 

@@ -113,8 +113,8 @@ impl TrainingData {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::testing::{write_cache, FakeClip};
-    use crate::cache::CacheClip;
+    use crate::cache::IndexRow;
+    use stage_formats::testing::{write_cache, FakeClip};
 
     #[test]
     fn balanced_class_weights() {
@@ -135,7 +135,7 @@ mod tests {
         assert_eq!((w[1], w[7]), (0.0, 0.0));
     }
 
-    fn write_assignment(dir: &Path, clips: &[CacheClip], split_of: impl Fn(i64) -> &'static str) {
+    fn write_assignment(dir: &Path, clips: &[IndexRow], split_of: impl Fn(i64) -> &'static str) {
         use std::sync::Arc;
 
         use arrow_array::{ArrayRef, Int32Array, StringArray};
@@ -145,7 +145,7 @@ mod tests {
             ("label", Arc::new(Int32Array::from_iter_values(clips.iter().map(|c| c.label as i32)))),
             ("split", Arc::new(StringArray::from_iter_values(clips.iter().map(|c| split_of(c.actor))))),
         ];
-        let batch = crate::table::batch(columns).unwrap();
-        crate::table::write_parquet(&dir.join(crate::split::ASSIGNMENT_FILE), &batch).unwrap();
+        let batch = stage_formats::parquet::batch(columns).unwrap();
+        stage_formats::parquet::write_parquet(&dir.join(crate::split::ASSIGNMENT_FILE), &batch).unwrap();
     }
 }

@@ -10,7 +10,7 @@
 //! - [`amp`]: loss scaling for fp16 autocast on CUDA;
 //! - [`epoch`]: one training pass and one evaluation pass;
 //! - [`checkpoint`]: `model.safetensors` + `model.json`, strict loading;
-//! - [`history`]: `history.parquet` / `history.csv`;
+//! - `history.parquet` / `history.csv` are written with `stage_formats::history`;
 //! - [`resume`]: the state kept after every epoch, from which a killed training continues;
 //! - [`run`]: the stage's run, tying them together.
 //!
@@ -24,7 +24,6 @@ pub mod data;
 pub mod dataset;
 pub mod device;
 pub mod epoch;
-pub mod history;
 pub mod resume;
 pub mod run;
 pub mod schedule;

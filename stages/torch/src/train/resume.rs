@@ -29,8 +29,8 @@ use tch::Tensor;
 
 use super::adam::AdamState;
 use super::amp::LossScaler;
-use super::history::EpochRecord;
 use super::schedule::{EarlyStopping, ReduceOnPlateau};
+use stage_formats::history::EpochRecord;
 
 /// Bumped when the layout or the meaning of `state.json` changes; an older state is ignored.
 pub const STATE_FORMAT: u32 = 1;

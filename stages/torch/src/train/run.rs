@@ -16,13 +16,13 @@ use super::data::{derive_seed, Pass};
 use super::dataset::TrainingData;
 use super::device::device_name;
 use super::epoch::{evaluate, train_epoch, Criterion, Stepper};
-use super::history::{write_history, EpochRecord};
 use super::resume::{StateDir, TrainerState, STATE_FORMAT};
 use super::schedule::{EarlyStopping, ReduceOnPlateau};
 use super::TrainParams;
 use crate::libtorch;
 use crate::models::{self, Model, ModelSpec};
 use crate::CLASS_NAMES;
+use stage_formats::history::{write_history, EpochRecord};
 
 /// Seed streams (see [`derive_seed`]).
 const SHUFFLE_STREAM: u64 = 1;
@@ -37,7 +37,7 @@ pub fn run(ctx: &StageContext<'_>, params: &TrainParams, canonical: &Params) -> 
     let split = ctx.input_like("split", crate::split::ASSIGNMENT_FILE)?;
     let data = TrainingData::open(&extract.dir, &split.dir)?;
     // The preprocessing the model was trained on travels with it (`pipeline predict` reads it).
-    let extract_json = extract.dir.join("extract.json");
+    let extract_json = extract.dir.join(crate::cache::EXTRACT_REPORT_FILE);
     if extract_json.is_file() {
         std::fs::copy(&extract_json, ctx.out_dir.join(crate::predict::PREPROCESSING_FILE))
             .map_err(|e| StageError::with_source(format!("copying {}", extract_json.display()), e))?;

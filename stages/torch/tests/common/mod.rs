@@ -1,4 +1,4 @@
-//! Builders shared by the train tests: the toy tensor cache (`stages_learn::cache::testing`),
+//! Builders shared by the train tests: the toy tensor cache (`stage_formats::testing`),
 //! the stage runner (`stage_api::testing`), and training helpers.
 
 #![allow(dead_code, unused_imports)]
@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 pub use stage_api::testing::{input, params, run_stage, run_stage_with};
 use stage_api::{Progress, StageError};
-pub use stages_torch::cache::testing::{toy_cache, toy_cache_sized, toy_cache_with, toy_clip, FRAMES, SIZE};
+pub use stage_formats::testing::{toy_cache, toy_cache_sized, toy_cache_with, toy_clip, FRAMES, SIZE};
 
 /// Collects progress notes (and prints them, visible with `--nocapture`).
 #[derive(Default)]
@@ -34,6 +34,6 @@ pub fn train_in(root: &Path, name: &str, with: serde_json::Value) -> Result<Path
 
 /// The per-epoch curves of a trained model: train loss and accuracy, val loss and accuracy, lr.
 pub fn history(dir: &Path) -> Vec<Vec<f64>> {
-    let t = stages_torch::table::Table::read(&dir.join("history.parquet")).unwrap();
+    let t = stage_formats::parquet::Table::read(&dir.join("history.parquet")).unwrap();
     ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"].iter().map(|c| t.floats(c).unwrap()).collect()
 }

@@ -17,7 +17,7 @@ use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use stage_api::StageError;
 
-use super::cache::IndexRow;
+use stage_formats::tensor_cache::IndexRow;
 
 const MAX_CELL: u32 = 96;
 const GAP: u32 = 2;
@@ -32,7 +32,7 @@ struct Cell {
 /// Collects one thumbnail per (label, actor) and draws the sheet.
 pub struct ContactSheet {
     cell: u32,
-    cells: BTreeMap<(i32, i32), Cell>,
+    cells: BTreeMap<(i64, i64), Cell>,
     resizer: Resizer,
 }
 
@@ -44,7 +44,7 @@ impl ContactSheet {
 
     /// Offers a clip's middle crop (`size x size` RGB24); kept if it is the first of its
     /// (label, actor) pair.
-    pub fn offer(&mut self, label: i32, emotion: &str, actor: i32, crop: &[u8], size: u32, fallback: bool) {
+    pub fn offer(&mut self, label: i64, emotion: &str, actor: i64, crop: &[u8], size: u32, fallback: bool) {
         if self.cells.contains_key(&(label, actor)) {
             return;
         }
@@ -63,12 +63,12 @@ impl ContactSheet {
 
     /// Writes the PNG (a small white image saying nothing was extracted when empty).
     pub fn write(&self, path: &Path) -> Result<(), StageError> {
-        let mut labels: Vec<i32> = self.cells.keys().map(|k| k.0).collect();
+        let mut labels: Vec<i64> = self.cells.keys().map(|k| k.0).collect();
         labels.dedup();
-        let mut actors: Vec<i32> = self.cells.keys().map(|k| k.1).collect();
+        let mut actors: Vec<i64> = self.cells.keys().map(|k| k.1).collect();
         actors.sort_unstable();
         actors.dedup();
-        let names: BTreeMap<i32, &str> = self.cells.iter().map(|(k, c)| (k.0, c.emotion.as_str())).collect();
+        let names: BTreeMap<i64, &str> = self.cells.iter().map(|(k, c)| (k.0, c.emotion.as_str())).collect();
         let longest = names.values().map(|n| n.len()).max().unwrap_or(0) as u32;
         let left = longest * 4 * SCALE + 3 * GAP;
         let top = 5 * SCALE + 3 * GAP;

@@ -11,18 +11,18 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{ArrayRef, StringArray};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use stage_api::{typed_params, ParamError, Params, Shard, Stage, StageContext, StageError, StageOutcome};
 
-use super::cache::{write_index, IndexRow, ShardWriter};
-use super::clips::{read_clips_table, write_parquet, ClipRecord};
 use super::decode::Decoder;
 use super::face::DetectorSettings;
 use super::one_clip::{ClipPreprocessor, ClipTensor};
 use super::qa::{write_detection_csv, ContactSheet};
+use stage_formats::clips::{read_clips_table, ClipRecord, CLIPS_FILE};
+use stage_formats::parquet::write_columns;
+use stage_formats::tensor_cache::{read_index, write_index, IndexRow, ShardWriter, EXTRACT_REPORT_FILE, INDEX_FILE, SHARDS_DIR};
 
 /// Parameters of `uses: extract`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,8 +143,8 @@ impl ExtractStage {
         let (params, canonical): (ExtractParams, Params) =
             typed_params(ctx.params).map_err(|e| StageError::msg(format!("extract parameters: {e}")))?;
         params.validate().map_err(|e| StageError::msg(format!("extract parameters: {e}")))?;
-        let scan = ctx.input_like("scan", "clips.parquet")?;
-        let clips = read_clips_table(&scan.dir.join("clips.parquet"))?;
+        let scan = ctx.input_like("scan", CLIPS_FILE)?;
+        let clips = read_clips_table(&scan.dir.join(CLIPS_FILE))?;
         Ok((params, canonical, clips))
     }
 }
@@ -257,7 +257,7 @@ pub fn merge_extract(
     let clip_bytes = params.frames as usize * params.size as usize * params.size as usize * 3;
     let mut seen = 0;
     for part in parts {
-        let rows = super::cache::read_index(&part.join(PART_ROWS))?;
+        let rows = read_index(&part.join(PART_ROWS))?;
         let tensors_path = part.join(PART_TENSORS);
         let tensors =
             std::fs::read(&tensors_path).map_err(|e| StageError::with_source(format!("{}: cannot read", tensors_path.display()), e))?;
@@ -387,7 +387,7 @@ impl Assembler {
         });
         let shard_bytes = u64::from(params.shard_mb) * 1024 * 1024;
         Ok(Assembler {
-            shards: ShardWriter::new(&out.join("shards"), shard_bytes, layout.to_string())?,
+            shards: ShardWriter::new(&out.join(SHARDS_DIR), shard_bytes, layout.to_string())?,
             sheet: ContactSheet::new(params.size),
             rows: Vec::new(),
             rejects: duplicates,
@@ -442,7 +442,7 @@ impl Assembler {
             }
         }
 
-        write_index(&out.join("index.parquet"), &rows)?;
+        write_index(&out.join(INDEX_FILE), &rows)?;
         let qa = out.join("qa");
         std::fs::create_dir_all(&qa).map_err(|e| StageError::with_source(format!("{}: cannot create", qa.display()), e))?;
         write_detection_csv(&qa.join("detection.csv"), &rows)?;
@@ -465,8 +465,8 @@ impl Assembler {
             "crop": "square centred on the median face box, side = max(w,h)*(1+2*margin), edge pixels replicated outside the frame; no face in any frame: centred square of the shorter side (fallback)",
             "detector": settings,
         });
-        let json = serde_json::to_string_pretty(&report).map_err(|e| StageError::with_source("extract.json", e))?;
-        let json_path = out.join("extract.json");
+        let json = serde_json::to_string_pretty(&report).map_err(|e| StageError::with_source(EXTRACT_REPORT_FILE, e))?;
+        let json_path = out.join(EXTRACT_REPORT_FILE);
         std::fs::write(&json_path, json + "\n")
             .map_err(|e| StageError::with_source(format!("{}: cannot write", json_path.display()), e))?;
 
@@ -484,8 +484,8 @@ impl Assembler {
 
 fn summarize_detection(rows: &[IndexRow], t: u32) -> DetectionSummary {
     let with_face = rows.iter().filter(|r| !r.fallback).count();
-    let frames_found: i64 = rows.iter().map(|r| i64::from(r.face_found_frames)).sum();
-    let frames_checked: i64 = rows.iter().map(|r| i64::from(r.face_checked_frames)).sum();
+    let frames_found: i64 = rows.iter().map(|r| r.face_found_frames).sum();
+    let frames_checked: i64 = rows.iter().map(|r| r.face_checked_frames).sum();
     let mut scores: Vec<f32> = rows.iter().filter(|r| !r.fallback).map(|r| r.detect_score).collect();
     scores.sort_by(f32::total_cmp);
     DetectionSummary {
@@ -499,15 +499,8 @@ fn summarize_detection(rows: &[IndexRow], t: u32) -> DetectionSummary {
 }
 
 fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<(), StageError> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("clip_id", DataType::Utf8, false),
-        Field::new("source", DataType::Utf8, false),
-        Field::new("reason", DataType::Utf8, false),
-    ]));
     let col = |f: fn(&Reject) -> &str| Arc::new(StringArray::from_iter_values(rejects.iter().map(f))) as ArrayRef;
-    let batch = RecordBatch::try_new(schema, vec![col(|r| &r.clip_id), col(|r| &r.source), col(|r| &r.reason)])
-        .map_err(|e| StageError::with_source(format!("{}: cannot build", path.display()), e))?;
-    write_parquet(path, &batch)
+    write_columns(path, vec![("clip_id", col(|r| &r.clip_id)), ("source", col(|r| &r.source)), ("reason", col(|r| &r.reason))])
 }
 
 /// One clip of the scan through the preprocessing, with its index row. The error names the
@@ -529,33 +522,33 @@ fn extract_clip(
     let row = IndexRow {
         clip_id: clip.clip_id.clone(),
         source: clip.source.clone(),
-        actor: clip.actor,
-        label: clip.label,
+        actor: i64::from(clip.actor),
+        label: i64::from(clip.label),
         emotion: clip.emotion.clone(),
-        intensity: clip.intensity,
-        statement: clip.statement,
-        repetition: clip.repetition,
-        vocal_channel: clip.vocal_channel,
+        intensity: i64::from(clip.intensity),
+        statement: i64::from(clip.statement),
+        repetition: i64::from(clip.repetition),
+        vocal_channel: i64::from(clip.vocal_channel),
         shard: String::new(),
         tensor: clip.clip_id.clone(),
-        frames: params.frames as i32,
-        size: params.size as i32,
+        frames: i64::from(params.frames),
+        size: i64::from(params.size),
         box_x: bx,
         box_y: by,
         box_w: bw,
         box_h: bh,
         detect_score: score,
-        face_found_frames: report.face_found_frames,
-        face_checked_frames: report.face_checked_frames,
+        face_found_frames: i64::from(report.face_found_frames),
+        face_checked_frames: i64::from(report.face_checked_frames),
         fallback: report.face.is_none(),
-        crop_x: report.square.x as i32,
-        crop_y: report.square.y as i32,
-        crop_side: report.square.side as i32,
-        source_width: report.source_width as i32,
-        source_height: report.source_height as i32,
-        decoded_frames: report.decoded_frames as i32,
+        crop_x: report.square.x,
+        crop_y: report.square.y,
+        crop_side: report.square.side as i64,
+        source_width: report.source_width as i64,
+        source_height: report.source_height as i64,
+        decoded_frames: report.decoded_frames as i64,
         padded: report.padded,
-        decode_passes: report.decode_passes as i32,
+        decode_passes: report.decode_passes as i64,
     };
     Ok(Extracted { row, tensor })
 }

@@ -382,7 +382,7 @@ impl ScanStage {
         for r in problems.iter().take(20) {
             ctx.progress.note(&format!("rejected {}: {}", r.source.display(), r.reason));
         }
-        table::write_clips(&ctx.out_dir.join("clips.parquet"), &result.clips)?;
+        table::write_clips(&ctx.out_dir.join(stage_formats::clips::CLIPS_FILE), &result.clips)?;
         table::write_rejects(&ctx.out_dir.join("rejects.parquet"), &result.rejects)?;
         let summary = summary_json(p, &root, prober_name, &result);
         let path = ctx.out_dir.join("scan.json");
