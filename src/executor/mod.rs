@@ -14,9 +14,12 @@
 //!   the checkout.
 //!
 //! The runner runs each task on its own thread (up to `-j` at once) and calls [`Executor::run`],
-//! which blocks until the task ended. A batch backend keeps its own bookkeeping of submitted
-//! jobs and polls the scheduler once per interval for all of them (see [`slurm`]).
+//! which blocks until the task ended. The batch backends share their core ([`batch`]: the run's
+//! jobs polled together, once per interval for all of them, a scheduler that does not answer,
+//! the job records `status` reads); each says only how to query and cancel its scheduler and
+//! where the logs are.
 
+pub mod batch;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod local;

@@ -21,22 +21,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-use serde::{Deserialize, Serialize};
 
 use stage_api::Shard;
 
-use super::{part_name, pull_result, put_spec, Context, Done, Executor, Part, PollClock, Task};
+use super::batch::{JobBoard, JobRecord, JobStatus, Scheduler, WaitingJob, UNREACHABLE_LIMIT};
+use super::{part_name, pull_result, put_spec, Context, Done, Executor, Part, Task};
 use crate::config::{ExecutorConfig, Resources};
 use crate::fingerprint::Key;
 use crate::progress::Reporter;
 use crate::remote::Remote;
 use crate::store::Store;
 
-/// How long the controller may be unreachable before the run's waiting tasks fail.
-const UNREACHABLE_LIMIT: Duration = Duration::from_secs(120);
 /// Lines of a failed job's log shown in the error.
 const LOG_TAIL_LINES: usize = 15;
 
@@ -52,33 +47,37 @@ pub struct Slurm {
     /// The workspace's resumable states, handed to every job (`PIPELINE_RESUME_DIR`): a job's
     /// artifacts go to a scratch store, but a requeued job must find what its first attempt kept.
     resume_root: PathBuf,
-    jobs: Mutex<BTreeMap<String, JobInfo>>,
-    /// When the last poll started; held while polling so only one thread polls.
-    poll_clock: PollClock,
-    unreachable_since: Mutex<Option<Instant>>,
-}
-
-struct JobInfo {
-    instance: String,
-    state: JobState,
+    /// The run's jobs (array tasks as `ID_I`) and their states.
+    board: JobBoard<JobState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum JobState {
+pub enum JobState {
     /// In the queue, with Slurm's state (PENDING, RUNNING, COMPLETING...).
     Queued(String),
     /// Left the queue.
     Ended { state: String, exit_code: String },
 }
 
-/// What the local store remembers of a submitted job (`<store>/jobs/<key>.json`), so `status`
-/// can say where a task runs.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct JobRecord {
-    pub instance: String,
-    pub job_id: String,
-    pub run_id: String,
-    pub log: PathBuf,
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobState::Queued(state) | JobState::Ended { state, .. } => f.write_str(state),
+        }
+    }
+}
+
+impl JobStatus for JobState {
+    fn ended(&self) -> bool {
+        matches!(self, JobState::Ended { .. })
+    }
+
+    fn unreachable(error: &str) -> Self {
+        JobState::Ended {
+            state: format!("UNKNOWN (controller unreachable for {} s: {error})", UNREACHABLE_LIMIT.as_secs()),
+            exit_code: "?".into(),
+        }
+    }
 }
 
 impl Slurm {
@@ -87,16 +86,14 @@ impl Slurm {
         let log_dir = config.log_dir.clone().unwrap_or_else(|| store.root().join("slurm-logs"));
         std::fs::create_dir_all(&log_dir)?;
         Ok(Self {
-            config,
             run_id: run_id.to_owned(),
             exe: std::env::current_exe()?,
             config_file: std::fs::canonicalize(config_file)?,
             remote_url: remote_url.to_owned(),
             log_dir,
             resume_root: std::path::absolute(crate::resume::ResumeStates::for_store_dir(store.root()).root())?,
-            jobs: Mutex::new(BTreeMap::new()),
-            poll_clock: PollClock::default(),
-            unreachable_since: Mutex::new(None),
+            board: JobBoard::new(config.poll_seconds),
+            config,
         })
     }
 
@@ -167,10 +164,7 @@ impl Slurm {
 
     /// Starts following job `id` (a job, or one array task `ID_I`).
     fn follow(&self, id: &str, name: &str) {
-        self.jobs
-            .lock()
-            .expect("jobs lock")
-            .insert(id.to_owned(), JobInfo { instance: name.to_owned(), state: JobState::Queued("PENDING".into()) });
+        self.board.follow(id, name, JobState::Queued("PENDING".into()));
     }
 
     fn submit(&self, stage: &str, instance: &str, key: &Key, base_dir: &Path) -> Result<String, String> {
@@ -191,8 +185,8 @@ impl Slurm {
             self.follow(&format!("{array}_{}", shard.index), &part_name(name, Part::Shard(*shard)));
         }
         let log = self.log_dir.join(format!("{array}_%a.log"));
-        let record = JobRecord { instance: name.to_owned(), job_id: array.clone(), run_id: self.run_id.clone(), log };
-        let _ = save_record(ctx.store, task.key, &record);
+        let record = JobRecord::Slurm { instance: name.to_owned(), job_id: array.clone(), run_id: self.run_id.clone(), log };
+        let _ = record.save(ctx.store, task.key);
         let wants = describe(&self.config.resources_for(&instance.stage));
         let which: Vec<String> = shards.iter().map(|s| (s.index + 1).to_string()).collect();
         ctx.reporter.line(&format!(
@@ -226,105 +220,24 @@ impl Slurm {
         name: &str,
         force: bool,
     ) -> Result<Done, String> {
-        let log = self.job_log(job);
         let place = format!("slurm job {job} ({state})");
         if !remote.has(key) {
             return Err(format!(
-                "slurm job {job} ended {state} (exit code {exit_code}) without publishing a result; job log: {}{}",
-                log.display(),
-                log_tail(&log)
+                "slurm job {job} ended {state} (exit code {exit_code}) without publishing a result; {}{}",
+                self.logs_hint(job),
+                log_tail(&self.job_log(job))
             ));
         }
         let manifest = pull_result(ctx, remote, key, name, force)
-            .map_err(|e| format!("{place} published a result that cannot be pulled: {e}; job log: {}", log.display()))?;
+            .map_err(|e| format!("{place} published a result that cannot be pulled: {e}; {}", self.logs_hint(job)))?;
         Ok(Done { summary: manifest.summary.clone(), manifest, place })
     }
 
-    /// Blocks until `job` left the queue.
+    /// Blocks until `job` left the queue; its final state and exit code.
     fn wait(&self, job: &str, reporter: &Reporter) -> (String, String) {
-        let nap = Duration::from_secs_f64((self.config.poll_seconds / 4.0).min(0.05));
-        loop {
-            if let Some(JobState::Ended { state, exit_code }) = self.jobs.lock().expect("jobs lock").get(job).map(|j| j.state.clone()) {
-                return (state, exit_code);
-            }
-            self.poll_if_due(reporter);
-            std::thread::sleep(nap);
-        }
-    }
-
-    fn poll_if_due(&self, reporter: &Reporter) {
-        self.poll_clock.run_if_due(self.config.poll_seconds, || self.poll(reporter));
-    }
-
-    /// One `squeue` for every job of the run; `scontrol` for those that left the queue.
-    fn poll(&self, reporter: &Reporter) {
-        let active: Vec<String> = self
-            .jobs
-            .lock()
-            .expect("jobs lock")
-            .iter()
-            .filter(|(_, j)| matches!(j.state, JobState::Queued(_)))
-            .map(|(id, _)| id.clone())
-            .collect();
-        if active.is_empty() {
-            return;
-        }
-        let queue = match squeue(&self.run_id) {
-            Ok(queue) => queue,
-            Err(e) => return self.unreachable(&active, &e, reporter),
-        };
-        for id in active {
-            let next = match queue.get(&id) {
-                Some(state) => JobState::Queued(state.clone()),
-                None => match show_job(&id) {
-                    Ok(Some((state, _))) if !is_terminal(&state) => JobState::Queued(state),
-                    Ok(Some((state, exit_code))) => JobState::Ended { state, exit_code },
-                    // Purged from the controller's memory (older than MinJobAge), or an array
-                    // task cancelled before it started (its record is dropped at once).
-                    Ok(None) => JobState::Ended {
-                        state: "UNKNOWN (no longer known to the controller: purged, or cancelled before it started)".into(),
-                        exit_code: "?".into(),
-                    },
-                    Err(e) => return self.unreachable(&[id], &e, reporter),
-                },
-            };
-            let mut jobs = self.jobs.lock().expect("jobs lock");
-            let info = jobs.get_mut(&id).expect("active jobs are known");
-            if info.state != next {
-                if let JobState::Queued(state) = &next {
-                    reporter.line(&format!("{}: slurm job {id} {state}", info.instance));
-                }
-                info.state = next;
-            }
-        }
-        // Every query of this poll was answered.
-        if self.unreachable_since.lock().expect("lock").take().is_some() {
-            reporter.line("slurm: the controller answers again");
-        }
-    }
-
-    /// The controller did not answer: keep waiting up to [`UNREACHABLE_LIMIT`], then fail `active`.
-    fn unreachable(&self, active: &[String], error: &str, reporter: &Reporter) {
-        let mut since = self.unreachable_since.lock().expect("lock");
-        let first = match *since {
-            Some(first) => first,
-            None => {
-                reporter
-                    .line(&format!("slurm: the controller does not answer ({error}); trying again for {} s", UNREACHABLE_LIMIT.as_secs()));
-                *since.insert(Instant::now())
-            }
-        };
-        if first.elapsed() < UNREACHABLE_LIMIT {
-            return;
-        }
-        let mut jobs = self.jobs.lock().expect("jobs lock");
-        for id in active {
-            if let Some(info) = jobs.get_mut(id) {
-                info.state = JobState::Ended {
-                    state: format!("UNKNOWN (controller unreachable for {} s: {error})", UNREACHABLE_LIMIT.as_secs()),
-                    exit_code: "?".into(),
-                };
-            }
+        match self.board.wait(self, job, reporter) {
+            JobState::Ended { state, exit_code } => (state, exit_code),
+            JobState::Queued(state) => (state, "?".into()),
         }
     }
 
@@ -345,8 +258,8 @@ impl Executor for Slurm {
 
         let job = self.submit(&instance.stage, name, task.key, &ctx.plan.base_dir)?;
         let log = self.job_log(&job);
-        let record = JobRecord { instance: name.to_owned(), job_id: job.clone(), run_id: self.run_id.clone(), log: log.clone() };
-        let _ = save_record(ctx.store, task.key, &record);
+        let record = JobRecord::Slurm { instance: name.to_owned(), job_id: job.clone(), run_id: self.run_id.clone(), log };
+        let _ = record.save(ctx.store, task.key);
         let wants = describe(&self.config.resources_for(&instance.stage));
         ctx.reporter.line(&format!("{name}: submitted as slurm job {job}{wants}"));
 
@@ -367,7 +280,45 @@ impl Executor for Slurm {
     }
 
     fn cancel_all(&self) {
+        self.cancel_run();
+    }
+}
+
+impl Scheduler for Slurm {
+    type Status = JobState;
+    const BACKEND: &'static str = "slurm";
+    const SERVER: &'static str = "the controller";
+
+    /// One `squeue` for every job of the run; `scontrol` for those that left the queue.
+    fn query(&self, waiting: &[WaitingJob]) -> Result<Vec<(String, JobState)>, String> {
+        let queue = squeue(&self.run_id)?;
+        waiting
+            .iter()
+            .map(|job| {
+                let state = match queue.get(&job.id) {
+                    Some(state) => JobState::Queued(state.clone()),
+                    None => match show_job(&job.id)? {
+                        Some((state, _)) if !is_terminal(&state) => JobState::Queued(state),
+                        Some((state, exit_code)) => JobState::Ended { state, exit_code },
+                        // Purged from the controller's memory (older than MinJobAge), or an array
+                        // task cancelled before it started (its record is dropped at once).
+                        None => JobState::Ended {
+                            state: "UNKNOWN (no longer known to the controller: purged, or cancelled before it started)".into(),
+                            exit_code: "?".into(),
+                        },
+                    },
+                };
+                Ok((job.id.clone(), state))
+            })
+            .collect()
+    }
+
+    fn cancel_run(&self) {
         let _ = Command::new("scancel").arg(format!("--name={}", self.run_id)).status();
+    }
+
+    fn logs_hint(&self, job: &str) -> String {
+        format!("job log: {}", self.job_log(job).display())
     }
 }
 
@@ -486,21 +437,11 @@ fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-fn record_path(store: &Store, key: &Key) -> PathBuf {
-    store.root().join("jobs").join(format!("{}.json", key.as_str()))
-}
-
-fn save_record(store: &Store, key: &Key, record: &JobRecord) -> std::io::Result<()> {
-    let path = record_path(store, key);
-    std::fs::create_dir_all(path.parent().expect("jobs dir"))?;
-    crate::store::write_atomically(&path, &serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?)
-}
-
 /// For `pipeline status`: the last job submitted for `key` and what Slurm says of it now,
 /// e.g. `slurm job 12: RUNNING`. `None` when no job was submitted for this key.
 pub fn job_note(store: &Store, key: &Key) -> Option<String> {
-    let record: JobRecord = serde_json::from_slice(&std::fs::read(record_path(store, key)).ok()?).ok()?;
-    let state = match show_job_lines(&record.job_id) {
+    let JobRecord::Slurm { job_id, log, .. } = JobRecord::load(store, key)? else { return None };
+    let state = match show_job_lines(&job_id) {
         // A job array: how many of its tasks are in each state.
         Ok(lines) if lines.len() > 1 => {
             let mut counts: BTreeMap<String, usize> = BTreeMap::new();
@@ -517,7 +458,7 @@ pub fn job_note(store: &Store, key: &Key) -> Option<String> {
         },
         Err(e) => format!("state unknown ({e})"),
     };
-    Some(format!("slurm job {}: {state}, log {}", record.job_id, record.log.display()))
+    Some(format!("slurm job {job_id}: {state}, log {}", log.display()))
 }
 
 /// `(JobState, ExitCode)` of each line `scontrol -o show job ID` prints (one per task of a job

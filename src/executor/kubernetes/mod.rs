@@ -26,24 +26,21 @@ pub mod spec;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use serde::{Deserialize, Serialize};
 
 use self::spec::{job_name, job_state, label_value, JobSpec, JobState, RUN_LABEL};
 use stage_api::Shard;
 
-use super::{part_name, pull_result, put_spec, Context, Done, Executor, Part, PollClock, Task};
+use super::batch::{JobBoard, JobRecord, JobStatus, Scheduler, WaitingJob, UNREACHABLE_LIMIT};
+use super::{part_name, pull_result, put_spec, Context, Done, Executor, Part, Task};
 use crate::config::{ExecutorConfig, Plan};
 use crate::fingerprint::Key;
 use crate::progress::Reporter;
 use crate::store::Store;
 
-/// How long the API server may be unreachable before the run's waiting tasks fail.
-const UNREACHABLE_LIMIT: Duration = Duration::from_secs(120);
 /// No API call waits longer than this for an answer (a hung server counts as unreachable).
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,29 +60,18 @@ pub struct Kubernetes {
     client: kube::Client,
     /// The client's I/O runs here; task threads `block_on` it.
     runtime: tokio::runtime::Runtime,
-    /// Job name -> what the run knows of it.
-    jobs: Mutex<BTreeMap<String, JobInfo>>,
-    /// When the last poll started; held while polling so only one thread polls.
-    poll_clock: PollClock,
-    unreachable_since: Mutex<Option<Instant>>,
+    /// The run's Jobs (by name) and their states.
+    board: JobBoard<JobState>,
 }
 
-struct JobInfo {
-    instance: String,
-    submitted: Instant,
-    state: JobState,
-}
+impl JobStatus for JobState {
+    fn ended(&self) -> bool {
+        JobState::ended(self)
+    }
 
-/// What the local store remembers of a submitted Job (`<store>/jobs/<key>.json`, as for
-/// slurm), so `status` can say where a task runs.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct JobRecord {
-    /// Always `kubernetes`.
-    pub executor: String,
-    pub instance: String,
-    pub job: String,
-    pub namespace: String,
-    pub run_id: String,
+    fn unreachable(error: &str) -> Self {
+        JobState::Failed { reason: format!("API server unreachable for {} s", UNREACHABLE_LIMIT.as_secs()), message: error.to_owned() }
+    }
 }
 
 /// A client for the cluster the kubeconfig (or the pod's service account) points at, its
@@ -122,6 +108,7 @@ impl Kubernetes {
         let workdir = config.workdir.clone().unwrap_or_else(|| cwd.display().to_string());
         let config_arg = worker_config_arg(&plan.config_file, &cwd);
         let this = Self {
+            board: JobBoard::new(config.poll_seconds),
             config,
             run_id: run_id.to_owned(),
             namespace,
@@ -131,9 +118,6 @@ impl Kubernetes {
             remote_url: remote_url.to_owned(),
             client,
             runtime,
-            jobs: Mutex::new(BTreeMap::new()),
-            poll_clock: PollClock::default(),
-            unreachable_since: Mutex::new(None),
         };
         this.list().map_err(|e| format!("the Kubernetes API server does not answer: {e}"))?;
         Ok(this)
@@ -198,87 +182,13 @@ impl Kubernetes {
         self.runtime
             .block_on(api.create(&PostParams::default(), &job))
             .map_err(|e| format!("the Kubernetes API server refused Job {name} in namespace {}: {e}", self.namespace))?;
-        self.jobs.lock().expect("jobs lock").insert(
-            name.clone(),
-            JobInfo { instance: instance.to_owned(), submitted: Instant::now(), state: JobState::Active("Pending".into()) },
-        );
+        self.board.follow(&name, instance, JobState::Active("Pending".into()));
         Ok(name)
     }
 
     /// Blocks until `job` ended.
     fn wait(&self, job: &str, reporter: &Reporter) -> JobState {
-        let nap = Duration::from_secs_f64((self.config.poll_seconds / 4.0).min(0.05));
-        loop {
-            if let Some(state) = self.jobs.lock().expect("jobs lock").get(job).map(|j| j.state.clone()).filter(JobState::ended) {
-                return state;
-            }
-            self.poll_if_due(reporter);
-            std::thread::sleep(nap);
-        }
-    }
-
-    fn poll_if_due(&self, reporter: &Reporter) {
-        self.poll_clock.run_if_due(self.config.poll_seconds, || self.poll(reporter));
-    }
-
-    /// One list call for every Job of the run.
-    fn poll(&self, reporter: &Reporter) {
-        let any_active = self.jobs.lock().expect("jobs lock").values().any(|j| !j.state.ended());
-        if !any_active {
-            return;
-        }
-        let asked = Instant::now();
-        let listed = match self.list() {
-            Ok(listed) => {
-                if self.unreachable_since.lock().expect("lock").take().is_some() {
-                    reporter.line("kubernetes: the API server answers again");
-                }
-                listed
-            }
-            Err(e) => return self.unreachable(&e, reporter),
-        };
-        let mut jobs = self.jobs.lock().expect("jobs lock");
-        for (name, info) in jobs.iter_mut().filter(|(_, j)| !j.state.ended()) {
-            let next = match listed.get(name) {
-                Some(job) => job_state(job),
-                // Created after the list was answered: not known yet, not gone.
-                None if info.submitted >= asked => continue,
-                None => JobState::Gone,
-            };
-            if info.state != next {
-                if let JobState::Active(state) = &next {
-                    reporter.line(&format!("{}: kubernetes job {name} {state}", info.instance));
-                }
-                info.state = next;
-            }
-        }
-    }
-
-    /// The API server did not answer: keep waiting up to [`UNREACHABLE_LIMIT`], then fail the
-    /// run's waiting tasks.
-    fn unreachable(&self, error: &str, reporter: &Reporter) {
-        let mut since = self.unreachable_since.lock().expect("lock");
-        let first = match *since {
-            Some(first) => first,
-            None => {
-                reporter.line(&format!(
-                    "kubernetes: the API server does not answer ({error}); trying again for {} s",
-                    UNREACHABLE_LIMIT.as_secs()
-                ));
-                *since.insert(Instant::now())
-            }
-        };
-        if first.elapsed() < UNREACHABLE_LIMIT {
-            return;
-        }
-        let reason = format!("API server unreachable for {} s", UNREACHABLE_LIMIT.as_secs());
-        for info in self.jobs.lock().expect("jobs lock").values_mut().filter(|j| !j.state.ended()) {
-            info.state = JobState::Failed { reason: reason.clone(), message: error.to_owned() };
-        }
-    }
-
-    fn logs_hint(&self, job: &str) -> String {
-        format!("read its log with `kubectl logs job/{job} -n {}`", self.namespace)
+        self.board.wait(self, job, reporter)
     }
 
     /// Writes the task's spec to the remote, submits its Job and remembers it for `status`.
@@ -286,14 +196,13 @@ impl Kubernetes {
         put_spec(ctx, task, "kubernetes")?;
         let instance = &ctx.plan.instances[task.index];
         let job = self.submit(&instance.stage, &instance.name, task.key, indexes)?;
-        let record = JobRecord {
-            executor: "kubernetes".into(),
+        let record = JobRecord::Kubernetes {
             instance: instance.name.clone(),
             job: job.clone(),
             namespace: self.namespace.clone(),
             run_id: self.run_id.clone(),
         };
-        let _ = save_record(ctx.store, task.key, &record);
+        let _ = record.save(ctx.store, task.key);
         Ok(job)
     }
 
@@ -387,8 +296,33 @@ impl Executor for Kubernetes {
         false
     }
 
-    /// Deletes every Job of the run (their pods are stopped in the background).
     fn cancel_all(&self) {
+        self.cancel_run();
+    }
+}
+
+impl Scheduler for Kubernetes {
+    type Status = JobState;
+    const BACKEND: &'static str = "kubernetes";
+    const SERVER: &'static str = "the API server";
+
+    /// One list call for every Job of the run.
+    fn query(&self, waiting: &[WaitingJob]) -> Result<Vec<(String, JobState)>, String> {
+        let asked = Instant::now();
+        let listed = self.list()?;
+        Ok(waiting
+            .iter()
+            .filter_map(|job| match listed.get(&job.id) {
+                Some(found) => Some((job.id.clone(), job_state(found))),
+                // Created after the list was answered: not known yet, not gone.
+                None if job.submitted >= asked => None,
+                None => Some((job.id.clone(), JobState::Gone)),
+            })
+            .collect())
+    }
+
+    /// Deletes every Job of the run (their pods are stopped in the background).
+    fn cancel_run(&self) {
         let api = self.api();
         if let Err(e) = self.runtime.block_on(api.delete_collection(&DeleteParams::background(), &self.selector())) {
             eprintln!(
@@ -397,6 +331,10 @@ impl Executor for Kubernetes {
                 self.namespace
             );
         }
+    }
+
+    fn logs_hint(&self, job: &str) -> String {
+        format!("read its log with `kubectl logs job/{job} -n {}`", self.namespace)
     }
 }
 
@@ -410,39 +348,23 @@ fn worker_config_arg(config_file: &Path, cwd: &Path) -> String {
     canonical.strip_prefix(cwd).unwrap_or(&canonical).display().to_string()
 }
 
-fn record_path(store: &Store, key: &Key) -> std::path::PathBuf {
-    store.root().join("jobs").join(format!("{}.json", key.as_str()))
-}
-
-fn save_record(store: &Store, key: &Key, record: &JobRecord) -> std::io::Result<()> {
-    let path = record_path(store, key);
-    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
-    crate::store::write_atomically(&path, &serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?)
-}
-
 /// For `pipeline status`: the last Job submitted for `key` and what the API server says of it
 /// now, e.g. `kubernetes job NAME in namespace NS: Running`. `None` when no Job was submitted
 /// for this key.
 pub fn job_note(store: &Store, key: &Key) -> Option<String> {
-    let record: JobRecord = serde_json::from_slice(&std::fs::read(record_path(store, key)).ok()?).ok()?;
-    if record.executor != "kubernetes" {
-        return None;
-    }
+    let JobRecord::Kubernetes { job, namespace, .. } = JobRecord::load(store, key)? else { return None };
     let state = match connect() {
         Err(e) => format!("state unknown ({e})"),
         Ok((client, runtime, _)) => {
-            let api: Api<Job> = Api::namespaced(client, &record.namespace);
-            match runtime.block_on(api.get_opt(&record.job)) {
+            let api: Api<Job> = Api::namespaced(client, &namespace);
+            match runtime.block_on(api.get_opt(&job)) {
                 Ok(Some(job)) => job_state(&job).to_string(),
                 Ok(None) => "no longer known to the API server (deleted, or removed a day after it finished)".into(),
                 Err(e) => format!("state unknown ({e})"),
             }
         }
     };
-    Some(format!(
-        "kubernetes job {} in namespace {}: {state}; log: kubectl logs job/{} -n {}",
-        record.job, record.namespace, record.job, record.namespace
-    ))
+    Some(format!("kubernetes job {job} in namespace {namespace}: {state}; log: kubectl logs job/{job} -n {namespace}"))
 }
 
 #[cfg(test)]
