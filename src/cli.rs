@@ -278,7 +278,7 @@ pub fn run(cli: Cli, argv: &[String], domain: &dyn Domain) -> Result<bool> {
         },
         Command::Predict { videos, model, json } => crate::predict::predict(&engine, domain, &videos, model.as_deref(), json),
         Command::Runs => {
-            print!("{}", crate::runs::list(&engine.store));
+            print!("{}", crate::runs::list(&engine.store, domain));
             Ok(true)
         }
         Command::Metrics(MetricsCommand::Diff { run_a, run_b, all, json }) => {

@@ -26,4 +26,13 @@ pub trait Domain {
     /// Compares the metrics files gathered under `old` and `new` (same relative paths): a table
     /// for people, or JSON with `json`. `all` also lists what did not change.
     fn metrics_diff(&self, old: &Path, new: &Path, all: bool, json: bool) -> Result<String, String>;
+
+    /// The file at the top of a stage's output that holds its metrics: `runs` counts them and
+    /// `metrics diff` gathers them.
+    fn metrics_file(&self) -> &'static str;
+
+    /// Whether `dir` holds a trained model `predict` can use, and the score it picks the best
+    /// one by (higher is better): `Ok(None)` when `dir` is no model, `Err` when it is one whose
+    /// description is damaged (never a made-up score).
+    fn model_score(&self, dir: &Path) -> Result<Option<f64>, String>;
 }

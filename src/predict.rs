@@ -4,19 +4,17 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::domain::Domain;
 use crate::runner::Engine;
 
-const MODEL_FILE: &str = "model.json";
-
-/// The model directory: a folder holding `model.json`, a stage or instance name, or (none
-/// given) the current model with the best validation accuracy.
-pub fn resolve_model(engine: &Engine, model: Option<&str>) -> Result<(String, PathBuf)> {
+/// The model directory: a folder holding a model, a stage or instance name, or (none given)
+/// the current model with the best score (validation accuracy, see [`Domain::model_score`]).
+pub fn resolve_model(engine: &Engine, domain: &dyn Domain, model: Option<&str>) -> Result<(String, PathBuf)> {
     if let Some(m) = model {
         let dir = Path::new(m);
-        if dir.join(MODEL_FILE).is_file() {
+        if dir.is_dir() && domain.model_score(dir).map_err(anyhow::Error::msg)?.is_some() {
             return Ok((m.to_owned(), dir.to_path_buf()));
         }
     }
@@ -26,23 +24,16 @@ pub fn resolve_model(engine: &Engine, model: Option<&str>) -> Result<(String, Pa
         if model.is_some_and(|m| !engine.plan.select(m).iter().any(|&i| engine.plan.instances[i].name == name)) {
             continue;
         }
-        let Some(dir) = dir.filter(|d| d.join(MODEL_FILE).is_file()) else { continue };
-        let card_path = dir.join(MODEL_FILE);
-        let card: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&card_path).with_context(|| format!("{}: cannot read", card_path.display()))?)
-                .with_context(|| format!("{}: not valid JSON", card_path.display()))?;
-        // The choice among models rests on it: a card without it is damaged, not "accuracy 0".
-        let accuracy = card
-            .get("best_val_accuracy")
-            .and_then(|v| v.as_f64())
-            .with_context(|| format!("{}: no `best_val_accuracy` number (not a model card written by `train`?)", card_path.display()))?;
-        candidates.push((name, dir, accuracy));
+        let Some(dir) = dir else { continue };
+        if let Some(score) = domain.model_score(&dir).map_err(anyhow::Error::msg)? {
+            candidates.push((name, dir, score));
+        }
     }
     candidates.sort_by(|a, b| b.2.total_cmp(&a.2));
     match (model, candidates.first()) {
         (_, Some((name, dir, _))) => Ok((name.clone(), dir.clone())),
         (Some(m), None) => {
-            bail!("`{m}` is neither a folder with {MODEL_FILE} nor a trained, up-to-date stage (run `pipeline run {m}` first)")
+            bail!("`{m}` is neither a model folder nor a trained, up-to-date stage (run `pipeline run {m}` first)")
         }
         (None, None) => bail!("no trained model is up to date: run `pipeline run` first, or pass --model"),
     }
@@ -53,7 +44,7 @@ pub fn predict(engine: &Engine, domain: &dyn Domain, videos: &[PathBuf], model: 
     if videos.is_empty() {
         bail!("give at least one video");
     }
-    let (name, dir) = resolve_model(engine, model)?;
+    let (name, dir) = resolve_model(engine, domain, model)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let results = domain.predict(&dir, videos, threads).map_err(anyhow::Error::msg)?;
     let ok = results.iter().all(Result::is_ok);

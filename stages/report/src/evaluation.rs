@@ -54,7 +54,7 @@ pub fn write_evaluation(
     metrics.model = model_name.to_owned();
 
     crate::predictions::write_predictions(&out_dir.join("predictions.parquet"), predictions, class_names.len())?;
-    write_json(&out_dir.join("metrics.json"), &metrics)?;
+    write_json(&out_dir.join(crate::diff::METRICS_FILE), &metrics)?;
     write_per_class(&out_dir.join("per_class.csv"), &metrics)?;
     write_confusion(&out_dir.join("confusion.csv"), class_names, &metrics.confusion, |v| v.to_string())?;
     write_confusion(&out_dir.join("confusion_normalized.csv"), class_names, &metrics.confusion_normalized, |v| format!("{v:.6}"))?;

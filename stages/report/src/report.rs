@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stage_api::{typed_params, ParamError, Params, Stage, StageContext, StageError, StageInput, StageOutcome};
 
+use crate::diff::METRICS_FILE;
 use crate::html::{render_html, render_markdown};
 use crate::io::{file_error, read_json, write_csv, write_json, Table};
 use crate::metrics::{mean_std, Metrics};
@@ -201,7 +202,7 @@ impl Report {
 
 /// Gathers the inputs, draws and copies the plots, and writes every output file.
 fn build_report(ctx: &StageContext<'_>, params: &ReportParams) -> Result<Report, StageError> {
-    let evaluates = every_input_like(ctx, "evaluate", "metrics.json");
+    let evaluates = every_input_like(ctx, "evaluate", METRICS_FILE);
     if evaluates.is_empty() {
         return Err(StageError::msg("the report needs at least one `evaluate` stage in `needs:`"));
     }
@@ -214,7 +215,7 @@ fn build_report(ctx: &StageContext<'_>, params: &ReportParams) -> Result<Report,
     let mut models = Vec::new();
     let mut notes = Vec::new();
     for eval in &evaluates {
-        let metrics: Metrics = read_json(&eval.dir.join("metrics.json"))?;
+        let metrics: Metrics = read_json(&eval.dir.join(METRICS_FILE))?;
         let train = match_train(eval, &metrics, &trains)?;
         if train.is_none() && !trains.is_empty() {
             let note = format!("{}: no matching train instance; its training columns are empty", eval.instance);
