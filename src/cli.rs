@@ -403,6 +403,12 @@ fn exec_task(
             Ok(true)
         }
         Err(message) => {
+            if scratch.is_some() {
+                // scancel and requeue signal every process of the job at once: the stage's
+                // command may die of it before the handler above has run. Give the handler a
+                // moment, so an interrupted task leaves as one (exit 143), not as a failure.
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
             eprintln!("{message}");
             Ok(false)
         }

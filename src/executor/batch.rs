@@ -1,5 +1,7 @@
 //! What the batch executors ([`super::slurm`], [`super::kubernetes`]) share, so that each says
-//! only how its scheduler is talked to ([`Scheduler`]: query, cancel, where the logs are):
+//! only how its scheduler is talked to ([`BatchBackend`]: submit and collect a task or the
+//! shards of one, query, cancel, where the logs are); every backend is an [`Executor`] through
+//! that trait:
 //!
 //! - [`JobBoard`]: the run's submitted jobs and what is known of them. Every task thread
 //!   blocks in [`JobBoard::wait`]; whichever finds the poll interval over asks the scheduler
@@ -17,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::PollClock;
+use stage_api::Shard;
+
+use super::{Context, Done, Executor, PollClock, Task};
 use crate::fingerprint::Key;
 use crate::progress::Reporter;
 use crate::store::Store;
@@ -34,19 +38,26 @@ pub trait JobStatus: Clone + PartialEq + std::fmt::Display + Send {
     fn unreachable(error: &str) -> Self;
 }
 
-/// A job the run still waits for, as handed to [`Scheduler::query`].
+/// A job the run still waits for, as handed to [`BatchBackend::query`].
 pub struct WaitingJob {
     pub id: String,
     pub submitted: Instant,
 }
 
 /// How a batch backend talks to its scheduler.
-pub trait Scheduler: Send + Sync {
+pub trait BatchBackend: Send + Sync {
     type Status: JobStatus;
-    /// `slurm`, `kubernetes`: in lines and job records.
+    /// `slurm`, `kubernetes`: the executor's name, in lines and job records.
     const BACKEND: &'static str;
     /// Who answers queries, for messages: `the controller`, `the API server`.
     const SERVER: &'static str;
+
+    /// Submits the task, waits for its job (through a [`JobBoard`]) and pulls its result into
+    /// the local store.
+    fn run_task(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String>;
+    /// The same for `shards` of the task's instance, submitted together (a job array, an
+    /// Indexed Job); one result per shard. The outer `Err` when nothing could be submitted.
+    fn run_shard_tasks(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Result<Vec<Result<Done, String>>, String>;
 
     /// The current state of `waiting` jobs, in one round of queries. A job left out of the
     /// answer keeps its state (e.g. submitted after the scheduler took its snapshot).
@@ -84,7 +95,7 @@ impl<S: JobStatus> JobBoard<S> {
     }
 
     /// Blocks until job `id` ended; returns how.
-    pub fn wait<B: Scheduler<Status = S>>(&self, scheduler: &B, id: &str, reporter: &Reporter) -> S {
+    pub fn wait<B: BatchBackend<Status = S>>(&self, scheduler: &B, id: &str, reporter: &Reporter) -> S {
         let nap = Duration::from_secs_f64((self.poll_seconds / 4.0).min(0.05));
         loop {
             if let Some(state) = self.jobs.lock().expect("jobs lock").get(id).map(|j| j.state.clone()).filter(S::ended) {
@@ -96,7 +107,7 @@ impl<S: JobStatus> JobBoard<S> {
     }
 
     /// One round of queries for every waiting job of the run.
-    fn poll<B: Scheduler<Status = S>>(&self, scheduler: &B, reporter: &Reporter) {
+    fn poll<B: BatchBackend<Status = S>>(&self, scheduler: &B, reporter: &Reporter) {
         let waiting: Vec<WaitingJob> = self
             .jobs
             .lock()
@@ -129,7 +140,7 @@ impl<S: JobStatus> JobBoard<S> {
 
     /// The scheduler did not answer: keep waiting up to [`UNREACHABLE_LIMIT`], then fail the
     /// run's waiting jobs.
-    fn unreachable<B: Scheduler<Status = S>>(&self, error: &str, reporter: &Reporter) {
+    fn unreachable<B: BatchBackend<Status = S>>(&self, error: &str, reporter: &Reporter) {
         let mut since = self.unreachable_since.lock().expect("lock");
         let first = match *since {
             Some(first) => first,
@@ -145,6 +156,33 @@ impl<S: JobStatus> JobBoard<S> {
         for job in self.jobs.lock().expect("jobs lock").values_mut().filter(|j| !j.state.ended()) {
             job.state = S::unreachable(error);
         }
+    }
+}
+
+/// A batch backend computes elsewhere and hands results over through the remote.
+impl<B: BatchBackend> Executor for B {
+    fn name(&self) -> &'static str {
+        B::BACKEND
+    }
+
+    fn run(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String> {
+        self.run_task(ctx, task)
+    }
+
+    fn run_shards(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Vec<Result<Done, String>> {
+        self.run_shard_tasks(ctx, task, shards).unwrap_or_else(|e| shards.iter().map(|_| Err(e.clone())).collect())
+    }
+
+    fn results_in_remote(&self) -> bool {
+        true
+    }
+
+    fn uses_local_cpus(&self) -> bool {
+        false
+    }
+
+    fn cancel_all(&self) {
+        self.cancel_run();
     }
 }
 
@@ -225,11 +263,17 @@ mod tests {
         down: bool,
     }
 
-    impl Scheduler for Fake {
+    impl BatchBackend for Fake {
         type Status = State;
         const BACKEND: &'static str = "fake";
         const SERVER: &'static str = "the fake";
 
+        fn run_task(&self, _: &Context<'_>, _: &Task<'_>) -> Result<Done, String> {
+            unreachable!("the board's tests only poll")
+        }
+        fn run_shard_tasks(&self, _: &Context<'_>, _: &Task<'_>, _: &[Shard]) -> Result<Vec<Result<Done, String>>, String> {
+            unreachable!("the board's tests only poll")
+        }
         fn query(&self, waiting: &[WaitingJob]) -> Result<Vec<(String, State)>, String> {
             if self.down {
                 return Err("connection refused".into());

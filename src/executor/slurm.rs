@@ -24,8 +24,8 @@ use std::process::Command;
 
 use stage_api::Shard;
 
-use super::batch::{JobBoard, JobRecord, JobStatus, Scheduler, WaitingJob, UNREACHABLE_LIMIT};
-use super::{part_name, pull_result, put_spec, Context, Done, Executor, Part, Task};
+use super::batch::{BatchBackend, JobBoard, JobRecord, JobStatus, WaitingJob, UNREACHABLE_LIMIT};
+use super::{part_name, pull_result, put_spec, Context, Done, Part, Task};
 use crate::config::{ExecutorConfig, Resources};
 use crate::fingerprint::Key;
 use crate::progress::Reporter;
@@ -246,12 +246,12 @@ impl Slurm {
     }
 }
 
-impl Executor for Slurm {
-    fn name(&self) -> &'static str {
-        "slurm"
-    }
+impl BatchBackend for Slurm {
+    type Status = JobState;
+    const BACKEND: &'static str = "slurm";
+    const SERVER: &'static str = "the controller";
 
-    fn run(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String> {
+    fn run_task(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String> {
         let remote = put_spec(ctx, task, "slurm")?;
         let instance = &ctx.plan.instances[task.index];
         let name = instance.name.as_str();
@@ -267,27 +267,9 @@ impl Executor for Slurm {
         self.collect(ctx, remote, &job, &state, &exit_code, task.key, name, task.force)
     }
 
-    fn run_shards(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Vec<Result<Done, String>> {
-        self.run_array(ctx, task, shards).unwrap_or_else(|e| shards.iter().map(|_| Err(e.clone())).collect())
+    fn run_shard_tasks(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Result<Vec<Result<Done, String>>, String> {
+        self.run_array(ctx, task, shards)
     }
-
-    fn results_in_remote(&self) -> bool {
-        true
-    }
-
-    fn uses_local_cpus(&self) -> bool {
-        false
-    }
-
-    fn cancel_all(&self) {
-        self.cancel_run();
-    }
-}
-
-impl Scheduler for Slurm {
-    type Status = JobState;
-    const BACKEND: &'static str = "slurm";
-    const SERVER: &'static str = "the controller";
 
     /// One `squeue` for every job of the run; `scontrol` for those that left the queue.
     fn query(&self, waiting: &[WaitingJob]) -> Result<Vec<(String, JobState)>, String> {

@@ -34,8 +34,8 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use self::spec::{job_name, job_state, label_value, JobSpec, JobState, RUN_LABEL};
 use stage_api::Shard;
 
-use super::batch::{JobBoard, JobRecord, JobStatus, Scheduler, WaitingJob, UNREACHABLE_LIMIT};
-use super::{part_name, pull_result, put_spec, Context, Done, Executor, Part, Task};
+use super::batch::{BatchBackend, JobBoard, JobRecord, JobStatus, WaitingJob, UNREACHABLE_LIMIT};
+use super::{part_name, pull_result, put_spec, Context, Done, Part, Task};
 use crate::config::{ExecutorConfig, Plan};
 use crate::fingerprint::Key;
 use crate::progress::Reporter;
@@ -247,12 +247,12 @@ impl Kubernetes {
     }
 }
 
-impl Executor for Kubernetes {
-    fn name(&self) -> &'static str {
-        "kubernetes"
-    }
+impl BatchBackend for Kubernetes {
+    type Status = JobState;
+    const BACKEND: &'static str = "kubernetes";
+    const SERVER: &'static str = "the API server";
 
-    fn run(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String> {
+    fn run_task(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String> {
         let remote = ctx.remote.ok_or("the kubernetes executor needs a remote (`remote:` or --remote)")?;
         let instance = &ctx.plan.instances[task.index];
         let name = instance.name.as_str();
@@ -284,27 +284,9 @@ impl Executor for Kubernetes {
         self.collect(ctx, task.key, name, task.force, place, &job)
     }
 
-    fn run_shards(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Vec<Result<Done, String>> {
-        self.run_indexed(ctx, task, shards).unwrap_or_else(|e| shards.iter().map(|_| Err(e.clone())).collect())
+    fn run_shard_tasks(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Result<Vec<Result<Done, String>>, String> {
+        self.run_indexed(ctx, task, shards)
     }
-
-    fn results_in_remote(&self) -> bool {
-        true
-    }
-
-    fn uses_local_cpus(&self) -> bool {
-        false
-    }
-
-    fn cancel_all(&self) {
-        self.cancel_run();
-    }
-}
-
-impl Scheduler for Kubernetes {
-    type Status = JobState;
-    const BACKEND: &'static str = "kubernetes";
-    const SERVER: &'static str = "the API server";
 
     /// One list call for every Job of the run.
     fn query(&self, waiting: &[WaitingJob]) -> Result<Vec<(String, JobState)>, String> {
