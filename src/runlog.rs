@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::dirty::DirtyReason;
+use crate::executor::RunError;
 use crate::fingerprint::Key;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,6 +37,10 @@ pub struct StageRecord {
     pub why: Vec<DirtyReason>,
     pub seconds: f64,
     pub summary: String,
+    /// For a `failed` instance whose executor ran it: why it has no result, as data
+    /// (`{"kind": "no_result", "message": ...}`, see [`RunError`]); `summary` holds the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<RunError>,
 }
 
 fn now_ms() -> u128 {
@@ -144,6 +149,7 @@ impl StageRecord {
             why: reasons.to_vec(),
             seconds,
             summary: summary.to_owned(),
+            failure: None,
         }
     }
 
@@ -165,6 +171,11 @@ impl StageRecord {
 
     pub fn failed(instance: &str, key: Option<&Key>, reasons: &[DirtyReason], seconds: f64, error: &str) -> Self {
         Self::new(instance, "failed", key, reasons, seconds, error)
+    }
+
+    /// The record with the executor's failure attached.
+    pub fn with_failure(self, failure: RunError) -> Self {
+        Self { failure: Some(failure), ..self }
     }
 
     pub fn not_run(instance: &str, why: &str) -> Self {

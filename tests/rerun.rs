@@ -206,3 +206,20 @@ fn failing_stage_publishes_nothing_and_keep_going_runs_independent_branches() {
         walkdir::WalkDir::new(ws.store().join("objects")).into_iter().filter_map(Result::ok).filter(|e| e.file_name() == "x").collect();
     assert!(objects.is_empty());
 }
+
+/// A failed instance's run record says why as data: the stage's own failure here, with the
+/// message the run printed.
+#[test]
+fn a_failed_stage_is_recorded_with_the_kind_of_failure() {
+    let ws = Workspace::new("stages:\n  broken:\n    run: \"echo no input >&2; exit 3\"\n");
+    let out = ws.pipeline(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let runs: Vec<_> = std::fs::read_dir(ws.store().join("runs")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&runs[0]).unwrap()).unwrap();
+    let stage = &record["stages"][0];
+    assert_eq!(stage["state"], "failed", "{record}");
+    assert_eq!(stage["failure"]["kind"], "stage", "{record}");
+    let message = stage["failure"]["message"].as_str().unwrap();
+    assert!(message.contains("exit") && stage["summary"] == message, "{record}");
+}

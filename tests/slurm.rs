@@ -324,6 +324,12 @@ fn a_job_cancelled_from_outside_fails_its_task_and_a_rerun_finishes() {
     assert_eq!(published, ["first"]);
     assert_eq!(std::fs::read_dir(remote.path().join("manifests")).unwrap().count(), 1);
 
+    // The run record says why, as data: the job ended without a result.
+    let runs: Vec<_> = std::fs::read_dir(ws.store().join("runs")).unwrap().map(|e| e.unwrap().path()).collect();
+    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&runs[0]).unwrap()).unwrap();
+    let slow = record["stages"].as_array().unwrap().iter().find(|s| s["instance"] == "slow").unwrap();
+    assert_eq!(slow["failure"]["kind"], "no_result", "{record}");
+
     // `status` says where the failed task ran.
     let status = ws.pipeline(&["status"]);
     assert!(status.stdout.contains(&format!("slurm job {job}: CANCELLED")), "{}", status.stdout);

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use stage_api::Shard;
 
-use super::{Context, Done, Executor, PollClock, Task};
+use super::{Context, Done, Executor, PollClock, RunError, Task};
 use crate::fingerprint::Key;
 use crate::progress::Reporter;
 use crate::store::Store;
@@ -54,10 +54,10 @@ pub trait BatchBackend: Send + Sync {
 
     /// Submits the task, waits for its job (through a [`JobBoard`]) and pulls its result into
     /// the local store.
-    fn run_task(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String>;
+    fn run_task(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, RunError>;
     /// The same for `shards` of the task's instance, submitted together (a job array, an
     /// Indexed Job); one result per shard. The outer `Err` when nothing could be submitted.
-    fn run_shard_tasks(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Result<Vec<Result<Done, String>>, String>;
+    fn run_shard_tasks(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Result<Vec<Result<Done, RunError>>, RunError>;
 
     /// The current state of `waiting` jobs, in one round of queries. A job left out of the
     /// answer keeps its state (e.g. submitted after the scheduler took its snapshot).
@@ -165,11 +165,11 @@ impl<B: BatchBackend> Executor for B {
         B::BACKEND
     }
 
-    fn run(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String> {
+    fn run(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, RunError> {
         self.run_task(ctx, task)
     }
 
-    fn run_shards(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Vec<Result<Done, String>> {
+    fn run_shards(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Vec<Result<Done, RunError>> {
         self.run_shard_tasks(ctx, task, shards).unwrap_or_else(|e| shards.iter().map(|_| Err(e.clone())).collect())
     }
 
@@ -268,10 +268,10 @@ mod tests {
         const BACKEND: &'static str = "fake";
         const SERVER: &'static str = "the fake";
 
-        fn run_task(&self, _: &Context<'_>, _: &Task<'_>) -> Result<Done, String> {
+        fn run_task(&self, _: &Context<'_>, _: &Task<'_>) -> Result<Done, RunError> {
             unreachable!("the board's tests only poll")
         }
-        fn run_shard_tasks(&self, _: &Context<'_>, _: &Task<'_>, _: &[Shard]) -> Result<Vec<Result<Done, String>>, String> {
+        fn run_shard_tasks(&self, _: &Context<'_>, _: &Task<'_>, _: &[Shard]) -> Result<Vec<Result<Done, RunError>>, RunError> {
             unreachable!("the board's tests only poll")
         }
         fn query(&self, waiting: &[WaitingJob]) -> Result<Vec<(String, State)>, String> {

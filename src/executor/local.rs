@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use stage_api::StageInput;
 
-use super::{part_name, Context, Done, Executor, Part, Task};
+use super::{part_name, Context, Done, Executor, Part, RunError, Task};
 use crate::artifact_paths::StorePaths;
 use crate::config::Action;
 use crate::execute::{execute, Job, JobPart};
@@ -18,7 +18,7 @@ impl Executor for Local {
         "local"
     }
 
-    fn run(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String> {
+    fn run(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, RunError> {
         let instance = &ctx.plan.instances[task.index];
         let name = part_name(&instance.name, task.part);
         let name = name.as_str();
@@ -33,8 +33,9 @@ impl Executor for Local {
             .iter()
             .map(|(n, m)| {
                 let up = &ctx.plan.instances[*n];
-                let key = key_of(m)
-                    .ok_or_else(|| format!("the manifest of `{}` holds no valid key (`{}`): run `pipeline verify`", up.name, m.key))?;
+                let key = key_of(m).ok_or_else(|| {
+                    RunError::setup(format!("the manifest of `{}` holds no valid key (`{}`): run `pipeline verify`", up.name, m.key))
+                })?;
                 Ok(StageInput {
                     need: up.stage.clone(),
                     instance: up.name.clone(),
@@ -47,12 +48,11 @@ impl Executor for Local {
                     dir: ctx.store.output_dir(&key),
                 })
             })
-            .collect::<Result<_, String>>()?;
-        let work_dir = ctx.store.new_tmp(task.key).map_err(|e| format!("cannot create a work directory: {e}"))?;
-        let resume_dir = ctx
-            .resume
-            .prepare(task.key)
-            .map_err(|e| format!("cannot create the resumable-state folder {}: {e}", ctx.resume.dir(task.key).display()))?;
+            .collect::<Result<_, RunError>>()?;
+        let work_dir = ctx.store.new_tmp(task.key).map_err(|e| RunError::setup(format!("cannot create a work directory: {e}")))?;
+        let resume_dir = ctx.resume.prepare(task.key).map_err(|e| {
+            RunError::setup(format!("cannot create the resumable-state folder {}: {e}", ctx.resume.dir(task.key).display()))
+        })?;
         match task.part {
             Part::Merge { count } => ctx.reporter.line(&format!("{name}: merging the {count} shards")),
             _ => ctx.reporter.line(&format!("{name}: running")),
@@ -79,7 +79,7 @@ impl Executor for Local {
                 let manifest = ctx.store.publish(task.key, name, &work_dir, &summary, seconds, task.force).map_err(|e| {
                     // Not published (a full disk, say): the work directory would only hold space.
                     let _ = std::fs::remove_dir_all(&work_dir);
-                    format!("cannot publish the output: {e}")
+                    RunError::publish(format!("cannot publish the output: {e}"))
                 })?;
                 // Published: what an interrupted attempt kept is of no use any more.
                 let _ = ctx.resume.discard(task.key);
@@ -88,7 +88,7 @@ impl Executor for Local {
             Err(message) => {
                 let _ = std::fs::remove_dir_all(&work_dir);
                 ctx.resume.drop_if_empty(task.key);
-                Err(message)
+                Err(RunError::stage(message))
             }
         }
     }

@@ -20,6 +20,7 @@
 //! where the logs are.
 
 pub mod batch;
+pub mod error;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod local;
@@ -34,6 +35,8 @@ use crate::progress::Reporter;
 use crate::remote::Remote;
 use crate::resume::ResumeStates;
 use crate::store::{Manifest, Store};
+
+pub use error::RunError;
 
 /// Choosing the kubernetes executor in a binary built without it.
 pub const NO_KUBERNETES: &str = "this binary was built without the `kubernetes` feature (cargo build --features kubernetes)";
@@ -123,10 +126,10 @@ pub struct Done {
 
 /// What a batch backend does before submitting `task`: writes its spec to the remote under
 /// `task.key`, where the job's `exec-task` reads it. Returns the remote.
-pub fn put_spec<'a>(ctx: &Context<'a>, task: &Task<'_>, backend: &str) -> Result<&'a Remote, String> {
-    let remote = ctx.remote.ok_or_else(|| format!("the {backend} executor needs a remote (`remote:` or --remote)"))?;
-    let spec = serde_json::to_vec_pretty(&task::TaskSpec::new(ctx.plan, task)).map_err(|e| e.to_string())?;
-    remote.put_task(task.key, spec).map_err(|e| format!("cannot write the task spec to the remote: {e}"))?;
+pub fn put_spec<'a>(ctx: &Context<'a>, task: &Task<'_>, backend: &str) -> Result<&'a Remote, RunError> {
+    let remote = ctx.remote.ok_or_else(|| RunError::submit(format!("the {backend} executor needs a remote (`remote:` or --remote)")))?;
+    let spec = serde_json::to_vec_pretty(&task::TaskSpec::new(ctx.plan, task)).map_err(|e| RunError::submit(e.to_string()))?;
+    remote.put_task(task.key, spec).map_err(|e| RunError::submit(format!("cannot write the task spec to the remote: {e}")))?;
     Ok(remote)
 }
 
@@ -146,12 +149,12 @@ pub trait Executor: Send + Sync {
 
     /// Computes `task` and publishes its result in the local store; blocks until then.
     /// `Err` is the message shown to the user (it says where the task ran and where its log is).
-    fn run(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String>;
+    fn run(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, RunError>;
 
     /// Computes `shards` of the instance of `task` (a [`Part::Whole`] task), each published in
     /// the local store under its shard key; one result per shard, in order. By default one
     /// after another through [`Executor::run`]; a batch backend submits them as one job array.
-    fn run_shards(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Vec<Result<Done, String>> {
+    fn run_shards(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Vec<Result<Done, RunError>> {
         shards
             .iter()
             .map(|&shard| {

@@ -25,7 +25,7 @@ use std::process::Command;
 use stage_api::Shard;
 
 use super::batch::{BatchBackend, JobBoard, JobRecord, JobStatus, WaitingJob, UNREACHABLE_LIMIT};
-use super::{part_name, pull_result, put_spec, Context, Done, Part, Task};
+use super::{part_name, pull_result, put_spec, Context, Done, Part, RunError, Task};
 use crate::config::{ExecutorConfig, Resources};
 use crate::fingerprint::Key;
 use crate::progress::Reporter;
@@ -144,20 +144,20 @@ impl Slurm {
     }
 
     /// Submits the job (or job array) and returns its id.
-    fn sbatch(&self, args: Vec<String>) -> Result<String, String> {
+    fn sbatch(&self, args: Vec<String>) -> Result<String, RunError> {
         let output = Command::new("sbatch")
             .args(args)
             .env(crate::resume::RESUME_DIR_VAR, &self.resume_root)
             .output()
-            .map_err(|e| format!("cannot run `sbatch` (is Slurm installed and on PATH?): {e}"))?;
+            .map_err(|e| RunError::submit(format!("cannot run `sbatch` (is Slurm installed and on PATH?): {e}")))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         if !output.status.success() {
-            return Err(format!("sbatch refused the job: {}", String::from_utf8_lossy(&output.stderr).trim()));
+            return Err(RunError::submit(format!("sbatch refused the job: {}", String::from_utf8_lossy(&output.stderr).trim())));
         }
         // `--parsable` prints `ID` or `ID;CLUSTER`.
         let id = stdout.trim().split(';').next().unwrap_or("").to_owned();
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("sbatch printed no job id (stdout {:?})", stdout.trim()));
+            return Err(RunError::submit(format!("sbatch printed no job id (stdout {:?})", stdout.trim())));
         }
         Ok(id)
     }
@@ -167,14 +167,14 @@ impl Slurm {
         self.board.follow(id, name, JobState::Queued("PENDING".into()));
     }
 
-    fn submit(&self, stage: &str, instance: &str, key: &Key, base_dir: &Path) -> Result<String, String> {
+    fn submit(&self, stage: &str, instance: &str, key: &Key, base_dir: &Path) -> Result<String, RunError> {
         let id = self.sbatch(self.sbatch_args(stage, key, base_dir, None))?;
         self.follow(&id, instance);
         Ok(id)
     }
 
     /// `shards` of the instance of `task` as one job array; one result per shard.
-    fn run_array(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Result<Vec<Result<Done, String>>, String> {
+    fn run_array(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Result<Vec<Result<Done, RunError>>, RunError> {
         let Some(first) = shards.first() else { return Ok(Vec::new()) };
         let remote = put_spec(ctx, task, "slurm")?;
         let instance = &ctx.plan.instances[task.index];
@@ -219,17 +219,17 @@ impl Slurm {
         key: &Key,
         name: &str,
         force: bool,
-    ) -> Result<Done, String> {
+    ) -> Result<Done, RunError> {
         let place = format!("slurm job {job} ({state})");
         if !remote.has(key) {
-            return Err(format!(
+            return Err(RunError::no_result(format!(
                 "slurm job {job} ended {state} (exit code {exit_code}) without publishing a result; {}{}",
                 self.logs_hint(job),
                 log_tail(&self.job_log(job))
-            ));
+            )));
         }
         let manifest = pull_result(ctx, remote, key, name, force)
-            .map_err(|e| format!("{place} published a result that cannot be pulled: {e}; {}", self.logs_hint(job)))?;
+            .map_err(|e| RunError::collect(format!("{place} published a result that cannot be pulled: {e}; {}", self.logs_hint(job))))?;
         Ok(Done { summary: manifest.summary.clone(), manifest, place })
     }
 
@@ -251,7 +251,7 @@ impl BatchBackend for Slurm {
     const BACKEND: &'static str = "slurm";
     const SERVER: &'static str = "the controller";
 
-    fn run_task(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String> {
+    fn run_task(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, RunError> {
         let remote = put_spec(ctx, task, "slurm")?;
         let instance = &ctx.plan.instances[task.index];
         let name = instance.name.as_str();
@@ -267,7 +267,7 @@ impl BatchBackend for Slurm {
         self.collect(ctx, remote, &job, &state, &exit_code, task.key, name, task.force)
     }
 
-    fn run_shard_tasks(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Result<Vec<Result<Done, String>>, String> {
+    fn run_shard_tasks(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Result<Vec<Result<Done, RunError>>, RunError> {
         self.run_array(ctx, task, shards)
     }
 

@@ -92,7 +92,10 @@ impl Engine {
                 self.reporter.line(&format!("{name}: done{place_text} in {seconds:.1} s{summary_text}"));
                 Ok((manifest, StageRecord::ran(name, &key, &reasons, seconds, &summary)))
             }
-            Err(message) => Err(fail(message, Some(&key), &reasons, seconds)),
+            Err(error) => {
+                let message = error.to_string();
+                Err((message.clone(), StageRecord::failed(name, Some(&key), &reasons, seconds, &message).with_failure(error)))
+            }
         }
     }
 
@@ -101,7 +104,7 @@ impl Engine {
     /// not computed again. The executor computes the others (a Slurm job array), then this
     /// process merges them and publishes the instance; with a batch executor it also pushes the
     /// merged result, which the next stages' jobs pull.
-    pub(super) fn run_sharded(&self, ctx: &Context<'_>, task: &Task<'_>, count: usize) -> Result<Done, String> {
+    pub(super) fn run_sharded(&self, ctx: &Context<'_>, task: &Task<'_>, count: usize) -> Result<Done, RunError> {
         let name = self.plan.instances[task.index].name.as_str();
         let mut missing = Vec::new();
         for index in 0..count {
@@ -130,18 +133,15 @@ impl Engine {
             }
         }
         if !failures.is_empty() {
-            let kept = count - failures.len();
-            return Err(format!(
-                "{} of {count} shards failed ({kept} finished and are kept for the rerun):\n  {}",
-                failures.len(),
-                failures.join("\n  ")
-            ));
+            return Err(RunError::Shards { count, shards: failures });
         }
         let merge = Task { part: Part::Merge { count }, ..*task };
-        let mut done = Local.run(ctx, &merge).map_err(|e| format!("merging the {count} shards failed: {e}"))?;
+        let mut done = Local.run(ctx, &merge).map_err(|e| e.context(&format!("merging the {count} shards failed")))?;
         if self.executor.results_in_remote() {
-            let remote = ctx.remote.ok_or("a batch executor needs a remote")?;
-            remote.push(&self.store, task.key).map_err(|e| format!("merged the {count} shards, but pushing the result failed: {e}"))?;
+            let remote = ctx.remote.ok_or_else(|| RunError::submit("a batch executor needs a remote"))?;
+            remote
+                .push(&self.store, task.key)
+                .map_err(|e| RunError::publish(format!("merged the {count} shards, but pushing the result failed: {e}")))?;
         }
         places.remove("");
         let places: Vec<String> = places.into_iter().collect();

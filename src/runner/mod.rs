@@ -35,7 +35,7 @@ use crate::cpu_budget::CpuBudget;
 use crate::dirty::{explain, DirtyReason};
 use stage_api::Shard;
 
-use crate::executor::{local::Local, part_name, Context, Done, Executor, Part, Task};
+use crate::executor::{local::Local, part_name, Context, Done, Executor, Part, RunError, Task};
 use crate::filehash::HashMemo;
 use crate::fingerprint::{compute, Fingerprint, Key, UpstreamInput};
 use crate::lock::KeyLock;

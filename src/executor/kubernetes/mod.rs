@@ -35,7 +35,7 @@ use self::spec::{job_name, job_state, label_value, JobSpec, JobState, RUN_LABEL}
 use stage_api::Shard;
 
 use super::batch::{BatchBackend, JobBoard, JobRecord, JobStatus, WaitingJob, UNREACHABLE_LIMIT};
-use super::{part_name, pull_result, put_spec, Context, Done, Part, Task};
+use super::{part_name, pull_result, put_spec, Context, Done, Part, RunError, Task};
 use crate::config::{ExecutorConfig, Plan};
 use crate::fingerprint::Key;
 use crate::progress::Reporter;
@@ -163,7 +163,7 @@ impl Kubernetes {
         env
     }
 
-    fn submit(&self, stage: &str, instance: &str, key: &Key, indexes: Option<usize>) -> Result<String, String> {
+    fn submit(&self, stage: &str, instance: &str, key: &Key, indexes: Option<usize>) -> Result<String, RunError> {
         let resources = self.config.resources_for(stage);
         let job = JobSpec {
             run_id: &self.run_id,
@@ -176,12 +176,13 @@ impl Kubernetes {
             resources: &resources,
             indexes,
         }
-        .job()?;
+        .job()
+        .map_err(RunError::submit)?;
         let name = job_name(&self.run_id, key);
         let api = self.api();
         self.runtime
             .block_on(api.create(&PostParams::default(), &job))
-            .map_err(|e| format!("the Kubernetes API server refused Job {name} in namespace {}: {e}", self.namespace))?;
+            .map_err(|e| RunError::submit(format!("the Kubernetes API server refused Job {name} in namespace {}: {e}", self.namespace)))?;
         self.board.follow(&name, instance, JobState::Active("Pending".into()));
         Ok(name)
     }
@@ -192,7 +193,7 @@ impl Kubernetes {
     }
 
     /// Writes the task's spec to the remote, submits its Job and remembers it for `status`.
-    fn start(&self, ctx: &Context<'_>, task: &Task<'_>, indexes: Option<usize>) -> Result<String, String> {
+    fn start(&self, ctx: &Context<'_>, task: &Task<'_>, indexes: Option<usize>) -> Result<String, RunError> {
         put_spec(ctx, task, "kubernetes")?;
         let instance = &ctx.plan.instances[task.index];
         let job = self.submit(&instance.stage, &instance.name, task.key, indexes)?;
@@ -208,17 +209,17 @@ impl Kubernetes {
 
     /// The result published under `key`, pulled into the local store (replacing the local
     /// one when forced).
-    fn collect(&self, ctx: &Context<'_>, key: &Key, name: &str, force: bool, place: String, job: &str) -> Result<Done, String> {
-        let remote = ctx.remote.ok_or("the kubernetes executor needs a remote (`remote:` or --remote)")?;
+    fn collect(&self, ctx: &Context<'_>, key: &Key, name: &str, force: bool, place: String, job: &str) -> Result<Done, RunError> {
+        let remote = ctx.remote.ok_or_else(|| RunError::submit("the kubernetes executor needs a remote (`remote:` or --remote)"))?;
         let manifest = pull_result(ctx, remote, key, name, force)
-            .map_err(|e| format!("{place} published a result that cannot be pulled: {e}; {}", self.logs_hint(job)))?;
+            .map_err(|e| RunError::collect(format!("{place} published a result that cannot be pulled: {e}; {}", self.logs_hint(job))))?;
         Ok(Done { summary: manifest.summary.clone(), manifest, place })
     }
 
     /// `shards` of the instance of `task` as one Indexed Job; one result per shard.
-    fn run_indexed(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Result<Vec<Result<Done, String>>, String> {
+    fn run_indexed(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Result<Vec<Result<Done, RunError>>, RunError> {
         let Some(first) = shards.first() else { return Ok(Vec::new()) };
-        let remote = ctx.remote.ok_or("the kubernetes executor needs a remote (`remote:` or --remote)")?;
+        let remote = ctx.remote.ok_or_else(|| RunError::submit("the kubernetes executor needs a remote (`remote:` or --remote)"))?;
         let instance = &ctx.plan.instances[task.index];
         let name = instance.name.as_str();
         let count = first.count;
@@ -236,9 +237,9 @@ impl Kubernetes {
                 let key = task.key.shard(shard.index, shard.count);
                 let index = shard.index;
                 if !remote.has(&key) {
-                    return Err(format!(
+                    return Err(RunError::no_result(format!(
                         "kubernetes job {job} index {index} in namespace {ns} published no result (the Job ended {state}); read its log with `kubectl logs -n {ns} -l job-name={job},batch.kubernetes.io/job-completion-index={index}`"
-                    ));
+                    )));
                 }
                 let place = format!("kubernetes job {job} index {index} ({state})");
                 self.collect(ctx, &key, &part_name(name, Part::Shard(*shard)), task.force, place, &job)
@@ -252,8 +253,8 @@ impl BatchBackend for Kubernetes {
     const BACKEND: &'static str = "kubernetes";
     const SERVER: &'static str = "the API server";
 
-    fn run_task(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, String> {
-        let remote = ctx.remote.ok_or("the kubernetes executor needs a remote (`remote:` or --remote)")?;
+    fn run_task(&self, ctx: &Context<'_>, task: &Task<'_>) -> Result<Done, RunError> {
+        let remote = ctx.remote.ok_or_else(|| RunError::submit("the kubernetes executor needs a remote (`remote:` or --remote)"))?;
         let instance = &ctx.plan.instances[task.index];
         let name = instance.name.as_str();
         let job = self.start(ctx, task, None)?;
@@ -266,25 +267,25 @@ impl BatchBackend for Kubernetes {
         match &state {
             JobState::Complete => {}
             JobState::Gone => {
-                return Err(format!("kubernetes job {job} in namespace {ns} was deleted before it ended (by someone else, or by the cluster); no result was published"));
+                return Err(RunError::no_result(format!("kubernetes job {job} in namespace {ns} was deleted before it ended (by someone else, or by the cluster); no result was published")));
             }
             _ => {
-                return Err(format!(
+                return Err(RunError::no_result(format!(
                     "kubernetes job {job} in namespace {ns} ended {state} without publishing a result; {}",
                     self.logs_hint(&job)
-                ))
+                )))
             }
         }
         if !remote.has(task.key) {
-            return Err(format!(
+            return Err(RunError::no_result(format!(
                 "kubernetes job {job} in namespace {ns} is Complete, but its result manifest is not in the remote, so the task is not done; {}",
                 self.logs_hint(&job)
-            ));
+            )));
         }
         self.collect(ctx, task.key, name, task.force, place, &job)
     }
 
-    fn run_shard_tasks(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Result<Vec<Result<Done, String>>, String> {
+    fn run_shard_tasks(&self, ctx: &Context<'_>, task: &Task<'_>, shards: &[Shard]) -> Result<Vec<Result<Done, RunError>>, RunError> {
         self.run_indexed(ctx, task, shards)
     }
 
