@@ -5,11 +5,13 @@
 //! |---|---|---|---|
 //! | `clips.parquet` | scan | extract | [`clips`] |
 //! | `index.parquet`, `shards/*.safetensors`, `extract.json` | extract | split, train, evaluate, report, predict | [`tensor_cache`] |
+//! | `assignment.parquet` | split | train, evaluate, models trained elsewhere | [`assignment`] |
 //! | `history.parquet`, `history.csv` | train | evaluate, report | [`history`] |
 //!
 //! [`parquet`] and [`json`] are the one Parquet and JSON helper every stage uses; [`testing`]
 //! builds the tiny caches the tests of every stage read.
 
+pub mod assignment;
 pub mod clips;
 pub mod history;
 pub mod json;

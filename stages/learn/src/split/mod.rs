@@ -14,42 +14,13 @@ pub mod assign;
 mod output;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use stage_api::{typed_params, ParamError, Params, Stage, StageContext, StageError, StageOutcome};
 
 pub use assign::{assign_actors, ActorSplit, SplitRule};
-use stage_formats::parquet::Table;
+pub use stage_formats::assignment::{read_assignment, Assigned, Split, ASSIGNMENT_FILE};
 use stage_formats::tensor_cache::{read_cache_index, INDEX_FILE};
-
-/// The assignment file in a `split` output.
-pub const ASSIGNMENT_FILE: &str = "assignment.parquet";
-
-/// One of the three splits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Split {
-    Train,
-    Val,
-    Test,
-}
-
-impl Split {
-    pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Val => "val",
-            Split::Test => "test",
-        }
-    }
-
-    fn parse(text: &str) -> Option<Self> {
-        Split::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-}
 
 /// `with:` of a `split` stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,38 +162,6 @@ impl Stage for SplitStage {
         }
         Ok(StageOutcome::new(summary.line))
     }
-}
-
-/// One row of `assignment.parquet`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Assigned {
-    pub clip_id: String,
-    pub actor: i64,
-    pub label: i64,
-    pub split: Split,
-}
-
-/// Reads `<dir>/assignment.parquet` (a `split` output).
-pub fn read_assignment(dir: &Path) -> Result<Vec<Assigned>, StageError> {
-    let path = dir.join(ASSIGNMENT_FILE);
-    if !path.is_file() {
-        return Err(StageError::msg(format!("{}: missing; is `{}` a `split` output?", path.display(), dir.display())));
-    }
-    let table = Table::read(&path)?;
-    let ids = table.strings("clip_id")?;
-    let actors = table.integers("actor")?;
-    let labels = table.integers("label")?;
-    let splits = table.strings("split")?;
-    ids.into_iter()
-        .zip(actors)
-        .zip(labels)
-        .zip(splits)
-        .map(|(((clip_id, actor), label), split)| {
-            let split = Split::parse(&split)
-                .ok_or_else(|| StageError::msg(format!("{}: clip `{clip_id}` has unknown split `{split}`", path.display())))?;
-            Ok(Assigned { clip_id, actor, label, split })
-        })
-        .collect()
 }
 
 #[cfg(test)]

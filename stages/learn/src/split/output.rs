@@ -10,6 +10,7 @@ use stage_api::StageError;
 
 use super::assign::{join, ActorSplit, SplitRule};
 use super::{Split, ASSIGNMENT_FILE};
+use stage_formats::assignment::{write_assignment, Assigned};
 use stage_formats::json::write_json;
 use stage_formats::parquet::{batch, write_parquet};
 use stage_formats::tensor_cache::IndexRow;
@@ -29,7 +30,9 @@ pub fn write_all(out: &Path, rule: &SplitRule, actors: &ActorSplit, clips: &[Ind
     };
     let assigned: Vec<(&IndexRow, Split)> = clips.iter().filter_map(|c| split_of(c.actor).map(|s| (c, s))).collect();
 
-    write_assignment(&out.join(ASSIGNMENT_FILE), &assigned)?;
+    let rows: Vec<Assigned> =
+        assigned.iter().map(|(c, split)| Assigned { clip_id: c.clip_id.clone(), actor: c.actor, label: c.label, split: *split }).collect();
+    write_assignment(&out.join(ASSIGNMENT_FILE), &rows)?;
 
     // Class counts for every label present in the cache, zero counts included.
     let labels: BTreeMap<i64, &str> = clips.iter().map(|c| (c.label, c.emotion.as_str())).collect();
@@ -91,16 +94,6 @@ pub fn write_all(out: &Path, rule: &SplitRule, actors: &ActorSplit, clips: &[Ind
 
 fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(values))
-}
-
-fn write_assignment(path: &Path, assigned: &[(&IndexRow, Split)]) -> Result<(), StageError> {
-    let b = batch(vec![
-        ("clip_id", strings(assigned.iter().map(|(c, _)| c.clip_id.as_str()))),
-        ("actor", Arc::new(Int32Array::from_iter_values(assigned.iter().map(|(c, _)| c.actor as i32)))),
-        ("label", Arc::new(Int32Array::from_iter_values(assigned.iter().map(|(c, _)| c.label as i32)))),
-        ("split", strings(assigned.iter().map(|(_, s)| s.as_str()))),
-    ])?;
-    write_parquet(path, &b)
 }
 
 fn write_class_counts(path: &Path, counts: &BTreeMap<(Split, i64), i64>, labels: &BTreeMap<i64, &str>) -> Result<(), StageError> {

@@ -114,6 +114,7 @@ impl TrainingData {
 mod tests {
     use super::*;
     use crate::cache::IndexRow;
+    use crate::split::Assigned;
     use stage_formats::testing::{write_cache, FakeClip};
 
     #[test]
@@ -127,7 +128,7 @@ mod tests {
         std::fs::create_dir_all(&split_dir).unwrap();
         // A hand-written assignment: actor 1 trains, actor 2 validates.
         let index = read_cache_index(&dir.path().join("x")).unwrap();
-        write_assignment(&split_dir, &index, |actor| if actor == 1 { "train" } else { "val" });
+        write_assignment(&split_dir, &index, |actor| if actor == 1 { Split::Train } else { Split::Val });
         let data = TrainingData::open(&dir.path().join("x"), &split_dir).unwrap();
         let w = data.class_weights();
         // n = 4, k = 2: class 0 -> 4 / (2 * 3), class 2 -> 4 / (2 * 1), others 0.
@@ -135,17 +136,11 @@ mod tests {
         assert_eq!((w[1], w[7]), (0.0, 0.0));
     }
 
-    fn write_assignment(dir: &Path, clips: &[IndexRow], split_of: impl Fn(i64) -> &'static str) {
-        use std::sync::Arc;
-
-        use arrow_array::{ArrayRef, Int32Array, StringArray};
-        let columns: Vec<(&str, ArrayRef)> = vec![
-            ("clip_id", Arc::new(StringArray::from_iter_values(clips.iter().map(|c| c.clip_id.as_str())))),
-            ("actor", Arc::new(Int32Array::from_iter_values(clips.iter().map(|c| c.actor as i32)))),
-            ("label", Arc::new(Int32Array::from_iter_values(clips.iter().map(|c| c.label as i32)))),
-            ("split", Arc::new(StringArray::from_iter_values(clips.iter().map(|c| split_of(c.actor))))),
-        ];
-        let batch = stage_formats::parquet::batch(columns).unwrap();
-        stage_formats::parquet::write_parquet(&dir.join(crate::split::ASSIGNMENT_FILE), &batch).unwrap();
+    fn write_assignment(dir: &Path, clips: &[IndexRow], split_of: impl Fn(i64) -> Split) {
+        let rows: Vec<Assigned> = clips
+            .iter()
+            .map(|c| Assigned { clip_id: c.clip_id.clone(), actor: c.actor, label: c.label, split: split_of(c.actor) })
+            .collect();
+        stage_formats::assignment::write_assignment(&dir.join(crate::split::ASSIGNMENT_FILE), &rows).unwrap();
     }
 }
