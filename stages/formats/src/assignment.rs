@@ -6,11 +6,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Int32Array, StringArray};
+use arrow_array::{ArrayRef, StringArray};
 use serde::{Deserialize, Serialize};
 use stage_api::StageError;
 
-use crate::parquet::{write_columns, Table};
+use crate::parquet::{int32_column, write_columns, Table};
 
 /// The assignment file in a `split` output.
 pub const ASSIGNMENT_FILE: &str = "assignment.parquet";
@@ -51,16 +51,7 @@ pub struct Assigned {
 
 /// Writes `assignment.parquet` (rows in the given order).
 pub fn write_assignment(path: &Path, rows: &[Assigned]) -> Result<(), StageError> {
-    let int = |name: &str, f: fn(&Assigned) -> i64| -> Result<ArrayRef, StageError> {
-        let values = rows
-            .iter()
-            .map(|r| {
-                i32::try_from(f(r))
-                    .map_err(|_| StageError::msg(format!("{}: clip `{}`: `{name}` {} does not fit int32", path.display(), r.clip_id, f(r))))
-            })
-            .collect::<Result<Vec<i32>, _>>()?;
-        Ok(Arc::new(Int32Array::from(values)))
-    };
+    let int = |name: &str, f: fn(&Assigned) -> i64| int32_column(path, rows, name, |r| &r.clip_id, f);
     write_columns(
         path,
         vec![
@@ -98,6 +89,7 @@ pub fn read_assignment(dir: &Path) -> Result<Vec<Assigned>, StageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::Int32Array;
 
     #[test]
     fn round_trip_and_bad_rows_are_named() {

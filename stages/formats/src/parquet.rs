@@ -143,41 +143,55 @@ impl Table {
         Ok(self.integers(name)?.into_iter().map(|v| v != 0).collect())
     }
 
-    /// Like [`Table::integers`], or `default` in every row when the column is absent.
-    pub fn integers_or(&self, name: &str, default: i64) -> Result<Vec<i64>, StageError> {
+    /// `read(name)`, or `default` in every row when the column is absent (the optional
+    /// columns of a table written by another tool).
+    fn or_default<T: Clone>(
+        &self,
+        name: &str,
+        default: T,
+        read: fn(&Self, &str) -> Result<Vec<T>, StageError>,
+    ) -> Result<Vec<T>, StageError> {
         if self.has_column(name) {
-            self.integers(name)
+            read(self, name)
         } else {
             Ok(vec![default; self.num_rows()])
         }
+    }
+
+    /// Like [`Table::integers`], or `default` in every row when the column is absent.
+    pub fn integers_or(&self, name: &str, default: i64) -> Result<Vec<i64>, StageError> {
+        self.or_default(name, default, Self::integers)
     }
 
     /// Like [`Table::floats`], or `default` in every row when the column is absent.
     pub fn floats_or(&self, name: &str, default: f64) -> Result<Vec<f64>, StageError> {
-        if self.has_column(name) {
-            self.floats(name)
-        } else {
-            Ok(vec![default; self.num_rows()])
-        }
+        self.or_default(name, default, Self::floats)
     }
 
     /// Like [`Table::bools`], or `default` in every row when the column is absent.
     pub fn bools_or(&self, name: &str, default: bool) -> Result<Vec<bool>, StageError> {
-        if self.has_column(name) {
-            self.bools(name)
-        } else {
-            Ok(vec![default; self.num_rows()])
-        }
+        self.or_default(name, default, Self::bools)
     }
 
     /// Like [`Table::strings`], or `default` in every row when the column is absent.
     pub fn strings_or(&self, name: &str, default: &str) -> Result<Vec<String>, StageError> {
-        if self.has_column(name) {
-            self.strings(name)
-        } else {
-            Ok(vec![default.to_owned(); self.num_rows()])
-        }
+        self.or_default(name, default.to_owned(), Self::strings)
     }
+}
+
+/// An int32 column of `value(row)` for every row: our tables store small integers as int32,
+/// and a value that does not fit is an error naming the file, the row's clip and the column
+/// (never a silent wrap).
+pub fn int32_column<R>(path: &Path, rows: &[R], name: &str, clip_id: fn(&R) -> &str, value: fn(&R) -> i64) -> Result<ArrayRef, StageError> {
+    let values = rows
+        .iter()
+        .map(|r| {
+            i32::try_from(value(r)).map_err(|_| {
+                StageError::msg(format!("{}: clip `{}`: column `{name}` value {} does not fit int32", path.display(), clip_id(r), value(r)))
+            })
+        })
+        .collect::<Result<Vec<i32>, _>>()?;
+    Ok(Arc::new(arrow_array::Int32Array::from(values)))
 }
 
 /// A record batch of named columns; a column is nullable exactly when it holds a null (as

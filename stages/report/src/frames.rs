@@ -6,31 +6,40 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 use safetensors::Dtype;
 use stage_api::StageError;
-use stage_formats::tensor_cache::{read_cache_index, ClipLoader, INDEX_FILE};
+use stage_formats::tensor_cache::{read_cache_index, ClipLoader, IndexRow, INDEX_FILE};
 
-/// The memory-mapped clips of one cache.
+/// The index of one cache; shards are mapped when frames are asked for, and only those that
+/// hold the clips asked for.
 pub struct FrameCache {
-    index: PathBuf,
-    loader: ClipLoader,
+    dir: PathBuf,
+    rows: Vec<IndexRow>,
 }
 
 impl FrameCache {
-    /// Reads `extract_dir/index.parquet` and maps the shards it names.
+    /// Reads `extract_dir/index.parquet`.
     pub fn open(extract_dir: &Path) -> Result<Self, StageError> {
-        let rows = read_cache_index(extract_dir)?;
-        Ok(Self { index: extract_dir.join(INDEX_FILE), loader: ClipLoader::open(extract_dir, &rows)? })
+        Ok(Self { dir: extract_dir.to_owned(), rows: read_cache_index(extract_dir)? })
     }
 
     /// `count` frames spread evenly over each clip in `clip_ids` (all frames when a clip has
     /// fewer), in the order of `clip_ids`.
     pub fn sample_frames(&self, clip_ids: &[&str], count: usize) -> Result<Vec<Vec<RgbImage>>, StageError> {
-        let (t, s) = (self.loader.frames() as usize, self.loader.size() as usize);
+        let index = self.dir.join(INDEX_FILE);
+        let wanted: Vec<IndexRow> = self.rows.iter().filter(|r| clip_ids.contains(&r.clip_id.as_str())).cloned().collect();
+        if let Some(missing) = clip_ids.iter().find(|id| !wanted.iter().any(|r| r.clip_id == **id)) {
+            return Err(StageError::msg(format!("{}: clip `{missing}` is not in the tensor cache", index.display())));
+        }
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let loader = ClipLoader::open(&self.dir, &wanted)?;
+        let (t, s) = (loader.frames() as usize, loader.size() as usize);
         clip_ids
             .iter()
             .map(|id| {
-                let bytes = self.loader.clip(id).map_err(|e| StageError::msg(format!("{}: {}", self.index.display(), e.message)))?;
+                let bytes = loader.clip(id).map_err(|e| StageError::msg(format!("{}: {}", index.display(), e.message)))?;
                 frames_of(Dtype::U8, &[t, s, s, 3], bytes, count)
-                    .map_err(|problem| StageError::msg(format!("{}: clip `{id}` {problem}", self.index.display())))
+                    .map_err(|problem| StageError::msg(format!("{}: clip `{id}` {problem}", index.display())))
             })
             .collect()
     }

@@ -18,13 +18,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BooleanArray, Float32Array, Int32Array, StringArray};
+use arrow_array::{ArrayRef, BooleanArray, Float32Array, StringArray};
 use stage_api::StageError;
 
 pub use loader::ClipLoader;
 pub use shards::{ShardWriter, METADATA_KEY};
 
-use crate::parquet::{write_columns, Table};
+use crate::parquet::{int32_column, write_columns, Table};
 
 /// The index in an `extract` output.
 pub const INDEX_FILE: &str = "index.parquet";
@@ -120,17 +120,7 @@ impl IndexRow {
 /// Writes `index.parquet` (rows in the given order; integers as int32, as always).
 pub fn write_index(path: &Path, rows: &[IndexRow]) -> Result<(), StageError> {
     let s = |g: fn(&IndexRow) -> &str| Arc::new(StringArray::from_iter_values(rows.iter().map(g))) as ArrayRef;
-    let i = |name: &str, g: fn(&IndexRow) -> i64| -> Result<ArrayRef, StageError> {
-        let values = rows
-            .iter()
-            .map(|r| {
-                i32::try_from(g(r)).map_err(|_| {
-                    StageError::msg(format!("{}: clip `{}`: column `{name}` value {} does not fit int32", path.display(), r.clip_id, g(r)))
-                })
-            })
-            .collect::<Result<Vec<i32>, _>>()?;
-        Ok(Arc::new(Int32Array::from(values)))
-    };
+    let i = |name: &str, g: fn(&IndexRow) -> i64| int32_column(path, rows, name, |r| &r.clip_id, g);
     let x = |g: fn(&IndexRow) -> f32| Arc::new(Float32Array::from_iter_values(rows.iter().map(g))) as ArrayRef;
     let b = |g: fn(&IndexRow) -> bool| Arc::new(BooleanArray::from(rows.iter().map(g).collect::<Vec<_>>())) as ArrayRef;
     let columns: Vec<(&str, ArrayRef)> = vec![
