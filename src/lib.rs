@@ -36,26 +36,31 @@ pub mod store;
 
 #[cfg(test)]
 mod layering {
-    /// The engine library knows stages only through `stage-api`: no file of it (the binary in
-    /// `src/bin` aside, which registers the built-in domain) names a domain crate.
+    use std::path::Path;
+
+    /// Spelt in pieces, so that this file does not name them itself.
+    fn domain_crates() -> Vec<String> {
+        let mut names: Vec<String> = ["video", "learn", "report", "torch"].iter().map(|c| format!("stages_{c}")).collect();
+        names.push(concat!("stage_", "formats").to_owned());
+        names
+    }
+
+    /// The engine library knows stages only through `stage-api`: no file of it names a domain
+    /// crate (the `pipeline` binary in cli/ registers the built-in domain).
     #[test]
     fn the_engine_library_names_no_domain_crate() {
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut offenders = Vec::new();
-        let mut dirs = vec![src.clone()];
+        let mut dirs = vec![src];
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();
                 if path.is_dir() {
-                    if path != src.join("bin") {
-                        dirs.push(path);
-                    }
+                    dirs.push(path);
                 } else if path.extension().is_some_and(|e| e == "rs") {
                     let text = std::fs::read_to_string(&path).unwrap();
-                    // Spelt in pieces, so that this file does not name them itself.
-                    let crates = ["video", "learn", "report", "torch"].map(|c| format!("stages_{c}"));
-                    for name in crates.iter().map(String::as_str).chain([concat!("stage_", "formats")]) {
-                        if text.contains(name) {
+                    for name in domain_crates() {
+                        if text.contains(&name) {
                             offenders.push(format!("{} names {name}", path.display()));
                         }
                     }
@@ -63,5 +68,32 @@ mod layering {
             }
         }
         assert!(offenders.is_empty(), "{offenders:#?}");
+    }
+
+    /// The engine package depends on `stage-api` and on no other crate of this repository, so
+    /// it builds and tests without the stage crates (and so without what they link).
+    #[test]
+    fn the_engine_package_depends_on_stage_api_only() {
+        let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+        let local = local_dependencies(&manifest);
+        assert_eq!(local, ["stage-api"], "path dependencies of the engine package");
+        assert_eq!(
+            local_dependencies("[dependencies]\na = \"1\"\nb = { path = \"x\" }\n[dev-dependencies]\nc = { path = \"y\" }\n"),
+            ["b", "c"]
+        );
+    }
+
+    /// The names of the `path = ...` dependencies in every dependency table of `manifest`.
+    fn local_dependencies(manifest: &str) -> Vec<String> {
+        let mut in_dependencies = false;
+        let mut names = Vec::new();
+        for line in manifest.lines().map(str::trim) {
+            if line.starts_with('[') {
+                in_dependencies = line.trim_matches(['[', ']']).ends_with("dependencies");
+            } else if in_dependencies && line.contains("path =") {
+                names.push(line.split(['=', ' ', '.']).next().unwrap_or_default().to_owned());
+            }
+        }
+        names
     }
 }

@@ -30,7 +30,7 @@ const EPOCHS: u64 = 2;
 
 /// The default pipeline with the smaller sizes (see the module comment).
 fn small_default_pipeline() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline.yaml");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../pipeline.yaml");
     let text = std::fs::read_to_string(path).unwrap();
     let mut doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
     let stages = doc.get_mut("stages").and_then(|s| s.as_mapping_mut()).expect("pipeline.yaml has stages");

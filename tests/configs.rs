@@ -4,7 +4,8 @@ mod common;
 use std::process::Command;
 
 fn dag(config: &str) -> String {
-    let root = env!("CARGO_MANIFEST_DIR");
+    // The repository root (this test belongs to the binary's package in cli/).
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let out = Command::new(env!("CARGO_BIN_EXE_pipeline")).args(["--config", config, "dag"]).current_dir(root).output().unwrap();
     assert!(out.status.success(), "{config}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()

@@ -15,7 +15,7 @@ fn tiny() -> String {
 }
 
 fn real(name: &str) -> String {
-    format!("{}/../shared/data/real/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/../../shared/data/real/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 #[test]
