@@ -49,27 +49,13 @@ impl Domain for Builtin {
     }
 
     fn metrics_file(&self) -> &'static str {
-        stages_report::diff::METRICS_FILE
+        stage_formats::metrics::METRICS_FILE
     }
 
     fn model_score(&self, dir: &Path) -> Result<Option<f64>, String> {
-        let card_path = dir.join(MODEL_FILE);
-        if !card_path.is_file() {
-            return Ok(None);
-        }
-        let text = std::fs::read(&card_path).map_err(|e| format!("{}: cannot read: {e}", card_path.display()))?;
-        let card: serde_json::Value = serde_json::from_slice(&text).map_err(|e| format!("{}: not valid JSON: {e}", card_path.display()))?;
-        // The choice among models rests on it: a card without it is damaged, not "accuracy 0".
-        let accuracy = card
-            .get("best_val_accuracy")
-            .and_then(|v| v.as_f64())
-            .ok_or_else(|| format!("{}: no `best_val_accuracy` number (not a model card written by `train`?)", card_path.display()))?;
-        Ok(Some(accuracy))
+        stage_formats::model_card::card_score(dir).map_err(|e| e.chain())
     }
 }
-
-/// The model card a `train` output (or a model trained elsewhere) holds.
-const MODEL_FILE: &str = "model.json";
 
 /// The worker's `[{"ok": {...}} | {"error": "..."}]`, one entry per video.
 fn parse_predictions(stdout: &[u8], expected: usize) -> Result<Vec<Result<Prediction, String>>, String> {
@@ -106,13 +92,14 @@ mod tests {
     #[test]
     fn a_model_is_a_folder_with_a_card_and_a_damaged_card_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
+        let card = dir.path().join(stage_formats::model_card::MODEL_CARD_FILE);
         assert_eq!(Builtin.model_score(dir.path()), Ok(None));
-        std::fs::write(dir.path().join(MODEL_FILE), r#"{"arch": "r3d18", "best_val_accuracy": 0.75}"#).unwrap();
+        std::fs::write(&card, r#"{"arch": "r3d18", "best_val_accuracy": 0.75}"#).unwrap();
         assert_eq!(Builtin.model_score(dir.path()), Ok(Some(0.75)));
-        std::fs::write(dir.path().join(MODEL_FILE), r#"{"arch": "r3d18"}"#).unwrap();
+        std::fs::write(&card, r#"{"arch": "r3d18"}"#).unwrap();
         let err = Builtin.model_score(dir.path()).unwrap_err();
         assert!(err.contains("model.json") && err.contains("best_val_accuracy"), "{err}");
-        std::fs::write(dir.path().join(MODEL_FILE), "{").unwrap();
-        assert!(Builtin.model_score(dir.path()).unwrap_err().contains("not valid JSON"));
+        std::fs::write(&card, "{").unwrap();
+        assert!(Builtin.model_score(dir.path()).unwrap_err().contains("model.json"));
     }
 }

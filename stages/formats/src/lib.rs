@@ -7,6 +7,9 @@
 //! | `index.parquet`, `shards/*.safetensors`, `extract.json` | extract | split, train, evaluate, report, predict | [`tensor_cache`] |
 //! | `assignment.parquet` | split | train, evaluate, models trained elsewhere | [`assignment`] |
 //! | `history.parquet`, `history.csv` | train | evaluate, report | [`history`] |
+//! | `model.json` | train, models trained elsewhere | evaluate, predict, report, `pipeline predict` | [`model_card`] |
+//! | `predictions.parquet` | evaluate, models trained elsewhere | evaluate, report | [`predictions`] |
+//! | `metrics.json` | evaluate | report, `pipeline runs`, `metrics diff` | [`metrics`] |
 //!
 //! [`parquet`] and [`json`] are the one Parquet and JSON helper every stage uses; [`testing`]
 //! builds the tiny caches the tests of every stage read.
@@ -15,7 +18,10 @@ pub mod assignment;
 pub mod clips;
 pub mod history;
 pub mod json;
+pub mod metrics;
+pub mod model_card;
 pub mod parquet;
+pub mod predictions;
 pub mod tensor_cache;
 #[doc(hidden)]
 pub mod testing;

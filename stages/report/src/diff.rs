@@ -17,7 +17,7 @@ use stage_api::StageError;
 use crate::io::{file_error, read_json};
 
 /// The name of the metric files compared in directories.
-pub const METRICS_FILE: &str = "metrics.json";
+pub use stage_formats::metrics::METRICS_FILE;
 
 /// One metric on both sides.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -17,24 +17,14 @@ use std::path::Path;
 
 use stage_api::StageError;
 use stage_formats::history::History;
+use stage_formats::metrics::write_metrics;
+
+use stage_formats::predictions::{write_predictions, Prediction, PREDICTIONS_FILE};
 
 use crate::frames::FrameCache;
-use crate::io::{write_csv, write_json};
+use crate::io::write_csv;
 use crate::metrics::{self, Metrics, Row};
 use crate::plots::{self, ExampleRow};
-
-/// One test clip as the model saw it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Prediction {
-    pub clip_id: String,
-    pub actor: i32,
-    /// True class index.
-    pub label: i64,
-    /// Predicted class index (normally the arg-max of `probs`).
-    pub predicted: i64,
-    /// Class probabilities (softmax), one per class.
-    pub probs: Vec<f32>,
-}
 
 /// Computes the metrics of `predictions` and writes every file of the module doc into
 /// `out_dir`. Returns the metrics (with `model` set to `model_name`).
@@ -53,8 +43,8 @@ pub fn write_evaluation(
         metrics::compute(&rows, class_names).map_err(|e| StageError::with_source(format!("evaluating model `{model_name}`"), e))?;
     metrics.model = model_name.to_owned();
 
-    crate::predictions::write_predictions(&out_dir.join("predictions.parquet"), predictions, class_names.len())?;
-    write_json(&out_dir.join(crate::diff::METRICS_FILE), &metrics)?;
+    write_predictions(&out_dir.join(PREDICTIONS_FILE), predictions, class_names.len())?;
+    write_metrics(out_dir, &metrics)?;
     write_per_class(&out_dir.join("per_class.csv"), &metrics)?;
     write_confusion(&out_dir.join("confusion.csv"), class_names, &metrics.confusion, |v| v.to_string())?;
     write_confusion(&out_dir.join("confusion_normalized.csv"), class_names, &metrics.confusion_normalized, |v| format!("{v:.6}"))?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use stage_api::StageError;
 
 pub(crate) use stage_formats::json::{read_json, write_json};
-pub(crate) use stage_formats::parquet::{write_columns, Table};
+pub(crate) use stage_formats::parquet::Table;
 
 /// `StageError` for a failed operation on `path`.
 pub(crate) fn file_error(what: &str, path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> StageError {

@@ -4,8 +4,8 @@
 //!   the confusion matrix (pure computation).
 //! - [`evaluation`]: what the `evaluate` stage writes for one model ([`write_evaluation`]);
 //!   the stage itself, which runs the model, lives in `stages-torch` (run by the `pipeline-torch` worker).
-//! - [`predictions`]: `predictions.parquet`, written by `evaluate` and read back from models
-//!   trained elsewhere.
+//! - [`predictions`]: `predictions.parquet` (owned by `stage-formats`, re-exported), written by
+//!   `evaluate` and read back from models trained elsewhere.
 //! - [`plots`]: the PNG plots.
 //! - [`report`]: the `report` stage ([`ReportStage`], `uses: report`), comparing every trained
 //!   model in `report.md`, a self-contained `report.html`, `comparison.csv` and
@@ -22,12 +22,11 @@ mod io;
 pub mod literature;
 pub mod metrics;
 pub mod plots;
-pub mod predictions;
 pub mod report;
 
 pub use diff::{metrics_diff, render_diff_table, MetricChange};
-pub use evaluation::{write_evaluation, write_misclassified_examples, Prediction};
+pub use evaluation::{write_evaluation, write_misclassified_examples};
 pub use metrics::{Metrics, MetricsError};
-pub use predictions::{read_predictions, PredictionRecord};
 pub use report::ReportStage;
 pub use stage_formats::history::{read_history, History, HistoryRow};
+pub use stage_formats::predictions::{self, read_predictions, Prediction, PredictionRecord};

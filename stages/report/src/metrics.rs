@@ -36,7 +36,7 @@
 //! assert!(m.accuracy_ci.low < 0.5 && m.accuracy_ci.high > 0.5);
 //! ```
 
-use serde::{Deserialize, Serialize};
+pub use stage_formats::metrics::{ClassMetrics, Interval, Metrics};
 
 /// The two-sided 95 % normal quantile, `Φ⁻¹(0.975)`.
 pub const Z_95: f64 = 1.959_963_984_540_054;
@@ -52,13 +52,6 @@ pub enum MetricsError {
     LabelOutOfRange { row: usize, label: i64, num_classes: usize },
     #[error("row {row}: {len} probabilities for {num_classes} classes")]
     ProbabilityCount { row: usize, len: usize, num_classes: usize },
-}
-
-/// A confidence interval for a proportion.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Interval {
-    pub low: f64,
-    pub high: f64,
 }
 
 /// The 95 % Wilson score interval for `successes` out of `n` trials (`z` = [`Z_95`]).
@@ -82,51 +75,6 @@ pub fn wilson_interval_z(successes: u64, n: u64, z: f64) -> Interval {
     let low = if successes == 0 { 0.0 } else { (center - half).max(0.0) };
     let high = if successes as f64 >= n { 1.0 } else { (center + half).min(1.0) };
     Interval { low, high }
-}
-
-/// Metrics of one class.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClassMetrics {
-    /// Class name (e.g. `happy`); `metrics diff` keys per-class values by it.
-    pub class: String,
-    /// Class index (the label value).
-    pub label: usize,
-    pub precision: f64,
-    pub recall: f64,
-    pub f1: f64,
-    /// Clips of this class in the truth.
-    pub support: u64,
-    /// Clips predicted as this class.
-    pub predicted: u64,
-}
-
-/// Everything `metrics.json` holds about one model on one test set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Metrics {
-    /// The model's name (set by the caller; empty from [`compute`]).
-    #[serde(default)]
-    pub model: String,
-    /// Number of evaluated clips.
-    pub n: u64,
-    pub correct: u64,
-    pub accuracy: f64,
-    /// 95 % Wilson score interval of the accuracy.
-    pub accuracy_ci: Interval,
-    /// Always `"wilson-95"`: says how `accuracy_ci` was computed.
-    pub ci_method: String,
-    pub macro_precision: f64,
-    pub macro_recall: f64,
-    pub macro_f1: f64,
-    /// Unweighted average recall over the classes present in the truth.
-    pub uar: f64,
-    /// Mean negative log-probability of the true class, when probabilities were given.
-    pub log_loss: Option<f64>,
-    pub class_names: Vec<String>,
-    pub per_class: Vec<ClassMetrics>,
-    /// `confusion[true][predicted]` counts.
-    pub confusion: Vec<Vec<u64>>,
-    /// `confusion` with each row divided by its sum (rows without support are zeros).
-    pub confusion_normalized: Vec<Vec<f64>>,
 }
 
 /// One evaluated clip: true label, predicted label and the class probabilities (may be empty

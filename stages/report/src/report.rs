@@ -29,12 +29,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stage_api::{typed_params, ParamError, Params, Stage, StageContext, StageError, StageInput, StageOutcome};
 
-use crate::diff::METRICS_FILE;
 use crate::html::{render_html, render_markdown};
-use crate::io::{file_error, read_json, write_csv, write_json, Table};
+use crate::io::{file_error, write_csv, write_json, Table};
 use crate::metrics::{mean_std, Metrics};
 use crate::plots::{self, ActorCount, ClassCount};
 use stage_formats::history::read_history;
+use stage_formats::metrics::{read_metrics, METRICS_FILE};
+use stage_formats::model_card::{card_fields, MODEL_CARD_FILE};
 
 /// Parameters of `uses: report`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,7 +207,7 @@ fn build_report(ctx: &StageContext<'_>, params: &ReportParams) -> Result<Report,
     if evaluates.is_empty() {
         return Err(StageError::msg("the report needs at least one `evaluate` stage in `needs:`"));
     }
-    let trains = every_input_like(ctx, "train", "model.json");
+    let trains = every_input_like(ctx, "train", MODEL_CARD_FILE);
     let plots_dir = ctx.out_dir.join("plots");
     std::fs::create_dir_all(&plots_dir).map_err(|e| file_error("creating", &plots_dir, e))?;
     ctx.progress.start(evaluates.len() as u64, "models");
@@ -215,15 +216,15 @@ fn build_report(ctx: &StageContext<'_>, params: &ReportParams) -> Result<Report,
     let mut models = Vec::new();
     let mut notes = Vec::new();
     for eval in &evaluates {
-        let metrics: Metrics = read_json(&eval.dir.join(METRICS_FILE))?;
+        let metrics: Metrics = read_metrics(&eval.dir)?;
         let train = match_train(eval, &metrics, &trains)?;
         if train.is_none() && !trains.is_empty() {
             let note = format!("{}: no matching train instance; its training columns are empty", eval.instance);
             ctx.progress.note(&note);
             notes.push(note);
         }
-        let model_json: Value = match train {
-            Some(t) => read_json(&t.dir.join("model.json"))?,
+        let model_json = match train {
+            Some(t) => Value::Object(card_fields(&t.dir)?),
             None => Value::Null,
         };
         rows.push(comparison_row(eval, train, &model_json, &metrics));

@@ -13,83 +13,17 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use serde::Deserialize;
 use stage_api::StageError;
 use stages_report::Prediction;
 
 use crate::split::{Assigned, Split, ASSIGNMENT_FILE};
-use crate::train::checkpoint::CARD_FILE;
 use crate::CLASS_NAMES;
 
-/// The `kind` in `model.json` that marks predictions made elsewhere.
-pub const PREDICTIONS_KIND: &str = "predictions";
-/// The predictions file in such an output.
-pub const PREDICTIONS_FILE: &str = "predictions.parquet";
+pub use stage_formats::model_card::{PredictionsCard, PREDICTIONS_KIND};
+pub use stage_formats::predictions::PREDICTIONS_FILE;
 
 /// Clip ids listed in one error message.
 const LISTED: usize = 5;
-
-/// `model.json` of predictions made elsewhere. Unknown fields are kept for the report
-/// (`parameter_count`, `train_seconds`, `epochs_run`, `augment`, ...) and ignored here.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct PredictionsCard {
-    /// Always [`PREDICTIONS_KIND`].
-    pub kind: String,
-    /// The model's name in the report (`pytorch_tiny3d`).
-    pub arch: String,
-    /// When given, the classes by output index: must be the pipeline's, in label order.
-    #[serde(default)]
-    pub class_names: Option<Vec<String>>,
-    /// When given, the clip geometry the model was trained on: must be the cache's.
-    #[serde(default)]
-    pub frames: Option<i64>,
-    #[serde(default)]
-    pub size: Option<i64>,
-}
-
-impl PredictionsCard {
-    /// Reads `<dir>/model.json` when it describes predictions made elsewhere; `None` when it
-    /// is a trained model's card (or absent: loading the model then says what is missing).
-    pub fn read_if_any(dir: &Path) -> Result<Option<Self>, StageError> {
-        let path = dir.join(CARD_FILE);
-        let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| StageError::msg(format!("{}: not valid JSON: {e}", path.display())))?;
-        if value.get("kind").and_then(|k| k.as_str()) != Some(PREDICTIONS_KIND) {
-            return Ok(None);
-        }
-        let card: Self =
-            serde_json::from_value(value).map_err(|e| StageError::msg(format!("{}: not a valid predictions card: {e}", path.display())))?;
-        if card.arch.trim().is_empty() {
-            return Err(StageError::msg(format!("{}: `arch` is empty; name the model", path.display())));
-        }
-        if let Some(names) = &card.class_names {
-            if names.iter().map(String::as_str).ne(CLASS_NAMES) {
-                return Err(StageError::msg(format!(
-                    "{}: `class_names` are [{}], expected the pipeline's classes in label order: [{}]",
-                    path.display(),
-                    names.join(", "),
-                    CLASS_NAMES.join(", ")
-                )));
-            }
-        }
-        Ok(Some(card))
-    }
-
-    /// Checks the card's `frames` and `size`, when given, against the cache's `(T, S)`.
-    pub fn check_geometry(&self, dir: &Path, frames: i64, size: i64) -> Result<(), StageError> {
-        let differs = |given: Option<i64>, actual: i64| given.is_some_and(|g| g != actual);
-        if differs(self.frames, frames) || differs(self.size, size) {
-            return Err(StageError::msg(format!(
-                "{}: the model was trained on T={} S={}, the cache holds T={frames} S={size}; was it trained on another `extract`?",
-                dir.join(CARD_FILE).display(),
-                self.frames.map_or("?".into(), |v| v.to_string()),
-                self.size.map_or("?".into(), |v| v.to_string()),
-            )));
-        }
-        Ok(())
-    }
-}
 
 /// Reads `<dir>/predictions.parquet` and checks it against the split: one prediction for each
 /// clip that `assignment` puts in `wanted`, no other clip, and `label`/`actor` (when the file
@@ -178,6 +112,7 @@ mod tests {
     use arrow_array::{ArrayRef, Float32Array, Int64Array, StringArray};
 
     use super::*;
+    use crate::train::checkpoint::CARD_FILE;
 
     fn assigned(clip_id: &str, actor: i64, label: i64, split: Split) -> Assigned {
         Assigned { clip_id: clip_id.into(), actor, label, split }

@@ -40,7 +40,7 @@ impl Predictor {
     pub fn load(model_dir: &Path, device: Device) -> Result<Self, StageError> {
         let card = ModelCard::read(model_dir)?;
         let vs = VarStore::new(device);
-        let model = models::build(&vs.root(), &card.spec())?;
+        let model = models::build(&vs.root(), &card.spec)?;
         load_weights(&vs, &model_dir.join(WEIGHTS_FILE))?;
         Ok(Self { card, _vs: vs, model, device })
     }
@@ -51,7 +51,7 @@ impl Predictor {
     }
 
     pub fn spec(&self) -> ModelSpec {
-        self.card.spec()
+        self.card.spec.clone()
     }
 
     /// Frames per clip the model expects (T).
@@ -114,11 +114,11 @@ mod tests {
     use super::*;
     use crate::models::{Arch, TemporalPool};
     use crate::preprocess::model_input;
-    use crate::train::checkpoint::save_weights;
+    use crate::train::checkpoint::{card_for_spec, save_weights};
 
     fn card(spec: &ModelSpec) -> ModelCard {
         let names = (0..spec.num_classes).map(|c| format!("class{c}")).collect();
-        ModelCard { epochs_run: 1, best_epoch: 1, best_val_accuracy: 0.5, device: "cpu".into(), ..ModelCard::for_spec(spec, names) }
+        ModelCard { epochs_run: 1, best_epoch: 1, best_val_accuracy: 0.5, device: "cpu".into(), ..card_for_spec(spec, names) }
     }
 
     #[test]

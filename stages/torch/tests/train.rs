@@ -166,7 +166,7 @@ fn every_architecture_trains_through_the_stage() {
         let card = ModelCard::read(&out).unwrap();
         assert_eq!((card.epochs_run, card.spec.arch.name()), (1, arch));
         let predictor = Predictor::load(&out, tch::Device::Cpu).unwrap();
-        assert_eq!(predictor.spec(), card.spec());
+        assert_eq!(predictor.spec(), card.spec);
     }
     let err =
         train_in(root.path(), "nofile", json!({"arch": "r3d18", "epochs": 1, "device": "cpu", "pretrained": "missing.pth"})).unwrap_err();

@@ -46,6 +46,12 @@ pub struct ModelSpec {
     pub temporal_pool: TemporalPool,
 }
 
+impl stage_formats::model_card::CardSpec for ModelSpec {
+    fn num_classes(&self) -> i64 {
+        self.num_classes
+    }
+}
+
 impl ModelSpec {
     /// The input shape the model expects for a batch of `batch` clips: `[B, T, 3, S, S]`.
     pub fn input_shape(&self, batch: i64) -> [i64; 5] {

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use stage_api::StageError;
 use tch::nn::VarStore;
 use tch::Tensor;
@@ -20,101 +19,15 @@ use crate::preprocess::{IMAGENET_MEAN, IMAGENET_STD};
 /// Weights file name in a model directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// Card file name in a model directory.
-pub const CARD_FILE: &str = "model.json";
-/// Bumped when the card's meaning changes.
-pub const CARD_FORMAT: u32 = 1;
+pub use stage_formats::model_card::MODEL_CARD_FILE as CARD_FILE;
 
-/// `model.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelCard {
-    pub format: u32,
-    /// What was built (arch, T, S, classes, temporal pool); its fields sit at the top level
-    /// of `model.json`.
-    #[serde(flatten)]
-    pub spec: ModelSpec,
-    /// Class names by output index.
-    pub class_names: Vec<String>,
-    /// Normalisation of the [0, 1] RGB input.
-    pub mean: [f64; 3],
-    pub std: [f64; 3],
-    /// The `train` stage's resolved parameters.
-    #[serde(default)]
-    pub hyperparameters: serde_json::Value,
-    pub parameter_count: i64,
-    pub train_seconds: f64,
-    pub epochs_run: usize,
-    /// 1-based epoch of the saved weights.
-    pub best_epoch: usize,
-    pub best_val_accuracy: f64,
-    /// Where it trained (`cpu`, `cuda:0`).
-    pub device: String,
-    #[serde(default)]
-    pub train_clips: usize,
-    #[serde(default)]
-    pub val_clips: usize,
-    /// Cross-entropy class weights, when used.
-    #[serde(default)]
-    pub class_weights: Option<Vec<f64>>,
-}
+/// `model.json` of a model this crate trained (the card format lives in `stage-formats`).
+pub type ModelCard = stage_formats::model_card::ModelCard<ModelSpec>;
 
-impl ModelCard {
-    /// The card of a model built from `spec`: ImageNet input normalisation, and an empty
-    /// training record for the trainer to fill in.
-    pub fn for_spec(spec: &ModelSpec, class_names: Vec<String>) -> Self {
-        ModelCard {
-            format: CARD_FORMAT,
-            spec: spec.clone(),
-            class_names,
-            mean: IMAGENET_MEAN,
-            std: IMAGENET_STD,
-            hyperparameters: serde_json::Value::Null,
-            parameter_count: 0,
-            train_seconds: 0.0,
-            epochs_run: 0,
-            best_epoch: 0,
-            best_val_accuracy: 0.0,
-            device: String::new(),
-            train_clips: 0,
-            val_clips: 0,
-            class_weights: None,
-        }
-    }
-
-    /// What to build to load these weights.
-    pub fn spec(&self) -> ModelSpec {
-        self.spec.clone()
-    }
-
-    /// Reads `<dir>/model.json`.
-    pub fn read(dir: &Path) -> Result<Self, StageError> {
-        let path = dir.join(CARD_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            StageError::with_source(format!("{}: cannot read the model card; is this a `train` output?", path.display()), e)
-        })?;
-        let card: ModelCard =
-            serde_json::from_str(&text).map_err(|e| StageError::msg(format!("{}: not a valid model card: {e}", path.display())))?;
-        if card.format != CARD_FORMAT {
-            return Err(StageError::msg(format!(
-                "{}: model card format {} is not supported (expected {CARD_FORMAT})",
-                path.display(),
-                card.format
-            )));
-        }
-        if card.class_names.len() as i64 != card.spec.num_classes {
-            return Err(StageError::msg(format!(
-                "{}: {} class names for {} classes",
-                path.display(),
-                card.class_names.len(),
-                card.spec.num_classes
-            )));
-        }
-        Ok(card)
-    }
-
-    /// Writes `<dir>/model.json`.
-    pub fn write(&self, dir: &Path) -> Result<(), StageError> {
-        stage_formats::json::write_json(&dir.join(CARD_FILE), self)
-    }
+/// The card of a model built from `spec`: ImageNet input normalisation, and an empty training
+/// record for the trainer to fill in.
+pub fn card_for_spec(spec: &ModelSpec, class_names: Vec<String>) -> ModelCard {
+    ModelCard::new(spec.clone(), class_names, IMAGENET_MEAN, IMAGENET_STD)
 }
 
 /// Writes every variable of `vs` to `path` (safetensors).

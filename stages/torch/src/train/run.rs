@@ -11,7 +11,7 @@ use tch::{Device, Tensor};
 
 use super::adam::Adam;
 use super::amp::LossScaler;
-use super::checkpoint::{load_weights, ModelCard, CARD_FILE, WEIGHTS_FILE};
+use super::checkpoint::{card_for_spec, load_weights, ModelCard, CARD_FILE, WEIGHTS_FILE};
 use super::data::{derive_seed, Pass};
 use super::dataset::TrainingData;
 use super::device::device_name;
@@ -182,7 +182,7 @@ pub fn run(ctx: &StageContext<'_>, params: &TrainParams, canonical: &Params) -> 
         train_clips: data.train.len(),
         val_clips: data.val.len(),
         class_weights,
-        ..ModelCard::for_spec(&spec, CLASS_NAMES.iter().map(|s| s.to_string()).collect())
+        ..card_for_spec(&spec, CLASS_NAMES.iter().map(|s| s.to_string()).collect())
     };
     card.write(ctx.out_dir)?;
     Ok(StageOutcome::new(format!(
@@ -245,7 +245,7 @@ fn start_from(vs: &mut nn::VarStore, spec: &ModelSpec, path: &Path) -> Result<St
     };
     if let Some(dir) = own_dir {
         let card = ModelCard::read(&dir)?;
-        let theirs = card.spec();
+        let theirs = card.spec.clone();
         if theirs != *spec {
             return Err(StageError::msg(format!(
                 "pretrained model {} was trained as {} T={} S={} ({} classes, {:?} pooling) but this run builds {} \

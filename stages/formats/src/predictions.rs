@@ -16,8 +16,23 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Float32Array, Int32Array, Int64Array, StringArray};
 use stage_api::StageError;
 
-use crate::evaluation::Prediction;
-use crate::io::{write_columns, Table};
+use crate::parquet::{write_columns, Table};
+
+/// The predictions file of an `evaluate` output, or of a model trained elsewhere.
+pub const PREDICTIONS_FILE: &str = "predictions.parquet";
+
+/// One test clip as the model saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub clip_id: String,
+    pub actor: i32,
+    /// True class index.
+    pub label: i64,
+    /// Predicted class index (normally the arg-max of `probs`).
+    pub predicted: i64,
+    /// Class probabilities (softmax), one per class.
+    pub probs: Vec<f32>,
+}
 
 /// How far a row's probabilities may sum from 1 (float32 softmax is within 1e-6).
 const SUM_TOLERANCE: f64 = 1e-3;
