@@ -17,6 +17,12 @@ pub fn input(need: &str, dir: &Path) -> StageInput {
     StageInput { kind: Some(need.to_owned()), ..StageInput::new(need, dir) }
 }
 
+/// The context the engine would give a stage reading `inputs` and writing `out`, with base
+/// folder `base` and `threads` threads (no progress, the same store, no resume folder).
+pub fn context<'a>(params: &'a Params, inputs: &'a [StageInput], out: &'a Path, base: &'a Path, threads: usize) -> StageContext<'a> {
+    StageContext { params, inputs, out_dir: out, base_dir: base, progress: &NoProgress, threads, artifacts: &SameStore, resume_dir: None }
+}
+
 /// Resolves `params` and runs `stage` into `out` (created empty).
 pub fn run_stage(stage: &dyn Stage, params: Params, inputs: &[StageInput], out: &Path) -> Result<StageOutcome, StageError> {
     run_stage_with(stage, params, inputs, out, &NoProgress)

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use stage_api::{NoProgress, Params, SameStore, Shard, Stage, StageContext, StageError, StageInput, StageOutcome};
+use stage_api::testing::context;
+use stage_api::{Params, Shard, Stage, StageError, StageInput, StageOutcome};
 use stages_video::extract::testing::{write_clips_table, ClipRecord};
 use stages_video::extract::ExtractStage;
 
@@ -99,16 +100,7 @@ pub fn run_with(stage: &ExtractStage, clips: &[ClipRecord], params: serde_json::
     let raw: Params = serde_json::from_value(params).unwrap();
     let params = stage.resolve_params(&raw).unwrap();
     let inputs = [StageInput { kind: Some("scan".into()), ..StageInput::new("scan", scan) }];
-    let ctx = StageContext {
-        params: &params,
-        inputs: &inputs,
-        out_dir: &out,
-        base_dir: tmp.path(),
-        progress: &NoProgress,
-        threads,
-        artifacts: &SameStore,
-        resume_dir: None,
-    };
+    let ctx = context(&params, &inputs, &out, tmp.path(), threads);
     let result = stage.run(&ctx);
     Run { tmp, out, result }
 }
@@ -127,31 +119,13 @@ pub fn run_sharded(clips: &[ClipRecord], params: serde_json::Value, count: usize
     for index in 0..count {
         let part = tmp.path().join(format!("part{index}"));
         std::fs::create_dir_all(&part).unwrap();
-        let ctx = StageContext {
-            params: &params,
-            inputs: &inputs,
-            out_dir: &part,
-            base_dir: tmp.path(),
-            progress: &NoProgress,
-            threads,
-            artifacts: &SameStore,
-            resume_dir: None,
-        };
+        let ctx = context(&params, &inputs, &part, tmp.path(), threads);
         stage.run_shard(&ctx, Shard { index, count }).unwrap();
         parts.push(part);
     }
     let out = tmp.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let ctx = StageContext {
-        params: &params,
-        inputs: &inputs,
-        out_dir: &out,
-        base_dir: tmp.path(),
-        progress: &NoProgress,
-        threads,
-        artifacts: &SameStore,
-        resume_dir: None,
-    };
+    let ctx = context(&params, &inputs, &out, tmp.path(), threads);
     let result = stage.merge(&ctx, &parts);
     Run { tmp, out, result }
 }
