@@ -10,7 +10,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
-use stage_api::ArtifactPaths;
+use stage_api::{ArtifactPaths, StageError};
 
 use crate::fingerprint::Key;
 use crate::remote::Remote;
@@ -43,7 +43,7 @@ impl<'a> StorePaths<'a> {
         }
     }
 
-    fn ensure_local(&self, key: &Key, path: &Path) -> Result<(), String> {
+    fn ensure_local(&self, key: &Key, path: &Path) -> Result<(), StageError> {
         if self.store.lookup(key).is_some() {
             return Ok(());
         }
@@ -52,12 +52,15 @@ impl<'a> StorePaths<'a> {
             return Ok(());
         }
         let remote = self.remote.ok_or_else(|| {
-            format!("{} lies in artifact {key}, which is not in this store and no remote cache is configured", path.display())
+            StageError::msg(format!(
+                "{} lies in artifact {key}, which is not in this store and no remote cache is configured",
+                path.display()
+            ))
         })?;
         remote
             .pull(self.store, key, "an artifact an upstream table points into")
             .map(drop)
-            .map_err(|e| format!("{} lies in artifact {key}, which could not be pulled: {e}", path.display()))
+            .map_err(|e| StageError::with_source(format!("{} lies in artifact {key}, which could not be pulled", path.display()), e))
     }
 }
 
@@ -69,7 +72,7 @@ impl ArtifactPaths for StorePaths<'_> {
         }
     }
 
-    fn locate(&self, path: &Path) -> Result<PathBuf, String> {
+    fn locate(&self, path: &Path) -> Result<PathBuf, StageError> {
         let full = absolute(path);
         let Ok(rest) = full.strip_prefix(&self.configured) else { return Ok(path.to_path_buf()) };
         let local = self.store.root().join(rest);
@@ -110,7 +113,7 @@ mod tests {
         let recorded = paths.portable(&inside);
         assert_eq!(recorded, configured.join(format!("objects/ab/{key}/out/v.mp4")));
         // Not in the private store and no remote: a clear error naming the file and the artifact.
-        let err = paths.locate(&recorded).unwrap_err();
+        let err = paths.locate(&recorded).unwrap_err().chain();
         assert!(err.contains("v.mp4") && err.contains(&key) && err.contains("no remote"), "{err}");
     }
 }

@@ -159,7 +159,7 @@ pub fn run(cli: Cli, argv: &[String], domain: &dyn Domain) -> Result<bool> {
     }
     match cli.command {
         Command::Run { stages, dry_run: true, force, .. } => {
-            for s in engine.status(&stages, &force).map_err(anyhow::Error::msg)? {
+            for s in engine.status(&stages, &force)? {
                 match s.state {
                     Freshness::Fresh => println!("{}: fresh", s.stage),
                     Freshness::Stale => println!("{}: would run: {}", s.stage, join_reasons(&s.reasons)),
@@ -184,10 +184,10 @@ pub fn run(cli: Cli, argv: &[String], domain: &dyn Domain) -> Result<bool> {
                 ExecutorKind::Slurm => use_slurm(&mut engine, &run_id)?,
                 ExecutorKind::Kubernetes => use_kubernetes(&mut engine, &run_id)?,
             }
-            engine.run(&RunOptions { targets: stages, force, keep_going, jobs, run_id: Some(run_id) }, argv).map_err(anyhow::Error::msg)
+            engine.run(&RunOptions { targets: stages, force, keep_going, jobs, run_id: Some(run_id) }, argv).map_err(anyhow::Error::from)
         }
         Command::Status { stages, json } => {
-            let statuses = engine.status(&stages, &[]).map_err(anyhow::Error::msg)?;
+            let statuses = engine.status(&stages, &[])?;
             if json {
                 let rows: Vec<serde_json::Value> = statuses
                     .iter()
@@ -221,7 +221,7 @@ pub fn run(cli: Cli, argv: &[String], domain: &dyn Domain) -> Result<bool> {
             Ok(true)
         }
         Command::Show { stage } => {
-            let rows = engine.output_dirs(std::slice::from_ref(&stage)).map_err(anyhow::Error::msg)?;
+            let rows = engine.output_dirs(std::slice::from_ref(&stage))?;
             let mut any = false;
             for (name, dir, manifest) in
                 rows.into_iter().filter(|(n, ..)| engine.plan.select(&stage).iter().any(|&i| engine.plan.instances[i].name == *n))
@@ -245,7 +245,7 @@ pub fn run(cli: Cli, argv: &[String], domain: &dyn Domain) -> Result<bool> {
         }
         Command::Verify { stages } => {
             let mut ok = true;
-            for s in engine.status(&stages, &[]).map_err(anyhow::Error::msg)? {
+            for s in engine.status(&stages, &[])? {
                 let Some(key) = s.key.filter(|_| s.state == Freshness::Fresh) else { continue };
                 let bad = engine.store.verify(&key)?;
                 if bad.is_empty() {
@@ -258,7 +258,7 @@ pub fn run(cli: Cli, argv: &[String], domain: &dyn Domain) -> Result<bool> {
             Ok(ok)
         }
         Command::Gc => {
-            let (removed, freed) = engine.gc().map_err(anyhow::Error::msg)?;
+            let (removed, freed) = engine.gc()?;
             println!("removed {removed} artifacts, freed {}", human_bytes(freed));
             Ok(true)
         }
@@ -357,9 +357,14 @@ fn use_kubernetes(_engine: &mut Engine, _run_id: &str) -> Result<()> {
     bail!("the kubernetes executor: {}", crate::executor::NO_KUBERNETES)
 }
 
+/// A `--shard` value that is not `I/N` with I < N.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a shard: write I/N, with I counted from 0 and less than N (e.g. 2/8)")]
+struct NotAShard(String);
+
 /// `I/N` with I < N (shard I, counted from 0, of N).
-fn parse_shard(text: &str) -> Result<stage_api::Shard, String> {
-    let bad = || format!("`{text}` is not a shard: write I/N, with I counted from 0 and less than N (e.g. 2/8)");
+fn parse_shard(text: &str) -> Result<stage_api::Shard, NotAShard> {
+    let bad = || NotAShard(text.to_owned());
     let (i, n) = text.split_once('/').ok_or_else(bad)?;
     let (index, count): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
     if index >= count {
@@ -402,14 +407,14 @@ fn exec_task(
             eprintln!("{line}");
             Ok(true)
         }
-        Err(message) => {
+        Err(failure) => {
             if scratch.is_some() {
                 // scancel and requeue signal every process of the job at once: the stage's
                 // command may die of it before the handler above has run. Give the handler a
                 // moment, so an interrupted task leaves as one (exit 143), not as a failure.
                 std::thread::sleep(std::time::Duration::from_millis(500));
             }
-            eprintln!("{message}");
+            eprintln!("{failure}");
             Ok(false)
         }
     }

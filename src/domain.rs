@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use stage_api::StageError;
+
 use crate::registry::Registry;
 
 /// One video's prediction.
@@ -21,11 +23,11 @@ pub trait Domain {
 
     /// Runs the model in `model_dir` on `videos`: one result per video, in order (`Err` for a
     /// video that could not be read); the outer `Err` when the model itself cannot be used.
-    fn predict(&self, model_dir: &Path, videos: &[PathBuf], threads: usize) -> Result<Vec<Result<Prediction, String>>, String>;
+    fn predict(&self, model_dir: &Path, videos: &[PathBuf], threads: usize) -> Result<Vec<Result<Prediction, StageError>>, StageError>;
 
     /// Compares the metrics files gathered under `old` and `new` (same relative paths): a table
     /// for people, or JSON with `json`. `all` also lists what did not change.
-    fn metrics_diff(&self, old: &Path, new: &Path, all: bool, json: bool) -> Result<String, String>;
+    fn metrics_diff(&self, old: &Path, new: &Path, all: bool, json: bool) -> Result<String, StageError>;
 
     /// The file at the top of a stage's output that holds its metrics: `runs` counts them and
     /// `metrics diff` gathers them.
@@ -34,5 +36,5 @@ pub trait Domain {
     /// Whether `dir` holds a trained model `predict` can use, and the score it picks the best
     /// one by (higher is better): `Ok(None)` when `dir` is no model, `Err` when it is one whose
     /// description is damaged (never a made-up score).
-    fn model_score(&self, dir: &Path) -> Result<Option<f64>, String>;
+    fn model_score(&self, dir: &Path) -> Result<Option<f64>, StageError>;
 }

@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use stage_api::{panic_message, ArtifactPaths, Params, Progress, Shard, StageContext, StageInput};
+use stage_api::{panic_message, ArtifactPaths, Params, Progress, Shard, StageContext, StageError, StageInput};
 
 use crate::config::canonical::display_value;
 use crate::config::Action;
@@ -43,8 +43,8 @@ pub struct Job<'a> {
     pub resume_dir: Option<&'a Path>,
 }
 
-/// Runs the job; `Ok(summary)` or `Err(message)`.
-pub fn execute(job: &Job<'_>) -> Result<String, String> {
+/// Runs the job; `Ok(summary)`, or the stage's error (a `run:` command's names its log).
+pub fn execute(job: &Job<'_>) -> Result<String, StageError> {
     match job.action {
         Action::Builtin(stage) => {
             let out_dir = job.work_dir.join("out");
@@ -65,19 +65,19 @@ pub fn execute(job: &Job<'_>) -> Result<String, String> {
             };
             match catch_unwind(AssertUnwindSafe(work)) {
                 Ok(Ok(outcome)) => Ok(outcome.summary),
-                Ok(Err(e)) => Err(e.chain()),
-                Err(panic) => Err(format!("stage `{}` panicked: {}", stage.kind(), panic_message(&panic))),
+                Ok(Err(e)) => Err(e),
+                Err(panic) => Err(StageError::msg(format!("stage `{}` panicked: {}", stage.kind(), panic_message(&panic)))),
             }
         }
-        Action::Shell { .. } if !matches!(job.part, JobPart::Whole) => Err("a `run:` stage cannot be split into shards".to_owned()),
+        Action::Shell { .. } if !matches!(job.part, JobPart::Whole) => Err(StageError::msg("a `run:` stage cannot be split into shards")),
         Action::Shell { command } => run_shell(command, job),
     }
 }
 
-fn run_shell(command: &str, job: &Job<'_>) -> Result<String, String> {
+fn run_shell(command: &str, job: &Job<'_>) -> Result<String, StageError> {
     let stdout_path = job.work_dir.join("stdout.txt");
     let stderr_path = job.work_dir.join("stderr.txt");
-    let io_err = |what: &str, e: std::io::Error| format!("{what}: {e}");
+    let io_err = |what: &str, e: std::io::Error| StageError::with_source(what, e);
     let stdout = fs::File::create(&stdout_path).map_err(|e| io_err("creating the stage log", e))?;
     let stderr = fs::File::create(&stderr_path).map_err(|e| io_err("creating the stage log", e))?;
     // The command runs under a guard shell that leads its own process group and kills that
@@ -125,10 +125,14 @@ fn run_shell(command: &str, job: &Job<'_>) -> Result<String, String> {
     if tail.is_empty() {
         // Its error messages went to a file on the same disk: on a full one they are lost too.
         if let Some(full) = full_disk_note(job.work_dir) {
-            return Err(format!("command failed ({how}); {full}"));
+            return Err(StageError::msg(format!("command failed ({how}); {full}")));
         }
     }
-    Err(if tail.is_empty() { format!("command failed ({how})") } else { format!("command failed ({how}); end of stderr:\n    {tail}") })
+    Err(StageError::msg(if tail.is_empty() {
+        format!("command failed ({how})")
+    } else {
+        format!("command failed ({how}); end of stderr:\n    {tail}")
+    }))
 }
 
 /// When the file system of `dir` has no space left: a message saying so, naming `dir`.

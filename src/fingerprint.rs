@@ -138,8 +138,8 @@ pub enum KeyError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("`deps` pattern `{pattern}` of `{instance}` is invalid: {message}")]
     Pattern { instance: String, pattern: String, message: String },
-    #[error("`{instance}`: {message}")]
-    PrepareRawInput { instance: String, message: String },
+    #[error("`{instance}`: {}", source.chain())]
+    PrepareRawInput { instance: String, source: stage_api::StageError },
 }
 
 /// Computes an instance's fingerprint from its upstream content hashes.
@@ -147,7 +147,7 @@ pub fn compute(instance: &Instance, upstream: Vec<UpstreamInput>, base_dir: &Pat
     if let Action::Builtin(stage) = &instance.action {
         stage
             .prepare_raw_inputs(&instance.params, base_dir)
-            .map_err(|message| KeyError::PrepareRawInput { instance: instance.name.clone(), message })?;
+            .map_err(|source| KeyError::PrepareRawInput { instance: instance.name.clone(), source })?;
     }
     Ok(Fingerprint {
         action: ActionId::of(&instance.action),

@@ -14,18 +14,18 @@ use crate::runner::Engine;
 pub fn resolve_model(engine: &Engine, domain: &dyn Domain, model: Option<&str>) -> Result<(String, PathBuf)> {
     if let Some(m) = model {
         let dir = Path::new(m);
-        if dir.is_dir() && domain.model_score(dir).map_err(anyhow::Error::msg)?.is_some() {
+        if dir.is_dir() && domain.model_score(dir)?.is_some() {
             return Ok((m.to_owned(), dir.to_path_buf()));
         }
     }
     let targets: Vec<String> = model.map(|m| vec![m.to_owned()]).unwrap_or_default();
     let mut candidates: Vec<(String, PathBuf, f64)> = Vec::new();
-    for (name, dir, _) in engine.output_dirs(&targets).map_err(anyhow::Error::msg)? {
+    for (name, dir, _) in engine.output_dirs(&targets)? {
         if model.is_some_and(|m| !engine.plan.select(m).iter().any(|&i| engine.plan.instances[i].name == name)) {
             continue;
         }
         let Some(dir) = dir else { continue };
-        if let Some(score) = domain.model_score(&dir).map_err(anyhow::Error::msg)? {
+        if let Some(score) = domain.model_score(&dir)? {
             candidates.push((name, dir, score));
         }
     }
@@ -46,7 +46,7 @@ pub fn predict(engine: &Engine, domain: &dyn Domain, videos: &[PathBuf], model: 
     }
     let (name, dir) = resolve_model(engine, domain, model)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let results = domain.predict(&dir, videos, threads).map_err(anyhow::Error::msg)?;
+    let results = domain.predict(&dir, videos, threads)?;
     let ok = results.iter().all(Result::is_ok);
     if json {
         let rows: Vec<serde_json::Value> = results
@@ -59,7 +59,7 @@ pub fn predict(engine: &Engine, domain: &dyn Domain, videos: &[PathBuf], model: 
                     "predicted": p.predicted,
                     "probabilities": p.probabilities.iter().map(|(c, x)| (c.clone(), serde_json::json!(x))).collect::<serde_json::Map<_, _>>(),
                 }),
-                Err(e) => serde_json::json!({"video": v.display().to_string(), "error": e}),
+                Err(e) => serde_json::json!({"video": v.display().to_string(), "error": e.chain()}),
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -72,7 +72,7 @@ pub fn predict(engine: &Engine, domain: &dyn Domain, videos: &[PathBuf], model: 
                 let probs: Vec<String> = p.probabilities.iter().map(|(c, x)| format!("{c} {x:.3}")).collect();
                 println!("{}: {}  [{}]", p.video, p.predicted, probs.join(", "));
             }
-            Err(e) => eprintln!("{}: error: {e}", v.display()),
+            Err(e) => eprintln!("{}: error: {}", v.display(), e.chain()),
         }
     }
     Ok(ok)

@@ -53,6 +53,9 @@ pub enum RemoteError {
     Store(#[from] object_store::Error),
     #[error("local I/O failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The local copy of a forced artifact could not be removed to make room for the pulled one.
+    #[error("cannot replace the local artifact {key}: {source}")]
+    Replace { key: String, source: std::io::Error },
     /// Writing a downloaded file into the local store failed (a full disk, say).
     #[error("cannot write {}: {source}", path.display())]
     LocalWrite { path: PathBuf, source: std::io::Error },
@@ -222,7 +225,7 @@ impl Remote {
         })?;
         let bad = |problem: String| RemoteError::BadManifest { key: key.as_str().to_owned(), problem };
         let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a manifest: {e}")))?;
-        validate_manifest(&manifest, key).map_err(bad)?;
+        validate_manifest(&manifest, key)?;
         Ok(manifest)
     }
 
@@ -358,26 +361,27 @@ fn with_prefix<T: ObjectStore>(store: T, url: &str) -> Arc<dyn ObjectStore> {
 }
 
 /// Checks a manifest that came from elsewhere before anything is written.
-pub fn validate_manifest(manifest: &Manifest, key: &Key) -> Result<(), String> {
+pub fn validate_manifest(manifest: &Manifest, key: &Key) -> Result<(), RemoteError> {
+    let bad = |problem: String| Err(RemoteError::BadManifest { key: key.as_str().to_owned(), problem });
     if manifest.key != key.as_str() {
-        return Err(format!("it is for key {}", manifest.key));
+        return bad(format!("it is for key {}", manifest.key));
     }
     let mut seen = std::collections::BTreeSet::new();
     for f in &manifest.files {
         let path = Path::new(&f.path);
         let clean = !f.path.is_empty() && !f.path.contains('\\') && path.components().all(|c| matches!(c, Component::Normal(_)));
         if !clean {
-            return Err(format!("unsafe path `{}` (paths must be relative, without `..`)", f.path));
+            return bad(format!("unsafe path `{}` (paths must be relative, without `..`)", f.path));
         }
         if !seen.insert(&f.path) {
-            return Err(format!("path `{}` listed twice", f.path));
+            return bad(format!("path `{}` listed twice", f.path));
         }
         if f.blake3.len() != 64 || !f.blake3.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-            return Err(format!("bad hash for `{}`", f.path));
+            return bad(format!("bad hash for `{}`", f.path));
         }
     }
     if content_hash(&manifest.files) != manifest.content_hash {
-        return Err("its content hash does not match its file list".into());
+        return bad("its content hash does not match its file list".into());
     }
     Ok(())
 }
@@ -415,6 +419,6 @@ mod tests {
     fn rejects_a_tampered_file_list() {
         let (mut m, key) = manifest(&["a"]);
         m.files[0].size = 2;
-        assert!(validate_manifest(&m, &key).unwrap_err().contains("content hash"));
+        assert!(validate_manifest(&m, &key).unwrap_err().to_string().contains("content hash"));
     }
 }

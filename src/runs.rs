@@ -96,7 +96,7 @@ pub fn metrics_diff(store: &Store, domain: &dyn Domain, a: Option<&str>, b: Opti
     std::fs::create_dir_all(&new_dir)?;
     gather(store, domain, old, &old_dir)?;
     gather(store, domain, new, &new_dir)?;
-    let diff = domain.metrics_diff(&old_dir, &new_dir, all, json).map_err(anyhow::Error::msg)?;
+    let diff = domain.metrics_diff(&old_dir, &new_dir, all, json)?;
     if json {
         return Ok(diff);
     }

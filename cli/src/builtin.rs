@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use pipeline::domain::{Domain, Prediction};
 use pipeline::registry::Registry;
-use stage_api::Stage;
+use stage_api::{Stage, StageError};
 
 pub struct Builtin;
 
@@ -22,8 +22,8 @@ impl Domain for Builtin {
         Registry::from_stages(stages)
     }
 
-    fn predict(&self, model_dir: &Path, videos: &[PathBuf], threads: usize) -> Result<Vec<Result<Prediction, String>>, String> {
-        let worker = stage_api::worker::locate_worker(stages_learn::TORCH_WORKER).map_err(|e| e.chain())?;
+    fn predict(&self, model_dir: &Path, videos: &[PathBuf], threads: usize) -> Result<Vec<Result<Prediction, StageError>>, StageError> {
+        let worker = stage_api::worker::locate_worker(stages_learn::TORCH_WORKER)?;
         let mut command = Command::new(&worker);
         stage_api::process::die_with_parent(&mut command);
         let output = command
@@ -33,17 +33,19 @@ impl Domain for Builtin {
             .args(videos)
             .stderr(std::process::Stdio::inherit())
             .output()
-            .map_err(|e| format!("cannot start the worker {}: {e}", worker.display()))?;
+            .map_err(|e| StageError::with_source(format!("cannot start the worker {}", worker.display()), e))?;
         if !output.status.success() {
-            return Err(format!("prediction with the model in {} failed ({})", model_dir.display(), output.status));
+            return Err(StageError::msg(format!("prediction with the model in {} failed ({})", model_dir.display(), output.status)));
         }
         parse_predictions(&output.stdout, videos.len())
     }
 
-    fn metrics_diff(&self, old: &Path, new: &Path, all: bool, json: bool) -> Result<String, String> {
-        let changes = stages_report::diff::metrics_diff(old, new).map_err(|e| e.chain())?;
+    fn metrics_diff(&self, old: &Path, new: &Path, all: bool, json: bool) -> Result<String, StageError> {
+        let changes = stages_report::diff::metrics_diff(old, new)?;
         if json {
-            return serde_json::to_string_pretty(&changes).map(|s| s + "\n").map_err(|e| e.to_string());
+            return serde_json::to_string_pretty(&changes)
+                .map(|s| s + "\n")
+                .map_err(|e| StageError::with_source("encoding the changes as JSON", e));
         }
         Ok(stages_report::diff::render_diff_table(&changes, all))
     }
@@ -52,25 +54,25 @@ impl Domain for Builtin {
         stage_formats::metrics::METRICS_FILE
     }
 
-    fn model_score(&self, dir: &Path) -> Result<Option<f64>, String> {
-        stage_formats::model_card::card_score(dir).map_err(|e| e.chain())
+    fn model_score(&self, dir: &Path) -> Result<Option<f64>, StageError> {
+        stage_formats::model_card::card_score(dir)
     }
 }
 
 /// The worker's `[{"ok": {...}} | {"error": "..."}]`, one entry per video.
-fn parse_predictions(stdout: &[u8], expected: usize) -> Result<Vec<Result<Prediction, String>>, String> {
+fn parse_predictions(stdout: &[u8], expected: usize) -> Result<Vec<Result<Prediction, StageError>>, StageError> {
     let rows: Vec<serde_json::Value> =
-        serde_json::from_slice(stdout).map_err(|e| format!("the worker's predictions are not valid JSON: {e}"))?;
+        serde_json::from_slice(stdout).map_err(|e| StageError::with_source("the worker's predictions are not valid JSON", e))?;
     if rows.len() != expected {
-        return Err(format!("the worker returned {} predictions for {expected} videos", rows.len()));
+        return Err(StageError::msg(format!("the worker returned {} predictions for {expected} videos", rows.len())));
     }
     rows.into_iter()
         .map(|row| match (row.get("ok"), row.get("error")) {
-            (Some(ok), _) => {
-                serde_json::from_value(ok.clone()).map(Ok).map_err(|e| format!("a prediction the worker returned is malformed: {e}"))
-            }
-            (None, Some(error)) => Ok(Err(error.as_str().unwrap_or("unknown error").to_owned())),
-            (None, None) => Err(format!("a prediction the worker returned has neither `ok` nor `error`: {row}")),
+            (Some(ok), _) => serde_json::from_value(ok.clone())
+                .map(Ok)
+                .map_err(|e| StageError::with_source("a prediction the worker returned is malformed", e)),
+            (None, Some(error)) => Ok(Err(StageError::msg(error.as_str().unwrap_or("unknown error")))),
+            (None, None) => Err(StageError::msg(format!("a prediction the worker returned has neither `ok` nor `error`: {row}"))),
         })
         .collect()
 }
@@ -84,22 +86,22 @@ mod tests {
         let out = br#"[{"ok": {"video": "a.mp4", "predicted": "calm", "probabilities": [["neutral", 0.25], ["calm", 0.75]]}}, {"error": "b.mp4: no face"}]"#;
         let rows = parse_predictions(out, 2).unwrap();
         assert_eq!(rows[0].as_ref().unwrap().probabilities[1], ("calm".to_owned(), 0.75));
-        assert_eq!(rows[1].as_ref().unwrap_err(), "b.mp4: no face");
-        assert!(parse_predictions(out, 3).unwrap_err().contains("2 predictions for 3 videos"));
-        assert!(parse_predictions(b"[{}]", 1).unwrap_err().contains("neither"));
+        assert_eq!(rows[1].as_ref().unwrap_err().message, "b.mp4: no face");
+        assert!(parse_predictions(out, 3).unwrap_err().message.contains("2 predictions for 3 videos"));
+        assert!(parse_predictions(b"[{}]", 1).unwrap_err().message.contains("neither"));
     }
 
     #[test]
     fn a_model_is_a_folder_with_a_card_and_a_damaged_card_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let card = dir.path().join(stage_formats::model_card::MODEL_CARD_FILE);
-        assert_eq!(Builtin.model_score(dir.path()), Ok(None));
+        assert_eq!(Builtin.model_score(dir.path()).unwrap(), None);
         std::fs::write(&card, r#"{"arch": "r3d18", "best_val_accuracy": 0.75}"#).unwrap();
-        assert_eq!(Builtin.model_score(dir.path()), Ok(Some(0.75)));
+        assert_eq!(Builtin.model_score(dir.path()).unwrap(), Some(0.75));
         std::fs::write(&card, r#"{"arch": "r3d18"}"#).unwrap();
-        let err = Builtin.model_score(dir.path()).unwrap_err();
+        let err = Builtin.model_score(dir.path()).unwrap_err().message;
         assert!(err.contains("model.json") && err.contains("best_val_accuracy"), "{err}");
         std::fs::write(&card, "{").unwrap();
-        assert!(Builtin.model_score(dir.path()).unwrap_err().contains("model.json"));
+        assert!(Builtin.model_score(dir.path()).unwrap_err().message.contains("model.json"));
     }
 }

@@ -38,6 +38,34 @@ pub trait JobStatus: Clone + PartialEq + std::fmt::Display + Send {
     fn unreachable(error: &str) -> Self;
 }
 
+/// Why a scheduler could not be asked (the query is retried; see [`UNREACHABLE_LIMIT`]) or a
+/// backend could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// Its command-line tool would not start (`squeue` not on PATH).
+    #[error("cannot run `{command}`: {source}")]
+    Spawn { command: &'static str, source: std::io::Error },
+    /// Its command-line tool ran and failed; `said` is what it printed.
+    #[error("{command} failed: {said}")]
+    Failed { command: &'static str, said: String },
+    /// The executor's configuration cannot work (the message says what to set).
+    #[error("{0}")]
+    Config(&'static str),
+    /// No kubeconfig and not inside a cluster.
+    #[cfg(feature = "kubernetes")]
+    #[error("cannot find a Kubernetes cluster to talk to ({0}): set KUBECONFIG (or write ~/.kube/config), or run inside the cluster")]
+    NoCluster(kube::config::InferConfigError),
+    /// Its API client failed (`what` it was doing, and the client's error).
+    #[error("{what}: {source}")]
+    Client { what: String, source: Box<dyn std::error::Error + Send + Sync> },
+}
+
+impl SchedulerError {
+    pub fn client(what: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        SchedulerError::Client { what: what.into(), source: source.into() }
+    }
+}
+
 /// A job the run still waits for, as handed to [`BatchBackend::query`].
 pub struct WaitingJob {
     pub id: String,
@@ -61,7 +89,7 @@ pub trait BatchBackend: Send + Sync {
 
     /// The current state of `waiting` jobs, in one round of queries. A job left out of the
     /// answer keeps its state (e.g. submitted after the scheduler took its snapshot).
-    fn query(&self, waiting: &[WaitingJob]) -> Result<Vec<(String, Self::Status)>, String>;
+    fn query(&self, waiting: &[WaitingJob]) -> Result<Vec<(String, Self::Status)>, SchedulerError>;
     /// Stops every job of the run (Ctrl-C of the coordinator).
     fn cancel_run(&self);
     /// How to read job `job`'s log, for error messages.
@@ -121,7 +149,7 @@ impl<S: JobStatus> JobBoard<S> {
         }
         let answer = match scheduler.query(&waiting) {
             Ok(answer) => answer,
-            Err(e) => return self.unreachable::<B>(&e, reporter),
+            Err(e) => return self.unreachable::<B>(&e.to_string(), reporter),
         };
         if self.unreachable_since.lock().expect("lock").take().is_some() {
             reporter.line(&format!("{}: {} answers again", B::BACKEND, B::SERVER));
@@ -274,9 +302,9 @@ mod tests {
         fn run_shard_tasks(&self, _: &Context<'_>, _: &Task<'_>, _: &[Shard]) -> Result<Vec<Result<Done, RunError>>, RunError> {
             unreachable!("the board's tests only poll")
         }
-        fn query(&self, waiting: &[WaitingJob]) -> Result<Vec<(String, State)>, String> {
+        fn query(&self, waiting: &[WaitingJob]) -> Result<Vec<(String, State)>, SchedulerError> {
             if self.down {
-                return Err("connection refused".into());
+                return Err(SchedulerError::client("listing jobs", "connection refused"));
             }
             let n = self.queries.fetch_add(1, Ordering::SeqCst);
             let state = if n < self.running_for { State::Queued("RUNNING") } else { State::Done };
@@ -311,7 +339,7 @@ mod tests {
         assert!(!board.jobs.lock().unwrap()["7"].state.ended(), "within the limit the job keeps waiting");
         *board.unreachable_since.lock().unwrap() = Some(Instant::now() - UNREACHABLE_LIMIT);
         board.poll(&fake, &reporter);
-        assert_eq!(board.jobs.lock().unwrap()["7"].state, State::Lost("connection refused".into()));
+        assert_eq!(board.jobs.lock().unwrap()["7"].state, State::Lost("listing jobs: connection refused".into()));
     }
 
     #[test]

@@ -85,10 +85,10 @@ impl Executor for Local {
                 let _ = ctx.resume.discard(task.key);
                 Ok(Done { manifest, summary, place: String::new() })
             }
-            Err(message) => {
+            Err(failure) => {
                 let _ = std::fs::remove_dir_all(&work_dir);
                 ctx.resume.drop_if_empty(task.key);
-                Err(RunError::stage(message))
+                Err(RunError::stage(failure.chain()))
             }
         }
     }

@@ -32,7 +32,7 @@ use stage_api::Shard;
 use crate::config::Plan;
 use crate::fingerprint::{Fingerprint, Key};
 use crate::progress::Reporter;
-use crate::remote::Remote;
+use crate::remote::{Remote, RemoteError};
 use crate::resume::ResumeStates;
 use crate::store::{Manifest, Store};
 
@@ -136,11 +136,11 @@ pub fn put_spec<'a>(ctx: &Context<'a>, task: &Task<'_>, backend: &str) -> Result
 /// What a batch backend does once a job published `key`: pulls it (verified) into the local
 /// store, replacing the local copy when the task was forced (the caller holds the instance
 /// key's lock).
-pub fn pull_result(ctx: &Context<'_>, remote: &Remote, key: &Key, name: &str, force: bool) -> Result<Manifest, String> {
+pub fn pull_result(ctx: &Context<'_>, remote: &Remote, key: &Key, name: &str, force: bool) -> Result<Manifest, RemoteError> {
     if force {
-        ctx.store.remove(key).map_err(|e| format!("cannot replace the local artifact: {e}"))?;
+        ctx.store.remove(key).map_err(|source| RemoteError::Replace { key: key.as_str().to_owned(), source })?;
     }
-    remote.pull(ctx.store, key, name).map_err(|e| e.to_string())
+    remote.pull(ctx.store, key, name)
 }
 
 pub trait Executor: Send + Sync {

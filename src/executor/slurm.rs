@@ -24,7 +24,7 @@ use std::process::Command;
 
 use stage_api::Shard;
 
-use super::batch::{BatchBackend, JobBoard, JobRecord, JobStatus, WaitingJob, UNREACHABLE_LIMIT};
+use super::batch::{BatchBackend, JobBoard, JobRecord, JobStatus, SchedulerError, WaitingJob, UNREACHABLE_LIMIT};
 use super::{part_name, pull_result, put_spec, Context, Done, Part, RunError, Task};
 use crate::config::{ExecutorConfig, Resources};
 use crate::fingerprint::Key;
@@ -272,7 +272,7 @@ impl BatchBackend for Slurm {
     }
 
     /// One `squeue` for every job of the run; `scontrol` for those that left the queue.
-    fn query(&self, waiting: &[WaitingJob]) -> Result<Vec<(String, JobState)>, String> {
+    fn query(&self, waiting: &[WaitingJob]) -> Result<Vec<(String, JobState)>, SchedulerError> {
         let queue = squeue(&self.run_id)?;
         waiting
             .iter()
@@ -345,13 +345,13 @@ pub(crate) fn describe(r: &Resources) -> String {
 }
 
 /// Job id -> state of every job named `run_id` still in the queue (array tasks as `ID_I`).
-fn squeue(run_id: &str) -> Result<BTreeMap<String, String>, String> {
+fn squeue(run_id: &str) -> Result<BTreeMap<String, String>, SchedulerError> {
     let output = Command::new("squeue")
         .args(["--noheader", "--array", &format!("--name={run_id}"), "--format=%i %T"])
         .output()
-        .map_err(|e| format!("cannot run `squeue`: {e}"))?;
+        .map_err(|source| SchedulerError::Spawn { command: "squeue", source })?;
     if !output.status.success() {
-        return Err(format!("squeue failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        return Err(SchedulerError::Failed { command: "squeue", said: String::from_utf8_lossy(&output.stderr).trim().to_owned() });
     }
     Ok(String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -361,8 +361,8 @@ fn squeue(run_id: &str) -> Result<BTreeMap<String, String>, String> {
 }
 
 /// `(JobState, ExitCode)` of a job; `None` when the controller no longer knows it.
-fn show_job(id: &str) -> Result<Option<(String, String)>, String> {
-    let output = Command::new("scontrol").args(["-o", "show", "job", id]).output().map_err(|e| format!("cannot run `scontrol`: {e}"))?;
+fn show_job(id: &str) -> Result<Option<(String, String)>, SchedulerError> {
+    let output = scontrol_show_job(id)?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
         // "Invalid job id specified" on stderr; "Job 12_3 not found" (an array task) on stdout.
@@ -370,7 +370,7 @@ fn show_job(id: &str) -> Result<Option<(String, String)>, String> {
         if said.contains("Invalid job id") || said.contains("not found") {
             return Ok(None);
         }
-        return Err(format!("scontrol failed: {}", said.trim()));
+        return Err(SchedulerError::Failed { command: "scontrol", said: said.trim().to_owned() });
     }
     let text = String::from_utf8_lossy(&output.stdout);
     Ok(parse_show_job(&text))
@@ -445,12 +445,20 @@ pub fn job_note(store: &Store, key: &Key) -> Option<String> {
 
 /// `(JobState, ExitCode)` of each line `scontrol -o show job ID` prints (one per task of a job
 /// array); empty when the controller no longer knows the job.
-fn show_job_lines(id: &str) -> Result<Vec<(String, String)>, String> {
-    let output = Command::new("scontrol").args(["-o", "show", "job", id]).output().map_err(|e| format!("cannot run `scontrol`: {e}"))?;
+fn show_job_lines(id: &str) -> Result<Vec<(String, String)>, SchedulerError> {
+    let output = scontrol_show_job(id)?;
     if !output.status.success() {
         return show_job(id).map(|s| s.into_iter().collect());
     }
     Ok(String::from_utf8_lossy(&output.stdout).lines().filter_map(parse_show_job).collect())
+}
+
+/// `scontrol -o show job ID`, run.
+fn scontrol_show_job(id: &str) -> Result<std::process::Output, SchedulerError> {
+    Command::new("scontrol")
+        .args(["-o", "show", "job", id])
+        .output()
+        .map_err(|source| SchedulerError::Spawn { command: "scontrol", source })
 }
 
 #[cfg(test)]

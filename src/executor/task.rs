@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::local::Local;
 use stage_api::Shard;
 
-use super::{part_name, Context, Executor, Part, Task};
+use super::{part_name, Context, Executor, Part, RunError, Task};
 use crate::config::Plan;
 use crate::dirty::explain;
 use crate::filehash::HashMemo;
@@ -68,6 +68,34 @@ impl TaskSpec {
     }
 }
 
+/// Why a cluster job could not compute its task; the text is the job's last log line.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The task spec on the remote is damaged, or does not fit this key.
+    #[error("task spec for key {key} {problem}")]
+    Spec { key: String, problem: String },
+    /// Reading the spec or pulling an input from the remote failed.
+    #[error("{what}: {source}")]
+    Remote { what: String, source: crate::remote::RemoteError },
+    /// This worker's pipeline file is not the coordinator's.
+    #[error("{}: has no instance `{instance}` (the worker must see the coordinator's pipeline file)", config_file.display())]
+    NoInstance { config_file: std::path::PathBuf, instance: String },
+    #[error("{name}: stage `{stage}` cannot be split into shards")]
+    NotShardable { name: String, stage: String },
+    #[error("cannot open the worker store {}: {source}", dir.display())]
+    Store { dir: std::path::PathBuf, source: std::io::Error },
+    #[error("input {instance} pulled from the remote is not the one the task was planned with")]
+    InputChanged { instance: String },
+    #[error("{name}: {source}")]
+    Key { name: String, source: crate::fingerprint::KeyError },
+    #[error("{name}: this worker's checkout gives another key than the coordinator's ({why}); refusing to compute it here")]
+    OtherKey { name: String, why: String },
+    #[error("{name}: FAILED: {source}")]
+    Failed { name: String, source: RunError },
+    #[error("{name}: computed, but the push failed: {source}")]
+    Push { name: String, source: crate::remote::RemoteError },
+}
+
 /// `pipeline exec-task KEY`: computes the task in the private store `store_dir` and pushes the
 /// result. Returns the line to print.
 pub fn exec_task(
@@ -77,11 +105,12 @@ pub fn exec_task(
     shard: Option<Shard>,
     store_dir: &Path,
     reporter: &Reporter,
-) -> Result<String, String> {
-    let bytes = remote.get_task(key).map_err(|e| e.to_string())?;
-    let spec: TaskSpec = serde_json::from_slice(&bytes).map_err(|e| format!("task spec for key {key} is invalid: {e}"))?;
+) -> Result<String, TaskError> {
+    let bad_spec = |problem: String| TaskError::Spec { key: key.as_str().to_owned(), problem };
+    let bytes = remote.get_task(key).map_err(|source| TaskError::Remote { what: "reading the task spec".into(), source })?;
+    let spec: TaskSpec = serde_json::from_slice(&bytes).map_err(|e| bad_spec(format!("is invalid: {e}")))?;
     if spec.key != key.as_str() || spec.fingerprint.key() != *key {
-        return Err(format!("task spec for key {key} does not hash to that key (damaged or tampered with)"));
+        return Err(bad_spec("does not hash to that key (damaged or tampered with)".into()));
     }
     let (part, result_key) = match shard {
         None => (Part::Whole, key.clone()),
@@ -94,40 +123,40 @@ pub fn exec_task(
     }
     let index = find(plan, &spec.instance)?;
     if shard.is_some() && !plan.instances[index].action.shardable() {
-        return Err(format!("{name}: stage `{}` cannot be split into shards", plan.instances[index].stage));
+        return Err(TaskError::NotShardable { name: name.to_owned(), stage: plan.instances[index].stage.clone() });
     }
 
-    let store = Store::open(store_dir).map_err(|e| format!("cannot open the worker store {}: {e}", store_dir.display()))?;
+    let store = Store::open(store_dir).map_err(|source| TaskError::Store { dir: store_dir.to_owned(), source })?;
 
     if spec.upstream.len() != spec.fingerprint.upstream.len() {
-        return Err(format!(
-            "task spec for key {key} lists {} upstream keys for {} upstream inputs",
+        return Err(bad_spec(format!(
+            "lists {} upstream keys for {} upstream inputs",
             spec.upstream.len(),
             spec.fingerprint.upstream.len()
-        ));
+        )));
     }
     let mut upstream: Vec<(usize, Manifest)> = Vec::new();
     for (input, expected) in spec.upstream.iter().zip(&spec.fingerprint.upstream) {
-        let up_key = Key::parse(&input.key).ok_or_else(|| format!("task spec names a bad upstream key `{}`", input.key))?;
+        let up_key = Key::parse(&input.key).ok_or_else(|| bad_spec(format!("names a bad upstream key `{}`", input.key)))?;
         let manifest = match store.lookup(&up_key) {
             Some(m) => m,
-            None => remote.pull(&store, &up_key, &input.instance).map_err(|e| format!("cannot pull input {}: {e}", input.instance))?,
+            None => remote
+                .pull(&store, &up_key, &input.instance)
+                .map_err(|source| TaskError::Remote { what: format!("cannot pull input {}", input.instance), source })?,
         };
         if manifest.content_hash != expected.content_hash {
-            return Err(format!("input {} pulled from the remote is not the one the task was planned with", input.instance));
+            return Err(TaskError::InputChanged { instance: input.instance.clone() });
         }
         upstream.push((find(plan, &input.instance)?, manifest));
     }
 
     let memo = HashMemo::open(store.memo_file());
     let instance = &plan.instances[index];
-    let here = compute(instance, spec.fingerprint.upstream.clone(), &plan.base_dir, &memo).map_err(|e| format!("{name}: {e}"))?;
+    let here = compute(instance, spec.fingerprint.upstream.clone(), &plan.base_dir, &memo)
+        .map_err(|source| TaskError::Key { name: name.to_owned(), source })?;
     if here.key() != *key {
         let why: Vec<String> = explain(Some(&spec.fingerprint), &here).iter().map(ToString::to_string).collect();
-        return Err(format!(
-            "{name}: this worker's checkout gives another key than the coordinator's ({}); refusing to compute it here",
-            why.join("; ")
-        ));
+        return Err(TaskError::OtherKey { name: name.to_owned(), why: why.join("; ") });
     }
 
     // What the job was given, not the whole node (a Kubernetes Job passes PIPELINE_TASK_CPUS).
@@ -142,14 +171,15 @@ pub fn exec_task(
     let resume = ResumeStates::for_store_dir(store_dir);
     let ctx = Context { plan, store: &store, resume: &resume, remote: Some(remote), reporter };
     let task = Task { index, key: &result_key, fingerprint: &here, upstream: &upstream, force: false, threads, part };
-    let done = Local.run(&ctx, &task).map_err(|e| format!("{name}: FAILED: {e}"))?;
-    let bytes = remote.push(&store, &result_key).map_err(|e| format!("{name}: computed, but the push failed: {e}"))?;
+    let done = Local.run(&ctx, &task).map_err(|source| TaskError::Failed { name: name.to_owned(), source })?;
+    let bytes = remote.push(&store, &result_key).map_err(|source| TaskError::Push { name: name.to_owned(), source })?;
     let summary = if done.summary.is_empty() { String::new() } else { format!(": {}", done.summary) };
     Ok(format!("{name}: computed and pushed ({} files, {bytes} bytes uploaded){summary}", done.manifest.files.len()))
 }
 
-fn find(plan: &Plan, instance: &str) -> Result<usize, String> {
-    plan.instances.iter().position(|i| i.name == instance).ok_or_else(|| {
-        format!("{}: has no instance `{instance}` (the worker must see the coordinator's pipeline file)", plan.config_file.display())
-    })
+fn find(plan: &Plan, instance: &str) -> Result<usize, TaskError> {
+    plan.instances
+        .iter()
+        .position(|i| i.name == instance)
+        .ok_or_else(|| TaskError::NoInstance { config_file: plan.config_file.clone(), instance: instance.to_owned() })
 }

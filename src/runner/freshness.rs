@@ -4,7 +4,7 @@ use super::*;
 
 impl Engine {
     /// What `run` would do, without doing it.
-    pub fn status(&self, targets: &[String], force: &[String]) -> Result<Vec<InstanceStatus>, String> {
+    pub fn status(&self, targets: &[String], force: &[String]) -> Result<Vec<InstanceStatus>, EngineError> {
         let selected = self.select(targets)?;
         let forced = self.forced(force)?;
         let mut statuses: Vec<Option<InstanceStatus>> = vec![None; self.plan.instances.len()];
@@ -24,8 +24,8 @@ impl Engine {
                 InstanceStatus { stage: instance.name.clone(), state: Freshness::Stale, reasons, key: None, manifest: None }
             } else {
                 let upstream = self.upstream_inputs(instance, |n| statuses[n].as_ref().and_then(|s| s.manifest.clone()));
-                let fingerprint =
-                    compute(instance, upstream, &self.plan.base_dir, &self.memo).map_err(|e| format!("{}: {e}", instance.name))?;
+                let fingerprint = compute(instance, upstream, &self.plan.base_dir, &self.memo)
+                    .map_err(|source| EngineError::Key { instance: instance.name.clone(), source })?;
                 let key = fingerprint.key();
                 match (forced.contains(&i), self.store.lookup(&key)) {
                     (false, Some(manifest)) => InstanceStatus {

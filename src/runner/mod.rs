@@ -23,6 +23,22 @@ mod sync;
 
 pub use sync::TransferError;
 
+/// Why the engine could not work out what to run (before any stage starts), or, for `gc`,
+/// could not clean the store.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no stage or instance named `{name}` (stages: {stages})")]
+    UnknownTarget { name: String, stages: String },
+    #[error("--force: no stage or instance named `{name}`")]
+    UnknownForced { name: String },
+    #[error("{instance}: {source}")]
+    Key { instance: String, source: crate::fingerprint::KeyError },
+    #[error("PIPELINE_CPUS={value}: not a positive whole number of cores")]
+    Cpus { value: String },
+    #[error("{what}: {source}")]
+    Store { what: &'static str, source: std::io::Error },
+}
+
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
@@ -104,25 +120,25 @@ impl Engine {
     }
 
     /// Indices selected by `targets` plus everything they need; an unknown name is an error.
-    pub fn select(&self, targets: &[String]) -> Result<Vec<usize>, String> {
+    pub fn select(&self, targets: &[String]) -> Result<Vec<usize>, EngineError> {
         let mut chosen = Vec::new();
         for t in targets {
             let found = self.plan.select(t);
             if found.is_empty() {
-                let names = self.plan.stage_names().into_iter().collect::<Vec<_>>().join(", ");
-                return Err(format!("no stage or instance named `{t}` (stages: {names})"));
+                let stages = self.plan.stage_names().into_iter().collect::<Vec<_>>().join(", ");
+                return Err(EngineError::UnknownTarget { name: t.clone(), stages });
             }
             chosen.extend(found);
         }
         Ok(self.plan.closure(&chosen))
     }
 
-    pub(super) fn forced(&self, names: &[String]) -> Result<BTreeSet<usize>, String> {
+    pub(super) fn forced(&self, names: &[String]) -> Result<BTreeSet<usize>, EngineError> {
         let mut forced = BTreeSet::new();
         for n in names {
             let found = self.plan.select(n);
             if found.is_empty() {
-                return Err(format!("--force: no stage or instance named `{n}`"));
+                return Err(EngineError::UnknownForced { name: n.clone() });
             }
             forced.extend(found);
         }
@@ -130,7 +146,7 @@ impl Engine {
     }
 
     /// The published output directory of every current instance that is fresh.
-    pub fn output_dirs(&self, targets: &[String]) -> Result<Vec<OutputDir>, String> {
+    pub fn output_dirs(&self, targets: &[String]) -> Result<Vec<OutputDir>, EngineError> {
         Ok(self
             .status(targets, &[])?
             .into_iter()

@@ -5,7 +5,7 @@ use super::*;
 
 impl Engine {
     /// Runs the selected instances. Returns whether everything succeeded.
-    pub fn run(&self, options: &RunOptions, argv: &[String]) -> Result<bool, String> {
+    pub fn run(&self, options: &RunOptions, argv: &[String]) -> Result<bool, EngineError> {
         let selected = self.select(&options.targets)?;
         let forced = self.forced(&options.force)?;
         let cores = local_cores()?;
@@ -136,11 +136,11 @@ impl Engine {
 }
 
 /// The cores the local runner shares out: `PIPELINE_CPUS`, else all this process may use.
-fn local_cores() -> Result<usize, String> {
+fn local_cores() -> Result<usize, EngineError> {
     match std::env::var("PIPELINE_CPUS") {
         Ok(v) => match v.trim().parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!("PIPELINE_CPUS={v}: not a positive whole number of cores")),
+            _ => Err(EngineError::Cpus { value: v }),
         },
         Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
     }

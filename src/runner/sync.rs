@@ -13,9 +13,9 @@ pub enum TransferError {
 }
 
 /// Errors of the selection (`status`) are usage errors.
-impl From<String> for TransferError {
-    fn from(message: String) -> Self {
-        TransferError::Usage(message)
+impl From<EngineError> for TransferError {
+    fn from(e: EngineError) -> Self {
+        TransferError::Usage(e.to_string())
     }
 }
 
@@ -103,7 +103,7 @@ impl Engine {
 
     /// Removes artifacts no current instance refers to (neither its current key nor its last
     /// successful one) and abandoned work directories. Returns (artifacts removed, bytes freed).
-    pub fn gc(&self) -> Result<(usize, u64), String> {
+    pub fn gc(&self) -> Result<(usize, u64), EngineError> {
         let mut keep: BTreeSet<String> = BTreeSet::new();
         for status in self.status(&[], &[])? {
             if let Some(key) = status.key {
@@ -117,16 +117,17 @@ impl Engine {
             }
         }
         let mut removed = 0;
-        let mut freed = self.store.clean_tmp().map_err(|e| e.to_string())?;
+        let store_error = |what| move |source| EngineError::Store { what, source };
+        let mut freed = self.store.clean_tmp().map_err(store_error("cleaning abandoned work directories"))?;
         // Resumable states are for a rerun after an interruption; gc gives their space back.
-        freed += self.resume.discard_idle(&self.store).map_err(|e| format!("discarding resumable states: {e}"))?.1;
-        for key in self.store.published_keys().map_err(|e| e.to_string())? {
+        freed += self.resume.discard_idle(&self.store).map_err(store_error("discarding resumable states"))?.1;
+        for key in self.store.published_keys().map_err(store_error("listing the store"))? {
             if keep.contains(key.as_str()) {
                 continue;
             }
             // Never remove what another run is computing or publishing right now.
             if let Ok(Some(_lock)) = KeyLock::try_acquire(&self.store, &key) {
-                freed += self.store.remove(&key).map_err(|e| e.to_string())?;
+                freed += self.store.remove(&key).map_err(store_error("removing an artifact"))?;
                 removed += 1;
             }
         }

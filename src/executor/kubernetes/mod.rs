@@ -34,7 +34,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use self::spec::{job_name, job_state, label_value, JobSpec, JobState, RUN_LABEL};
 use stage_api::Shard;
 
-use super::batch::{BatchBackend, JobBoard, JobRecord, JobStatus, WaitingJob, UNREACHABLE_LIMIT};
+use super::batch::{BatchBackend, JobBoard, JobRecord, JobStatus, SchedulerError, WaitingJob, UNREACHABLE_LIMIT};
 use super::{part_name, pull_result, put_spec, Context, Done, Part, RunError, Task};
 use crate::config::{ExecutorConfig, Plan};
 use crate::fingerprint::Key;
@@ -76,23 +76,21 @@ impl JobStatus for JobState {
 
 /// A client for the cluster the kubeconfig (or the pod's service account) points at, its
 /// runtime, and the namespace it defaults to.
-fn connect() -> Result<(kube::Client, tokio::runtime::Runtime, String), String> {
+fn connect() -> Result<(kube::Client, tokio::runtime::Runtime, String), SchedulerError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("kubernetes-client")
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the kubernetes client's runtime: {e}"))?;
-    let mut config = runtime.block_on(kube::Config::infer()).map_err(|e| {
-        format!("cannot find a Kubernetes cluster to talk to ({e}): set KUBECONFIG (or write ~/.kube/config), or run inside the cluster")
-    })?;
+        .map_err(|e| SchedulerError::client("cannot start the kubernetes client's runtime", e))?;
+    let mut config = runtime.block_on(kube::Config::infer()).map_err(SchedulerError::NoCluster)?;
     config.read_timeout = Some(READ_TIMEOUT);
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     let namespace = config.default_namespace.clone();
     let client = {
         // The client spawns its connection tasks on the runtime it is built in.
         let _inside = runtime.enter();
-        kube::Client::try_from(config).map_err(|e| format!("cannot set up the Kubernetes client: {e}"))?
+        kube::Client::try_from(config).map_err(|e| SchedulerError::client("cannot set up the Kubernetes client", e))?
     };
     Ok((client, runtime, namespace))
 }
@@ -100,11 +98,11 @@ fn connect() -> Result<(kube::Client, tokio::runtime::Runtime, String), String> 
 impl Kubernetes {
     /// Connects to the cluster and checks that the API server answers (one list call), so a
     /// run fails once, before anything is computed, rather than once per task.
-    pub fn new(config: ExecutorConfig, run_id: &str, remote_url: &str, plan: &Plan) -> Result<Self, String> {
-        let image = config.image.clone().ok_or(crate::config::executor::KUBERNETES_NEEDS_IMAGE)?;
+    pub fn new(config: ExecutorConfig, run_id: &str, remote_url: &str, plan: &Plan) -> Result<Self, SchedulerError> {
+        let image = config.image.clone().ok_or(SchedulerError::Config(crate::config::executor::KUBERNETES_NEEDS_IMAGE))?;
         let (client, runtime, default_namespace) = connect()?;
         let namespace = config.namespace.clone().unwrap_or(default_namespace);
-        let cwd = std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
+        let cwd = std::env::current_dir().map_err(|e| SchedulerError::client("cannot read the working directory", e))?;
         let workdir = config.workdir.clone().unwrap_or_else(|| cwd.display().to_string());
         let config_arg = worker_config_arg(&plan.config_file, &cwd);
         let this = Self {
@@ -119,7 +117,7 @@ impl Kubernetes {
             client,
             runtime,
         };
-        this.list().map_err(|e| format!("the Kubernetes API server does not answer: {e}"))?;
+        this.list().map_err(|e| SchedulerError::client("the Kubernetes API server does not answer", e))?;
         Ok(this)
     }
 
@@ -136,9 +134,9 @@ impl Kubernetes {
     }
 
     /// Name -> Job of every Job of this run (one list call).
-    fn list(&self) -> Result<BTreeMap<String, Job>, String> {
+    fn list(&self) -> Result<BTreeMap<String, Job>, SchedulerError> {
         let api = self.api();
-        let list = self.runtime.block_on(api.list(&self.selector())).map_err(|e| e.to_string())?;
+        let list = self.runtime.block_on(api.list(&self.selector())).map_err(|e| SchedulerError::client("listing the run's Jobs", e))?;
         Ok(list.items.into_iter().filter_map(|job| Some((job.metadata.name.clone()?, job))).collect())
     }
 
@@ -177,7 +175,7 @@ impl Kubernetes {
             indexes,
         }
         .job()
-        .map_err(RunError::submit)?;
+        .map_err(|e| RunError::submit(e.to_string()))?;
         let name = job_name(&self.run_id, key);
         let api = self.api();
         self.runtime
@@ -290,7 +288,7 @@ impl BatchBackend for Kubernetes {
     }
 
     /// One list call for every Job of the run.
-    fn query(&self, waiting: &[WaitingJob]) -> Result<Vec<(String, JobState)>, String> {
+    fn query(&self, waiting: &[WaitingJob]) -> Result<Vec<(String, JobState)>, SchedulerError> {
         let asked = Instant::now();
         let listed = self.list()?;
         Ok(waiting

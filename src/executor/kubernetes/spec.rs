@@ -7,6 +7,7 @@ use k8s_openapi::api::batch::v1::Job;
 use serde_json::json;
 
 use crate::config::Resources;
+use crate::executor::batch::SchedulerError;
 use crate::fingerprint::Key;
 
 /// Label on every Job of a run (the poll's and the cancel's selector).
@@ -100,7 +101,7 @@ impl JobSpec<'_> {
     /// removed a day after it finished.
     /// An Indexed Job runs all its indexes at once, none retried (`backoffLimitPerIndex: 0`),
     /// and a failed index does not stop the others.
-    pub fn job(&self) -> Result<Job, String> {
+    pub fn job(&self) -> Result<Job, SchedulerError> {
         let name = job_name(self.run_id, self.key);
         let labels = json!({
             RUN_LABEL: label_value(self.run_id),
@@ -151,7 +152,7 @@ impl JobSpec<'_> {
             },
             "spec": spec,
         });
-        serde_json::from_value(job).map_err(|e| format!("cannot build the Job of {}: {e}", self.instance))
+        serde_json::from_value(job).map_err(|e| SchedulerError::client(format!("cannot build the Job of {}", self.instance), e))
     }
 }
 

@@ -100,8 +100,9 @@ impl Progress for NoProgress {
 pub trait ArtifactPaths: Send + Sync {
     /// `path` (absolute) as it would be in the pipeline's configured store.
     fn portable(&self, path: &Path) -> PathBuf;
-    /// `path` (absolute) as a file on this machine; `Err` says why it cannot be had.
-    fn locate(&self, path: &Path) -> Result<PathBuf, String>;
+    /// `path` (absolute) as a file on this machine; `Err` names the file and why it cannot be
+    /// had.
+    fn locate(&self, path: &Path) -> Result<PathBuf, StageError>;
 }
 
 /// The store is where the pipeline file says: paths need no mapping (tests, library use).
@@ -112,7 +113,7 @@ impl ArtifactPaths for SameStore {
         path.to_path_buf()
     }
 
-    fn locate(&self, path: &Path) -> Result<PathBuf, String> {
+    fn locate(&self, path: &Path) -> Result<PathBuf, StageError> {
         Ok(path.to_path_buf())
     }
 }
@@ -150,7 +151,7 @@ impl StageContext<'_> {
     /// or absolute): where that file is on this machine, fetched first if need be.
     pub fn locate_recorded(&self, path: impl AsRef<Path>) -> Result<PathBuf, StageError> {
         let full = std::path::absolute(self.base_dir.join(path.as_ref())).unwrap_or_else(|_| self.base_dir.join(path.as_ref()));
-        self.artifacts.locate(&full).map_err(StageError::msg)
+        self.artifacts.locate(&full)
     }
 
     /// The inputs that are `kind` outputs: those of the need called `kind` when `needs:` has
@@ -279,7 +280,7 @@ pub trait Stage: Send + Sync {
     /// checks what comes from the network (pretrained weights), so a key never hashes a half
     /// or wrong file. Called by the commands that compute keys (run, status), not by
     /// validation. The message of an error names the input and what to do.
-    fn prepare_raw_inputs(&self, _params: &Params, _base_dir: &Path) -> Result<(), String> {
+    fn prepare_raw_inputs(&self, _params: &Params, _base_dir: &Path) -> Result<(), StageError> {
         Ok(())
     }
 
@@ -395,7 +396,7 @@ mod tests {
     }
 
     /// The need of the input `input_like(kind, marker)` finds among `inputs`, or its error.
-    fn found(inputs: &[StageInput], kind: &str, marker: &str) -> Result<String, String> {
+    fn found(inputs: &[StageInput], kind: &str, marker: &str) -> Result<String, StageError> {
         let params = Params::new();
         let ctx = StageContext {
             params: &params,
@@ -407,7 +408,7 @@ mod tests {
             artifacts: &SameStore,
             resume_dir: None,
         };
-        ctx.input_like(kind, marker).map(|i| i.need.clone()).map_err(|e| e.message)
+        ctx.input_like(kind, marker).map(|i| i.need.clone())
     }
 
     #[test]
@@ -422,9 +423,9 @@ mod tests {
         assert_eq!(found(&all, "scan", "clips.parquet").unwrap(), "scan");
         let no_kind = [scan, shell];
         assert_eq!(found(&no_kind, "extract", "index.parquet").unwrap(), "my_cache", "a run: stage by its marker file");
-        assert!(found(&no_kind, "split", "assignment.parquet").unwrap_err().contains("`split`"));
+        assert!(found(&no_kind, "split", "assignment.parquet").unwrap_err().message.contains("`split`"));
         let two = [by_kind.clone(), StageInput { need: "frames4".into(), ..by_kind }];
-        assert!(found(&two, "extract", "index.parquet").unwrap_err().contains("several"));
+        assert!(found(&two, "extract", "index.parquet").unwrap_err().message.contains("several"));
     }
 
     #[test]

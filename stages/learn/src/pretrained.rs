@@ -17,11 +17,12 @@
 //! hash enters the train key through [`crate::train::TrainStage`]'s raw inputs.
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use stage_api::StageError;
 
 /// Overrides where `torchvision:` files are downloaded from (a mirror, or a test server).
 pub const TORCHVISION_URL_VAR: &str = "PIPELINE_TORCHVISION_URL";
@@ -43,6 +44,65 @@ pub const TORCHVISION: [TorchvisionWeights; 2] = [
     TorchvisionWeights { name: "r3d_18", file: "r3d_18-b3b3357e.pth", what: "R3D-18, Kinetics-400 (KINETICS400_V1)" },
 ];
 
+/// Why `pretrained:` weights cannot be had. The text names the file or URL and the problem,
+/// causes included (they are part of the text, not a `source()`), so it reads the same as a
+/// [`StageError`] or a [`stage_api::ParamError`].
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("unknown torchvision weights `{name}`; known: {}", known_torchvision())]
+    UnknownTorchvision { name: String },
+    #[error("`{url}` names no file (the URL must end in a file name)")]
+    NoFileName { url: String },
+    #[error("no folder for downloaded weights: set {WEIGHTS_DIR_VAR} (or HOME)")]
+    NoCacheFolder,
+    #[error("{}: not a file in the weights cache", .path.display())]
+    NotInCache { path: PathBuf },
+    /// `action` is what failed: `open`, `read`, `write`, `create the weights cache`.
+    #[error("cannot {action} {}: {error}", .path.display())]
+    Io { action: &'static str, path: PathBuf, error: io::Error },
+    #[error("cannot move {} to {}: {error}", .from.display(), .to.display())]
+    Move { from: PathBuf, to: PathBuf, error: io::Error },
+    #[error("cannot copy {} into {}: {error}", .from.display(), .to.display())]
+    Copy { from: PathBuf, to: PathBuf, error: io::Error },
+    #[error("fetching {url}: {error}")]
+    Fetch { url: String, error: ureq::Error },
+    #[error("fetching {url}: HTTP {status}")]
+    HttpStatus { url: String, status: u16 },
+    #[error("the download of {url} broke off after {received} bytes: {error}")]
+    BrokeOff { url: String, received: u64, error: io::Error },
+    #[error("the download of {url} is truncated: {received} of {expected} bytes")]
+    Truncated { url: String, received: u64, expected: u64 },
+    /// `what` names the file or URL.
+    #[error("{what}: its SHA-256 is {digest}, but its name promises one starting with {prefix}: refusing a corrupt or different file")]
+    WrongHash { what: String, digest: String, prefix: String },
+    /// A file already in the weights cache that fails its check.
+    #[error("{0}; delete it and run again to download it anew")]
+    BadCachedFile(Box<WeightsError>),
+    /// A download that failed, with what to do without network.
+    #[error(
+        "cannot get the {what} weights: {problem}. Without network, download {url} elsewhere and put it in {} \
+         (or point `pretrained:` at the file)",
+        .dir.display()
+    )]
+    Unavailable { what: String, url: String, dir: PathBuf, problem: Box<WeightsError> },
+}
+
+impl WeightsError {
+    fn io(action: &'static str, path: &Path, error: io::Error) -> Self {
+        Self::Io { action, path: path.to_owned(), error }
+    }
+}
+
+impl From<WeightsError> for StageError {
+    fn from(e: WeightsError) -> Self {
+        StageError::msg(e.to_string())
+    }
+}
+
+fn known_torchvision() -> String {
+    TORCHVISION.iter().map(|w| format!("torchvision:{} ({})", w.name, w.what)).collect::<Vec<_>>().join(", ")
+}
+
 /// What `pretrained:` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WeightSource {
@@ -53,16 +113,17 @@ pub enum WeightSource {
 }
 
 impl WeightSource {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, WeightsError> {
         if let Some(name) = text.strip_prefix("torchvision:") {
-            return TORCHVISION.iter().find(|w| w.name == name).map(|w| Self::Torchvision(*w)).ok_or_else(|| {
-                let known: Vec<String> = TORCHVISION.iter().map(|w| format!("torchvision:{} ({})", w.name, w.what)).collect();
-                format!("unknown torchvision weights `{text}`; known: {}", known.join(", "))
-            });
+            return TORCHVISION
+                .iter()
+                .find(|w| w.name == name)
+                .map(|w| Self::Torchvision(*w))
+                .ok_or_else(|| WeightsError::UnknownTorchvision { name: text.to_owned() });
         }
         if text.starts_with("https://") || text.starts_with("http://") {
             if url_file_name(text).is_none() {
-                return Err(format!("`{text}` names no file (the URL must end in a file name)"));
+                return Err(WeightsError::NoFileName { url: text.to_owned() });
             }
             return Ok(Self::Url(text.to_owned()));
         }
@@ -70,7 +131,7 @@ impl WeightSource {
     }
 
     /// Where the file or folder is, or will be once [`Self::resolve`] has fetched it.
-    pub fn location(&self, base_dir: &Path) -> Result<PathBuf, String> {
+    pub fn location(&self, base_dir: &Path) -> Result<PathBuf, WeightsError> {
         match self {
             Self::Path(path) => Ok(base_dir.join(path)),
             Self::Url(url) => Ok(weights_dir()?.join("url").join(url_folder(url)).join(url_file_name(url).expect("checked in parse"))),
@@ -79,7 +140,7 @@ impl WeightSource {
     }
 
     /// The local file or folder, downloading into the weights cache when needed.
-    pub fn resolve(&self, base_dir: &Path) -> Result<PathBuf, String> {
+    pub fn resolve(&self, base_dir: &Path) -> Result<PathBuf, WeightsError> {
         let target = self.location(base_dir)?;
         match self {
             Self::Path(_) => Ok(target),
@@ -94,7 +155,7 @@ impl WeightSource {
 }
 
 /// The per-user cache folder of downloaded weights.
-pub fn weights_dir() -> Result<PathBuf, String> {
+pub fn weights_dir() -> Result<PathBuf, WeightsError> {
     if let Some(dir) = std::env::var_os(WEIGHTS_DIR_VAR) {
         return Ok(PathBuf::from(dir));
     }
@@ -103,7 +164,7 @@ pub fn weights_dir() -> Result<PathBuf, String> {
     }
     match std::env::var_os("HOME") {
         Some(home) => Ok(PathBuf::from(home).join(".cache").join("pipeline").join("weights")),
-        None => Err(format!("no folder for downloaded weights: set {WEIGHTS_DIR_VAR} (or HOME)")),
+        None => Err(WeightsError::NoCacheFolder),
     }
 }
 
@@ -128,25 +189,24 @@ fn url_folder(url: &str) -> String {
 
 /// `target` in the weights cache, downloaded from `url` if it is not there yet (or copied from
 /// torch.hub's cache); `what` names it in messages.
-fn fetch_cached(url: &str, target: PathBuf, what: &str, look_in_torch_hub: bool) -> Result<PathBuf, String> {
+fn fetch_cached(url: &str, target: PathBuf, what: &str, look_in_torch_hub: bool) -> Result<PathBuf, WeightsError> {
     let (Some(dir), Some(file)) = (target.parent(), target.file_name().and_then(|f| f.to_str())) else {
-        return Err(format!("{}: not a file in the weights cache", target.display()));
+        return Err(WeightsError::NotInCache { path: target });
     };
     let prefix = hash_prefix(file);
     if target.is_file() {
         verify_once(&target, prefix)?;
         return Ok(target);
     }
-    fs::create_dir_all(dir).map_err(|e| format!("cannot create the weights cache {}: {e}", dir.display()))?;
+    fs::create_dir_all(dir).map_err(|e| WeightsError::io("create the weights cache", dir, e))?;
     let hub = if look_in_torch_hub { torch_hub_dir().map(|d| d.join(file)).filter(|p| p.is_file()) } else { None };
     let result = match hub {
         Some(found) => copy_verified(&found, &target, prefix),
-        None => download(url, &target, prefix).map_err(|problem| {
-            format!(
-                "cannot get the {what} weights: {problem}. Without network, download {url} elsewhere and put it in {} \
-                 (or point `pretrained:` at the file)",
-                dir.display()
-            )
+        None => download(url, &target, prefix).map_err(|problem| WeightsError::Unavailable {
+            what: what.to_owned(),
+            url: url.to_owned(),
+            dir: dir.to_owned(),
+            problem: Box::new(problem),
         }),
     };
     result.map(|()| target)
@@ -162,17 +222,17 @@ fn torch_hub_dir() -> Option<PathBuf> {
 
 /// Streams `url` into a temporary file beside `target`, then checks length and hash prefix
 /// and renames it into place. Nothing is left behind on failure.
-fn download(url: &str, target: &Path, prefix: Option<&str>) -> Result<(), String> {
+fn download(url: &str, target: &Path, prefix: Option<&str>) -> Result<(), WeightsError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(20)))
         .timeout_recv_body(Some(Duration::from_secs(300)))
         .build()
         .into();
-    let response = agent.get(url).call().map_err(|e| format!("fetching {url}: {e}"))?;
+    let response = agent.get(url).call().map_err(|error| WeightsError::Fetch { url: url.to_owned(), error })?;
     let status = response.status().as_u16();
     if status != 200 {
-        return Err(format!("fetching {url}: HTTP {status}"));
+        return Err(WeightsError::HttpStatus { url: url.to_owned(), status });
     }
     let expected: Option<u64> = response.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
     eprintln!(
@@ -182,7 +242,8 @@ fn download(url: &str, target: &Path, prefix: Option<&str>) -> Result<(), String
     );
     let partial = partial_path(target);
     let outcome = (|| {
-        let mut out = File::create(&partial).map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+        let cannot_write = |e| WeightsError::io("write", &partial, e);
+        let mut out = File::create(&partial).map_err(cannot_write)?;
         let mut body = response.into_body().into_reader();
         let mut hasher = Sha256::new();
         let mut received: u64 = 0;
@@ -190,23 +251,23 @@ fn download(url: &str, target: &Path, prefix: Option<&str>) -> Result<(), String
         loop {
             let n = match body.read(&mut buf) {
                 Ok(n) => n,
-                Err(e) => return Err(format!("the download of {url} broke off after {received} bytes: {e}")),
+                Err(error) => return Err(WeightsError::BrokeOff { url: url.to_owned(), received, error }),
             };
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+            out.write_all(&buf[..n]).map_err(cannot_write)?;
             received += n as u64;
         }
         if let Some(expected) = expected.filter(|&e| e != received) {
-            return Err(format!("the download of {url} is truncated: {received} of {expected} bytes"));
+            return Err(WeightsError::Truncated { url: url.to_owned(), received, expected });
         }
         let digest = hex(&hasher.finalize());
         check_prefix(&digest, prefix, url)?;
-        out.sync_all().map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+        out.sync_all().map_err(cannot_write)?;
         drop(out);
-        fs::rename(&partial, target).map_err(|e| format!("cannot move {} to {}: {e}", partial.display(), target.display()))?;
+        fs::rename(&partial, target).map_err(|error| WeightsError::Move { from: partial.clone(), to: target.to_owned(), error })?;
         write_marker(target, &digest);
         Ok(())
     })();
@@ -217,14 +278,14 @@ fn download(url: &str, target: &Path, prefix: Option<&str>) -> Result<(), String
 }
 
 /// Copies a file found elsewhere (torch.hub's cache) into the weights cache once it checks out.
-fn copy_verified(found: &Path, target: &Path, prefix: Option<&str>) -> Result<(), String> {
+fn copy_verified(found: &Path, target: &Path, prefix: Option<&str>) -> Result<(), WeightsError> {
     let digest = sha256_file(found)?;
     check_prefix(&digest, prefix, &found.display().to_string())?;
     let partial = partial_path(target);
     let copied = fs::copy(found, &partial).and_then(|_| fs::rename(&partial, target));
-    if let Err(e) = copied {
+    if let Err(error) = copied {
         let _ = fs::remove_file(&partial);
-        return Err(format!("cannot copy {} into {}: {e}", found.display(), target.display()));
+        return Err(WeightsError::Copy { from: found.to_owned(), to: target.to_owned(), error });
     }
     eprintln!("pretrained: using {} (torch.hub's copy), now also in {}", found.display(), target.display());
     write_marker(target, &digest);
@@ -234,7 +295,7 @@ fn copy_verified(found: &Path, target: &Path, prefix: Option<&str>) -> Result<()
 /// Checks a cached file's hash prefix, once per content: a marker beside it records the hash
 /// with the size and modification time it was computed for (a file put there by hand, or
 /// changed since, is hashed again).
-fn verify_once(path: &Path, prefix: Option<&str>) -> Result<(), String> {
+fn verify_once(path: &Path, prefix: Option<&str>) -> Result<(), WeightsError> {
     let Some(prefix) = prefix else { return Ok(()) };
     if let (Ok(marker), Some(stamp)) = (fs::read_to_string(marker_path(path)), stamp(path)) {
         if let Some((digest, rest)) = marker.trim().split_once(' ') {
@@ -244,17 +305,16 @@ fn verify_once(path: &Path, prefix: Option<&str>) -> Result<(), String> {
         }
     }
     let digest = sha256_file(path)?;
-    check_prefix(&digest, Some(prefix), &path.display().to_string())
-        .map_err(|e| format!("{e}; delete it and run again to download it anew"))?;
+    check_prefix(&digest, Some(prefix), &path.display().to_string()).map_err(|e| WeightsError::BadCachedFile(Box::new(e)))?;
     write_marker(path, &digest);
     Ok(())
 }
 
-fn check_prefix(digest: &str, prefix: Option<&str>, what: &str) -> Result<(), String> {
+fn check_prefix(digest: &str, prefix: Option<&str>, what: &str) -> Result<(), WeightsError> {
     match prefix {
-        Some(p) if !digest.starts_with(p) => Err(format!(
-            "{what}: its SHA-256 is {digest}, but its name promises one starting with {p}: refusing a corrupt or different file"
-        )),
+        Some(p) if !digest.starts_with(p) => {
+            Err(WeightsError::WrongHash { what: what.to_owned(), digest: digest.to_owned(), prefix: p.to_owned() })
+        }
         _ => Ok(()),
     }
 }
@@ -288,12 +348,12 @@ fn partial_path(target: &Path) -> PathBuf {
     target.with_file_name(name)
 }
 
-fn sha256_file(path: &Path) -> Result<String, String> {
-    let mut file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+fn sha256_file(path: &Path) -> Result<String, WeightsError> {
+    let mut file = File::open(path).map_err(|e| WeightsError::io("open", path, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = file.read(&mut buf).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let n = file.read(&mut buf).map_err(|e| WeightsError::io("read", path, e))?;
         if n == 0 {
             break;
         }
@@ -314,7 +374,7 @@ mod tests {
     fn parses_the_three_forms() {
         assert_eq!(WeightSource::parse("torchvision:resnet18").unwrap(), WeightSource::Torchvision(TORCHVISION[0]));
         assert_eq!(WeightSource::parse("torchvision:r3d_18").unwrap(), WeightSource::Torchvision(TORCHVISION[1]));
-        let err = WeightSource::parse("torchvision:resnet50").unwrap_err();
+        let err = WeightSource::parse("torchvision:resnet50").unwrap_err().to_string();
         assert!(err.contains("unknown torchvision weights `torchvision:resnet50`") && err.contains("torchvision:r3d_18"), "{err}");
         assert_eq!(
             WeightSource::parse("https://example.org/m/resnet18-f37072fd.pth").unwrap(),
@@ -344,7 +404,7 @@ mod tests {
         assert!(fs::read_to_string(marker_path(&good)).unwrap().starts_with(&digest));
         let bad = dir.path().join("w-00000000.pth");
         fs::write(&bad, bytes).unwrap();
-        let err = verify_once(&bad, Some("00000000")).unwrap_err();
+        let err = verify_once(&bad, Some("00000000")).unwrap_err().to_string();
         assert!(err.contains("name promises one starting with 00000000") && err.contains("delete it"), "{err}");
         // Changing a marked file makes it checked again.
         fs::write(&good, b"other weights").unwrap();

@@ -10,7 +10,7 @@ use stage_api::{typed_params, ParamError, Params, Stage, StageContext, StageErro
 
 use crate::arch::{Arch, TemporalPool};
 use crate::device::DeviceChoice;
-use crate::pretrained::WeightSource;
+use crate::pretrained::{WeightSource, WeightsError};
 use crate::TORCH_WORKER;
 
 /// `with:` of a `train` stage; every field but `arch` has the study's default.
@@ -111,22 +111,22 @@ impl TrainParams {
         if self.early_stopping_patience == 0 {
             return bad("early_stopping_patience", "`early_stopping_patience` must be at least 1".into());
         }
-        self.pretrained_source().map_err(|why| ParamError::new(Some("pretrained"), why))?;
+        self.pretrained_source().map_err(|why| ParamError::new(Some("pretrained"), why.to_string()))?;
         Ok(())
     }
 
-    pub fn pretrained_source(&self) -> Result<Option<WeightSource>, String> {
+    pub fn pretrained_source(&self) -> Result<Option<WeightSource>, WeightsError> {
         self.pretrained.as_deref().map(WeightSource::parse).transpose()
     }
 
     /// Where the `pretrained` weights are on this machine (downloaded and checked first when
     /// they come from the network); paths resolve against the pipeline folder.
-    pub fn pretrained_path(&self, base_dir: &Path) -> Result<Option<PathBuf>, String> {
+    pub fn pretrained_path(&self, base_dir: &Path) -> Result<Option<PathBuf>, WeightsError> {
         self.pretrained_source()?.map(|source| source.resolve(base_dir)).transpose()
     }
 
     /// Where the `pretrained` weights are or will be, without fetching anything.
-    fn pretrained_location(&self, base_dir: &Path) -> Result<Option<PathBuf>, String> {
+    fn pretrained_location(&self, base_dir: &Path) -> Result<Option<PathBuf>, WeightsError> {
         self.pretrained_source()?.map(|source| source.location(base_dir)).transpose()
     }
 }
@@ -155,14 +155,15 @@ impl Stage for TrainStage {
 
     fn raw_inputs(&self, params: &Params, base_dir: &Path, _needs: &[String]) -> Result<Vec<PathBuf>, ParamError> {
         let (typed, _): (TrainParams, Params) = typed_params(params)?;
-        let location = typed.pretrained_location(base_dir).map_err(|why| ParamError::new(Some("pretrained"), why))?;
+        let location = typed.pretrained_location(base_dir).map_err(|why| ParamError::new(Some("pretrained"), why.to_string()))?;
         Ok(location.into_iter().collect())
     }
 
     /// Downloads `torchvision:` / URL weights into the per-user cache (once) and checks them.
-    fn prepare_raw_inputs(&self, params: &Params, base_dir: &Path) -> Result<(), String> {
-        let (typed, _): (TrainParams, Params) = typed_params(params).map_err(|e| e.message)?;
-        typed.pretrained_path(base_dir).map(drop)
+    fn prepare_raw_inputs(&self, params: &Params, base_dir: &Path) -> Result<(), StageError> {
+        let (typed, _): (TrainParams, Params) = typed_params(params).map_err(|e| StageError::msg(e.message))?;
+        typed.pretrained_path(base_dir)?;
+        Ok(())
     }
 
     /// In the libtorch worker (`stages_torch::train`).

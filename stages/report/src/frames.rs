@@ -38,8 +38,7 @@ impl FrameCache {
             .iter()
             .map(|id| {
                 let bytes = loader.clip(id).map_err(|e| StageError::msg(format!("{}: {}", index.display(), e.message)))?;
-                frames_of(Dtype::U8, &[t, s, s, 3], bytes, count)
-                    .map_err(|problem| StageError::msg(format!("{}: clip `{id}` {problem}", index.display())))
+                frames_of(Dtype::U8, &[t, s, s, 3], bytes, count, &format!("{}: clip `{id}`", index.display()))
             })
             .collect()
     }
@@ -56,19 +55,20 @@ pub fn frame_indices(t: usize, count: usize) -> Vec<usize> {
     }
 }
 
-fn frames_of(dtype: Dtype, shape: &[usize], data: &[u8], count: usize) -> Result<Vec<RgbImage>, String> {
+/// `count` frames of one clip's tensor; `clip` names it in the error.
+fn frames_of(dtype: Dtype, shape: &[usize], data: &[u8], count: usize, clip: &str) -> Result<Vec<RgbImage>, StageError> {
     if dtype != Dtype::U8 {
-        return Err(format!("has dtype {dtype:?}, expected U8"));
+        return Err(StageError::msg(format!("{clip} has dtype {dtype:?}, expected U8")));
     }
     let &[t, h, w, 3] = shape else {
-        return Err(format!("has shape {shape:?}, expected [T, S, S, 3]"));
+        return Err(StageError::msg(format!("{clip} has shape {shape:?}, expected [T, S, S, 3]")));
     };
     let frame_len = h * w * 3;
     frame_indices(t, count)
         .into_iter()
         .map(|i| {
             let pixels = data[i * frame_len..(i + 1) * frame_len].to_vec();
-            RgbImage::from_raw(w as u32, h as u32, pixels).ok_or_else(|| format!("frame {i} has the wrong size"))
+            RgbImage::from_raw(w as u32, h as u32, pixels).ok_or_else(|| StageError::msg(format!("{clip} frame {i} has the wrong size")))
         })
         .collect()
 }
@@ -88,9 +88,12 @@ mod tests {
 
     #[test]
     fn bad_tensor_shapes_are_named() {
-        assert!(frames_of(Dtype::F32, &[1, 2, 2, 3], &[0; 48], 6).unwrap_err().contains("F32"));
-        assert!(frames_of(Dtype::U8, &[2, 2, 3], &[0; 12], 6).unwrap_err().contains("[T, S, S, 3]"));
-        let frames = frames_of(Dtype::U8, &[2, 2, 2, 3], &(0..24).collect::<Vec<u8>>(), 6).unwrap();
+        assert_eq!(
+            frames_of(Dtype::F32, &[1, 2, 2, 3], &[0; 48], 6, "clip `a`").unwrap_err().message,
+            "clip `a` has dtype F32, expected U8"
+        );
+        assert!(frames_of(Dtype::U8, &[2, 2, 3], &[0; 12], 6, "clip `a`").unwrap_err().message.contains("[T, S, S, 3]"));
+        let frames = frames_of(Dtype::U8, &[2, 2, 2, 3], &(0..24).collect::<Vec<u8>>(), 6, "clip `a`").unwrap();
         assert_eq!(frames.len(), 2);
         assert_eq!(frames[1].get_pixel(0, 0).0, [12, 13, 14]);
     }

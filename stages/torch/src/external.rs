@@ -142,13 +142,11 @@ mod tests {
         stage_formats::parquet::write_parquet(&dir.join(PREDICTIONS_FILE), &batch).unwrap();
     }
 
-    fn read(rows: &[(&str, i64, i64)]) -> Result<Vec<Prediction>, String> {
+    fn read(rows: &[(&str, i64, i64)]) -> Result<Vec<Prediction>, StageError> {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), rows);
-        read_predictions(dir.path(), Path::new("/split"), &assignment(), Split::Test).map_err(|e| {
-            assert!(e.message.contains("predictions.parquet"), "the error names the file: {}", e.message);
-            e.message
-        })
+        read_predictions(dir.path(), Path::new("/split"), &assignment(), Split::Test)
+            .inspect_err(|e| assert!(e.message.contains("predictions.parquet"), "the error names the file: {}", e.message))
     }
 
     #[test]
@@ -162,15 +160,15 @@ mod tests {
 
     #[test]
     fn missing_unknown_wrong_split_and_wrong_labels_are_errors() {
-        let m = read(&[("b", 2, 2)]).unwrap_err();
+        let m = read(&[("b", 2, 2)]).unwrap_err().message;
         assert!(m.contains("1 clip(s) of the test split have no prediction: `c`"), "{m}");
-        let m = read(&[("b", 2, 2), ("c", 3, 3), ("zz", 0, 0)]).unwrap_err();
+        let m = read(&[("b", 2, 2), ("c", 3, 3), ("zz", 0, 0)]).unwrap_err().message;
         assert!(m.contains("1 clip id(s) are not in the split /split/assignment.parquet: `zz`"), "{m}");
-        let m = read(&[("a", 0, 0), ("b", 2, 2), ("c", 3, 3)]).unwrap_err();
+        let m = read(&[("a", 0, 0), ("b", 2, 2), ("c", 3, 3)]).unwrap_err().message;
         assert!(m.contains("are not in the test split that `evaluate` scores: `a (train)`"), "{m}");
-        let m = read(&[("b", 2, 2), ("c", 2, 3)]).unwrap_err();
+        let m = read(&[("b", 2, 2), ("c", 2, 3)]).unwrap_err().message;
         assert!(m.contains("clip `c` has label 2 (happy), the split says 3 (sad)"), "{m}");
-        let m = read(&[("b", 2, 9), ("c", 3, 3)]).unwrap_err();
+        let m = read(&[("b", 2, 9), ("c", 3, 3)]).unwrap_err().message;
         assert!(m.contains("predicted class 9 is outside 0..7"), "{m}");
     }
 

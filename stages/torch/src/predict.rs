@@ -73,8 +73,8 @@ pub fn predict_videos(
     for (video, clip) in videos.iter().zip(clips) {
         let clip = match clip {
             Ok(clip) => clip,
-            Err(reason) => {
-                results.push(Err(StageError::msg(reason)));
+            Err(e) => {
+                results.push(Err(e.into()));
                 continue;
             }
         };

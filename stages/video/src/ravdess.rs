@@ -311,9 +311,14 @@ pub fn emotion_id(text: &str) -> Option<u8> {
     }
 }
 
+/// An entry of an emotion list that is neither an emotion's name nor its id.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("unknown emotion {0}: use a name ({known}) or an id 1..8", known = EMOTIONS.join(", "))]
+pub struct UnknownEmotion(pub serde_json::Value);
+
 /// Resolves a parameter list of emotions given by name (`"happy"`) or id (`3`, `"03"`) into sorted,
 /// de-duplicated ids 1..=8; the error names the entry that is neither.
-pub fn emotion_list(values: &[serde_json::Value]) -> Result<Vec<u8>, String> {
+pub fn emotion_list(values: &[serde_json::Value]) -> Result<Vec<u8>, UnknownEmotion> {
     let mut ids = Vec::with_capacity(values.len());
     for v in values {
         let id = match v {
@@ -323,7 +328,7 @@ pub fn emotion_list(values: &[serde_json::Value]) -> Result<Vec<u8>, String> {
         };
         match id {
             Some(id) => ids.push(id),
-            None => return Err(format!("unknown emotion {v}: use a name ({}) or an id 1..8", EMOTIONS.join(", "))),
+            None => return Err(UnknownEmotion(v.clone())),
         }
     }
     ids.sort_unstable();
@@ -413,6 +418,6 @@ mod tests {
         let list: Vec<serde_json::Value> = serde_json::from_str(r#"["sad", 3, "03", "Neutral"]"#).unwrap();
         assert_eq!(emotion_list(&list).unwrap(), vec![1, 3, 4]);
         let bad: Vec<serde_json::Value> = serde_json::from_str(r#"["sad", 9]"#).unwrap();
-        assert!(emotion_list(&bad).unwrap_err().contains("unknown emotion 9"));
+        assert!(emotion_list(&bad).unwrap_err().to_string().contains("unknown emotion 9"));
     }
 }

@@ -48,8 +48,7 @@ const LISTED: usize = 8;
 pub fn load_pretrained(vs: &mut tch::nn::VarStore, spec: &ModelSpec, path: &Path) -> Result<LoadReport, StageError> {
     let file = read_checkpoint(path)?;
     let model = vs.variables();
-    let plan = plan(spec.arch, &model, &file)
-        .map_err(|problem| StageError::msg(format!("pretrained weights {} do not fit {}: {problem}", path.display(), spec.arch)))?;
+    let plan = plan(path, spec.arch, &model, &file)?;
     tch::no_grad(|| {
         for (model_name, file_name) in &plan.copies {
             let target = &model[model_name];
@@ -71,8 +70,10 @@ struct Plan {
     unused_in_file: Vec<String>,
 }
 
-/// Matches file tensors to model tensors; `Err` describes everything that does not fit.
-fn plan(arch: Arch, model: &HashMap<String, Tensor>, file: &BTreeMap<String, Tensor>) -> Result<Plan, String> {
+/// Matches file tensors to model tensors; `Err` names the file `path` and describes everything
+/// that does not fit.
+fn plan(path: &Path, arch: Arch, model: &HashMap<String, Tensor>, file: &BTreeMap<String, Tensor>) -> Result<Plan, StageError> {
+    let misfit = |problem: String| StageError::msg(format!("pretrained weights {} do not fit {arch}: {problem}", path.display()));
     let has_backbone = model.keys().any(|k| k.starts_with("backbone."));
     let torchvision_image_layout = has_backbone && !file.keys().any(|k| k.starts_with("backbone."));
     // model name → file name
@@ -127,11 +128,11 @@ fn plan(arch: Arch, model: &HashMap<String, Tensor>, file: &BTreeMap<String, Ten
             .into_iter()
             .filter(|n| model.contains_key(*n))
             .collect::<Vec<_>>();
-        return Err(format!(
+        return Err(misfit(format!(
             "none of the file's {} tensors matches a model tensor (file has e.g. {file_example:?}, model has e.g. \
              {model_example:?}); is it a checkpoint of another architecture?",
             file.len()
-        ));
+        )));
     }
     let mut problems = Vec::new();
     if !wrong_shape.is_empty() {
@@ -151,7 +152,7 @@ fn plan(arch: Arch, model: &HashMap<String, Tensor>, file: &BTreeMap<String, Ten
                 model.len()
             ));
         }
-        return Err(text);
+        return Err(misfit(text));
     }
     unused_in_file.sort();
     Ok(Plan { copies, kept_fresh, unused_in_file })
@@ -277,7 +278,7 @@ mod tests {
                 .collect();
         let file: BTreeMap<String, Tensor> =
             [("conv1.weight", t(&[64, 3, 7, 7])), ("fc.weight", t(&[1000, 512]))].into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-        let plan = plan(Arch::Resnet18Lstm, &model, &file).unwrap();
+        let plan = plan(Path::new("w.pth"), Arch::Resnet18Lstm, &model, &file).unwrap();
         assert_eq!(plan.copies.get("backbone.conv1.weight").map(String::as_str), Some("conv1.weight"));
         assert_eq!(plan.kept_fresh, vec!["fc.weight", "lstm.weight_ih_l0"]);
         assert_eq!(plan.unused_in_file, vec!["fc.weight"]);
@@ -289,7 +290,8 @@ mod tests {
             [("conv1.weight", t(&[64, 3, 7, 7])), ("bn1.weight", t(&[64]))].into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let file: BTreeMap<String, Tensor> =
             [("conv1.weight", t(&[64, 3, 7, 7])), ("bn1.weight", t(&[32]))].into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-        let err = plan(Arch::EarlyFusionResnet18, &model, &file).unwrap_err();
+        let err = plan(Path::new("w.pth"), Arch::EarlyFusionResnet18, &model, &file).unwrap_err().message;
+        assert!(err.starts_with("pretrained weights w.pth do not fit "), "{err}");
         assert!(err.contains("bn1.weight") && err.contains("[32]") && err.contains("[64]"), "{err}");
     }
 }

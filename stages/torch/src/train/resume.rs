@@ -60,6 +60,20 @@ pub struct TrainerState {
     pub seconds: f64,
 }
 
+/// Why a saved state cannot be resumed from (the caller says so and starts over); the text
+/// names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum UnusableState {
+    #[error("{}: {error}", .path.display())]
+    Unreadable { path: PathBuf, error: std::io::Error },
+    #[error("{}: {error}", .path.display())]
+    Damaged { path: PathBuf, error: serde_json::Error },
+    #[error("{}: state format {found} (this build writes {STATE_FORMAT})", .path.display())]
+    OtherFormat { path: PathBuf, found: u32 },
+    #[error("{}: missing", .path.display())]
+    Missing { path: PathBuf },
+}
+
 /// A state found in the folder.
 #[derive(Debug)]
 pub struct Saved {
@@ -110,17 +124,23 @@ impl StateDir {
 
     /// The latest complete state. `Err` is a state that exists but cannot be used (another
     /// format, a damaged file): the caller says so and starts over.
-    pub fn latest(&self) -> Result<Option<Saved>, String> {
+    pub fn latest(&self) -> Result<Option<Saved>, UnusableState> {
         let Some((_, dir)) = self.epoch_dirs().pop() else { return Ok(None) };
         let path = dir.join(STATE);
-        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let state: TrainerState = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) => return Err(UnusableState::Unreadable { path, error }),
+        };
+        let state: TrainerState = match serde_json::from_str(&text) {
+            Ok(state) => state,
+            Err(error) => return Err(UnusableState::Damaged { path, error }),
+        };
         if state.format != STATE_FORMAT {
-            return Err(format!("{}: state format {} (this build writes {STATE_FORMAT})", path.display(), state.format));
+            return Err(UnusableState::OtherFormat { path, found: state.format });
         }
         for file in [WEIGHTS, ADAM, BEST] {
             if !dir.join(file).is_file() {
-                return Err(format!("{}: missing", dir.join(file).display()));
+                return Err(UnusableState::Missing { path: dir.join(file) });
             }
         }
         Ok(Some(Saved { state, dir }))
@@ -278,7 +298,7 @@ mod tests {
         assert!(states.latest().unwrap().is_none());
         fs::create_dir_all(dir.path().join("epoch-0004")).unwrap();
         fs::write(dir.path().join("epoch-0004/state.json"), r#"{"format": 99}"#).unwrap();
-        let err = states.latest().unwrap_err();
+        let err = states.latest().unwrap_err().to_string();
         assert!(err.contains("epoch-0004/state.json"), "{err}");
         states.clear();
         assert!(states.latest().unwrap().is_none());

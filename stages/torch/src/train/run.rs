@@ -68,7 +68,7 @@ pub fn run(ctx: &StageContext<'_>, params: &TrainParams, canonical: &Params) -> 
         (vs, model)
     };
     // On a cluster worker this fetches (and checks) weights the coordinator's cache had.
-    if let Some(path) = params.pretrained_path(ctx.base_dir).map_err(StageError::msg)? {
+    if let Some(path) = params.pretrained_path(ctx.base_dir)? {
         let line = start_from(&mut vs, &spec, &path)?;
         ctx.progress.note(&line);
     }

@@ -163,12 +163,14 @@ pub fn md5_file(path: &Path) -> Result<String, StageError> {
 /// The files of a Zenodo record (`{"files": [{"key", "checksum": "md5:..", "size"}]}`) by name.
 pub fn fetch_record_checksums(fetcher: &Fetcher, api_url: &str) -> Result<BTreeMap<String, RemoteFile>, StageError> {
     let text = fetcher.get_text(api_url)?;
-    parse_record(&text).map_err(|m| StageError::msg(format!("reading the record metadata at {api_url}: {m}")))
+    parse_record(&text, api_url)
 }
 
-fn parse_record(text: &str) -> Result<BTreeMap<String, RemoteFile>, String> {
-    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let files = json["files"].as_array().ok_or("no `files` list")?;
+/// The record's files; the error names `api_url`, where `text` came from.
+fn parse_record(text: &str, api_url: &str) -> Result<BTreeMap<String, RemoteFile>, StageError> {
+    let bad = |problem: &str| StageError::msg(format!("reading the record metadata at {api_url}: {problem}"));
+    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
+    let files = json["files"].as_array().ok_or_else(|| bad("no `files` list"))?;
     let mut out = BTreeMap::new();
     for f in files {
         let (Some(key), Some(sum)) = (f["key"].as_str(), f["checksum"].as_str()) else { continue };
@@ -176,7 +178,7 @@ fn parse_record(text: &str) -> Result<BTreeMap<String, RemoteFile>, String> {
         out.insert(key.to_owned(), RemoteFile { md5: md5.to_ascii_lowercase(), size: f["size"].as_u64() });
     }
     if out.is_empty() {
-        return Err("no file with an md5 checksum".into());
+        return Err(bad("no file with an md5 checksum"));
     }
     Ok(out)
 }
@@ -189,10 +191,11 @@ mod tests {
     fn parses_zenodo_record_json() {
         let text = r#"{"files": [{"key": "Video_Speech_Actor_01.zip", "checksum": "md5:ABCDEF0123456789abcdef0123456789", "size": 12},
                                  {"key": "x.zip", "checksum": "sha1:00"}]}"#;
-        let map = parse_record(text).unwrap();
+        let map = parse_record(text, "https://zenodo.org/api/records/1").unwrap();
         assert_eq!(map.len(), 1);
         assert_eq!(map["Video_Speech_Actor_01.zip"], RemoteFile { md5: "abcdef0123456789abcdef0123456789".into(), size: Some(12) });
-        assert!(parse_record("{}").is_err());
+        let err = parse_record("{}", "https://zenodo.org/api/records/1").unwrap_err();
+        assert_eq!(err.message, "reading the record metadata at https://zenodo.org/api/records/1: no `files` list");
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //!   filters over the whole source footprint, i.e. antialiased when shrinking).
 
 use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::{FilterType, ImageBufferError, PixelType, ResizeAlg, ResizeError, ResizeOptions, Resizer};
 
 use super::face::FaceBox;
 
@@ -101,6 +101,15 @@ pub struct Cropper {
     padded: Vec<u8>,
 }
 
+/// Why the resizer refused a crop (its own messages).
+#[derive(Debug, thiserror::Error)]
+pub enum CropError {
+    #[error(transparent)]
+    Buffer(#[from] ImageBufferError),
+    #[error(transparent)]
+    Resize(#[from] ResizeError),
+}
+
 impl Default for Cropper {
     fn default() -> Self {
         Self::new()
@@ -122,18 +131,19 @@ impl Cropper {
         square: CropSquare,
         size: u32,
         out: &mut [u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), CropError> {
         let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-        let mut dst = Image::from_slice_u8(size, size, out, PixelType::U8x3).map_err(|e| e.to_string())?;
+        let mut dst = Image::from_slice_u8(size, size, out, PixelType::U8x3)?;
         if square.inside(width, height) {
-            let src = ImageRef::new(width, height, rgb, PixelType::U8x3).map_err(|e| e.to_string())?;
+            let src = ImageRef::new(width, height, rgb, PixelType::U8x3)?;
             let options = options.crop(square.x as f64, square.y as f64, f64::from(square.side), f64::from(square.side));
-            self.resizer.resize(&src, &mut dst, &options).map_err(|e| e.to_string())
+            self.resizer.resize(&src, &mut dst, &options)?;
         } else {
             edge_replicated(rgb, width, height, square, &mut self.padded);
-            let src = ImageRef::new(square.side, square.side, &self.padded, PixelType::U8x3).map_err(|e| e.to_string())?;
-            self.resizer.resize(&src, &mut dst, &options).map_err(|e| e.to_string())
+            let src = ImageRef::new(square.side, square.side, &self.padded, PixelType::U8x3)?;
+            self.resizer.resize(&src, &mut dst, &options)?;
         }
+        Ok(())
     }
 }
 

@@ -46,12 +46,32 @@ pub enum DecodeError {
     Spawn(std::io::Error),
     #[error("ffmpeg could not decode it: {detail}")]
     Ffmpeg { detail: String },
+    #[error("ffmpeg could not decode it: {0}")]
+    Pipe(PipeError),
     #[error("it has no video frames (ffmpeg decoded 0 frames)")]
     ZeroFrames,
     #[error("ffmpeg returned {got} of the {expected} selected frames after a decode with the exact frame count {count}")]
     FrameMismatch { got: usize, expected: usize, count: u64 },
     #[error("ffmpeg returned frames of {got} bytes, expected {expected} for {width}x{height} RGB24")]
     BadFrameSize { got: usize, expected: usize, width: u32, height: u32 },
+}
+
+/// Why ffmpeg's stream of frames (binary PPMs on its standard output) could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PipeError {
+    #[error("reading ffmpeg's output: {0}")]
+    Read(std::io::Error),
+    #[error("truncated frame header from ffmpeg: {0}")]
+    TruncatedHeader(std::io::Error),
+    /// A header token longer than any valid one.
+    #[error("malformed frame header from ffmpeg")]
+    LongToken,
+    #[error("malformed frame header from ffmpeg: {0:?}")]
+    BadNumber(Vec<String>),
+    #[error("unexpected frame format from ffmpeg: {0:?}")]
+    NotRgb24(Vec<String>),
+    #[error("truncated {width}x{height} frame from ffmpeg: {error}")]
+    TruncatedFrame { width: u32, height: u32, error: std::io::Error },
 }
 
 /// The sampled RGB24 frames of one clip.
@@ -233,7 +253,7 @@ impl Decoder {
             let detail = if errors.is_empty() { format!("ffmpeg exited with {status}") } else { summarize(&errors) };
             return Err(DecodeError::Ffmpeg { detail });
         }
-        read.map_err(|detail| DecodeError::Ffmpeg { detail })?;
+        read.map_err(DecodeError::Pipe)?;
         let decoded = log
             .lines()
             .find_map(frames_decoded)
@@ -243,8 +263,8 @@ impl Decoder {
 }
 
 /// Reads one binary PPM (`P6 W H 255` + RGB24) from ffmpeg's pipe; `None` at the end.
-fn read_ppm(r: &mut impl BufRead) -> Result<Option<(u32, u32, Vec<u8>)>, String> {
-    if r.fill_buf().map_err(|e| format!("reading ffmpeg's output: {e}"))?.is_empty() {
+fn read_ppm(r: &mut impl BufRead) -> Result<Option<(u32, u32, Vec<u8>)>, PipeError> {
+    if r.fill_buf().map_err(PipeError::Read)?.is_empty() {
         return Ok(None);
     }
     // Header: four whitespace-separated tokens, then one whitespace byte.
@@ -252,7 +272,7 @@ fn read_ppm(r: &mut impl BufRead) -> Result<Option<(u32, u32, Vec<u8>)>, String>
     let mut current = String::new();
     while tokens.len() < 4 {
         let mut byte = [0u8; 1];
-        r.read_exact(&mut byte).map_err(|e| format!("truncated frame header from ffmpeg: {e}"))?;
+        r.read_exact(&mut byte).map_err(PipeError::TruncatedHeader)?;
         if byte[0].is_ascii_whitespace() {
             if !current.is_empty() {
                 tokens.push(std::mem::take(&mut current));
@@ -260,16 +280,16 @@ fn read_ppm(r: &mut impl BufRead) -> Result<Option<(u32, u32, Vec<u8>)>, String>
         } else if current.len() < 16 {
             current.push(byte[0] as char);
         } else {
-            return Err("malformed frame header from ffmpeg".to_owned());
+            return Err(PipeError::LongToken);
         }
     }
-    let num = |s: &str| s.parse::<u32>().map_err(|_| format!("malformed frame header from ffmpeg: {tokens:?}"));
+    let num = |s: &str| s.parse::<u32>().map_err(|_| PipeError::BadNumber(tokens.clone()));
     if tokens[0] != "P6" || num(&tokens[3])? != 255 {
-        return Err(format!("unexpected frame format from ffmpeg: {tokens:?}"));
+        return Err(PipeError::NotRgb24(tokens));
     }
     let (w, h) = (num(&tokens[1])?, num(&tokens[2])?);
     let mut data = vec![0u8; w as usize * h as usize * 3];
-    r.read_exact(&mut data).map_err(|e| format!("truncated {w}x{h} frame from ffmpeg: {e}"))?;
+    r.read_exact(&mut data).map_err(|error| PipeError::TruncatedFrame { width: w, height: h, error })?;
     Ok(Some((w, h, data)))
 }
 

@@ -4,13 +4,13 @@
 //! so a model sees exactly what it was trained on.
 
 use std::cell::RefCell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use rustface::Model;
 use stage_api::StageError;
 
-use super::crop::{face_square, fallback_square, smooth, CropSquare, Cropper};
+use super::crop::{face_square, fallback_square, smooth, CropError, CropSquare, Cropper};
 use super::decode::{DecodeError, Decoder};
 use super::face::{bundled_model, DetectorSettings, FaceBox, FaceDetector};
 use super::sampling::{is_padded, spread_indices};
@@ -21,6 +21,39 @@ pub struct ClipTensor {
     /// `[T, S, S, 3]` RGB bytes.
     pub tensor: Vec<u8>,
     pub report: CropReport,
+}
+
+/// Why one video could not be preprocessed: `{path}: {problem}`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {problem}", .path.display())]
+pub struct ClipError {
+    pub path: PathBuf,
+    pub problem: ClipProblem,
+}
+
+/// What went wrong with a video (the message [`ClipError`] puts after the file).
+#[derive(Debug, thiserror::Error)]
+pub enum ClipProblem {
+    #[error("cannot read the video ({0})")]
+    Unreadable(std::io::Error),
+    #[error("not a file")]
+    NotAFile,
+    #[error("the file is empty (0 bytes)")]
+    Empty,
+    #[error("the video has no frames (ffmpeg decoded 0)")]
+    NoFrames,
+    #[error("{0}")]
+    Decode(DecodeError),
+    #[error("ffmpeg returned frames of size {width}x{height}")]
+    FrameSize { width: u32, height: u32 },
+    #[error("cannot crop: {0}")]
+    Crop(CropError),
+}
+
+impl From<ClipError> for StageError {
+    fn from(e: ClipError) -> Self {
+        StageError::msg(e.to_string())
+    }
 }
 
 /// How the crop of a [`ClipTensor`] was chosen (the index columns of the tensor cache).
@@ -74,7 +107,7 @@ impl ClipPreprocessor {
     }
 
     /// Preprocesses every video on a pool of `threads` threads; results in input order.
-    pub fn clips(&self, videos: &[&Path], threads: usize) -> Result<Vec<Result<ClipTensor, String>>, StageError> {
+    pub fn clips(&self, videos: &[&Path], threads: usize) -> Result<Vec<Result<ClipTensor, ClipError>>, StageError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .build()
@@ -84,7 +117,7 @@ impl ClipPreprocessor {
 
     /// Decodes, detects, crops and resizes one video; `frame_count` (from a probe) saves a
     /// decoding pass when known. The error names the file and the problem.
-    pub fn clip(&self, path: &Path, frame_count: Option<u64>) -> Result<ClipTensor, String> {
+    pub fn clip(&self, path: &Path, frame_count: Option<u64>) -> Result<ClipTensor, ClipError> {
         WORKER.with(|cell| {
             let mut slot = cell.borrow_mut();
             if slot.as_ref().is_none_or(|w| w.settings != self.settings) {
@@ -95,6 +128,7 @@ impl ClipPreprocessor {
                 });
             }
             preprocess(path, frame_count, &self.params, &self.decoder, slot.as_mut().expect("set above"))
+                .map_err(|problem| ClipError { path: path.to_owned(), problem })
         })
     }
 }
@@ -105,22 +139,21 @@ fn preprocess(
     params: &ExtractParams,
     decoder: &Decoder,
     worker: &mut Worker,
-) -> Result<ClipTensor, String> {
-    let name = path.display();
+) -> Result<ClipTensor, ClipProblem> {
     match std::fs::metadata(path) {
-        Err(e) => return Err(format!("{name}: cannot read the video ({e})")),
-        Ok(m) if !m.is_file() => return Err(format!("{name}: not a file")),
-        Ok(m) if m.len() == 0 => return Err(format!("{name}: the file is empty (0 bytes)")),
+        Err(e) => return Err(ClipProblem::Unreadable(e)),
+        Ok(m) if !m.is_file() => return Err(ClipProblem::NotAFile),
+        Ok(m) if m.len() == 0 => return Err(ClipProblem::Empty),
         Ok(_) => {}
     }
     let (t, s) = (params.frames, params.size);
     let sampled = decoder.sample(path, t, frame_count.filter(|&n| n > 0)).map_err(|e| match e {
-        DecodeError::ZeroFrames => format!("{name}: the video has no frames (ffmpeg decoded 0)"),
-        other => format!("{name}: {other}"),
+        DecodeError::ZeroFrames => ClipProblem::NoFrames,
+        other => ClipProblem::Decode(other),
     })?;
     let (w, h) = (sampled.width, sampled.height);
     if w == 0 || h == 0 {
-        return Err(format!("{name}: ffmpeg returned frames of size {w}x{h}"));
+        return Err(ClipProblem::FrameSize { width: w, height: h });
     }
 
     // Detection on a spread subset of the distinct decoded frames (all of them when the subset
@@ -167,7 +200,7 @@ fn preprocess(
             continue;
         }
         let dst = &mut tensor[i * frame_bytes..(i + 1) * frame_bytes];
-        worker.cropper.crop_resize(frame, w, h, square, s, dst).map_err(|e| format!("{name}: cannot crop: {e}"))?;
+        worker.cropper.crop_resize(frame, w, h, square, s, dst).map_err(ClipProblem::Crop)?;
     }
     let report = CropReport {
         face: smoothed.as_ref().map(|sf| sf.face),

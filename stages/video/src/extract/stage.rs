@@ -224,7 +224,7 @@ pub fn run_extract_shard(
                         .map_err(|e| StageError::with_source(format!("{}: cannot write", tensors_path.display()), e))?;
                     rows.push(row);
                 }
-                Err(reason) => rejects.push(Reject { clip_id: clip.clip_id.clone(), source: clip.source.clone(), reason }),
+                Err(e) => rejects.push(Reject { clip_id: clip.clip_id.clone(), source: clip.source.clone(), reason: e.chain() }),
             }
         }
     }
@@ -275,7 +275,7 @@ pub fn merge_extract(
             )));
         }
         // Rows and rejects of one shard, back in clip order.
-        let mut results: Vec<(&ClipRecord, Result<Extracted, String>)> = Vec::with_capacity(rows.len() + rejects.len());
+        let mut results: Vec<(&ClipRecord, Result<Extracted, StageError>)> = Vec::with_capacity(rows.len() + rejects.len());
         for (k, row) in rows.into_iter().enumerate() {
             let clip = by_id
                 .get(row.clip_id.as_str())
@@ -286,7 +286,7 @@ pub fn merge_extract(
             let clip = by_id
                 .get(reject.clip_id.as_str())
                 .ok_or_else(|| StageError::msg(format!("{}: clip {} is not in the scan table", part.display(), reject.clip_id)))?;
-            results.push((clip, Err(reject.reason)));
+            results.push((clip, Err(StageError::msg(reject.reason))));
         }
         results.sort_by(|a, b| a.0.clip_id.cmp(&b.0.clip_id));
         seen += results.len();
@@ -350,7 +350,8 @@ impl<'a> Extractor<'a> {
         8 * self.ctx.threads.max(1)
     }
 
-    fn extract(&self, chunk: &[ClipRecord]) -> Vec<Result<Extracted, String>> {
+    /// Each clip's result, in order; an error is the clip's reject reason.
+    fn extract(&self, chunk: &[ClipRecord]) -> Vec<Result<Extracted, StageError>> {
         let (params, ctx, preprocessor) = (self.params, self.ctx, &self.preprocessor);
         self.pool.install(|| {
             chunk
@@ -398,7 +399,8 @@ impl Assembler {
         })
     }
 
-    fn add(&mut self, clip: &ClipRecord, result: Result<Extracted, String>, ctx: &StageContext<'_>) -> Result<(), StageError> {
+    /// Writes an extracted clip, or records why it was rejected (a failure when `strict`).
+    fn add(&mut self, clip: &ClipRecord, result: Result<Extracted, StageError>, ctx: &StageContext<'_>) -> Result<(), StageError> {
         let (t, s) = (self.frames, self.size);
         match result {
             Ok(Extracted { mut row, tensor }) => {
@@ -408,7 +410,8 @@ impl Assembler {
                 self.sheet.offer(row.label, &row.emotion, row.actor, &tensor[mid..mid + frame_bytes], s, row.fallback);
                 self.rows.push(row);
             }
-            Err(reason) => {
+            Err(e) => {
+                let reason = e.chain();
                 ctx.progress.note(&format!("rejected {reason}"));
                 if self.strict {
                     return Err(StageError::msg(format!("extract (strict): {reason}")));
@@ -510,9 +513,9 @@ fn extract_clip(
     params: &ExtractParams,
     ctx: &StageContext<'_>,
     preprocessor: &ClipPreprocessor,
-) -> Result<Extracted, String> {
+) -> Result<Extracted, StageError> {
     // A recorded path may point into an upstream artifact this machine has to fetch first.
-    let path = ctx.locate_recorded(PathBuf::from(&clip.source)).map_err(|e| e.chain())?;
+    let path = ctx.locate_recorded(PathBuf::from(&clip.source))?;
     let hint = u64::try_from(clip.frame_count).ok();
     let ClipTensor { tensor, report } = preprocessor.clip(&path, hint)?;
     let (bx, by, bw, bh, score) = match &report.face {

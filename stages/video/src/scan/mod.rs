@@ -93,7 +93,7 @@ impl ScanParams {
             [m] => format!("{:02}", m.code()),
             _ => self.modality,
         };
-        let ids = emotion_list(&self.emotions).map_err(|m| bad("emotions", m))?;
+        let ids = emotion_list(&self.emotions).map_err(|e| bad("emotions", e.to_string()))?;
         self.emotions = ids.iter().map(|&i| serde_json::Value::from(EMOTIONS[usize::from(i) - 1])).collect();
         for (name, list, max) in [("vocal_channels", &mut self.vocal_channels, 2u8), ("actors", &mut self.actors, 24)] {
             list.sort_unstable();

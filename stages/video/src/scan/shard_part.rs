@@ -64,7 +64,9 @@ impl ProbeRecord {
         ProbeRecord { path: relative(root, path), info, error }
     }
 
-    fn outcome(&self) -> Result<Result<VideoInfo, ProbeError>, String> {
+    /// The probe's result; `Err` when the record is damaged (the error names `file`, the
+    /// part it was read from).
+    fn outcome(&self, file: &Path) -> Result<Result<VideoInfo, ProbeError>, StageError> {
         match (&self.info, &self.error) {
             (Some(i), None) => Ok(Ok(VideoInfo {
                 width: i.width,
@@ -74,10 +76,13 @@ impl ProbeRecord {
                 duration_s: f64::from_bits(i.duration_bits),
             })),
             (None, Some((kind, detail))) => {
-                let kind = KINDS.iter().find(|k| **k == kind).ok_or_else(|| format!("unknown reject kind `{kind}`"))?;
+                let kind = KINDS
+                    .iter()
+                    .find(|k| **k == kind)
+                    .ok_or_else(|| StageError::msg(format!("{}: unknown reject kind `{kind}`", file.display())))?;
                 Ok(Err(ProbeError { kind, detail: detail.clone() }))
             }
-            _ => Err(format!("the probe of {} has neither a result nor an error", self.path)),
+            _ => Err(StageError::msg(format!("{}: the probe of {} has neither a result nor an error", file.display(), self.path))),
         }
     }
 }
@@ -113,7 +118,7 @@ pub fn read(parts: &[PathBuf]) -> Result<(String, Probes), StageError> {
             _ => prober = Some(part.prober.clone()),
         }
         for record in part.probes {
-            let outcome = record.outcome().map_err(|m| StageError::msg(format!("{}: {m}", path.display())))?;
+            let outcome = record.outcome(&path)?;
             probes.insert(record.path, outcome);
         }
     }

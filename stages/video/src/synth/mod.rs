@@ -106,7 +106,7 @@ impl SynthParams {
         if !(1..=24).contains(&self.actors) {
             return Err(bad("actors", format!("actors must be 1..24, got {}", self.actors)));
         }
-        let ids = emotion_list(&self.emotions).map_err(|m| bad("emotions", m))?;
+        let ids = emotion_list(&self.emotions).map_err(|e| bad("emotions", e.to_string()))?;
         if ids.is_empty() {
             return Err(bad("emotions", "emotions must not be empty".into()));
         }
