@@ -32,14 +32,7 @@ pub struct VideoPrediction {
 /// the `extract.json` of the cache it was trained on).
 pub fn extract_params(model_dir: &Path) -> Result<(ExtractParams, Params), StageError> {
     let path = model_dir.join(PREPROCESSING_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| StageError::with_source(format!("{}: cannot read", path.display()), e))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| StageError::with_source(format!("{}: not JSON", path.display()), e))?;
-    let params = json
-        .get("params")
-        .and_then(|p| p.as_object())
-        .cloned()
-        .ok_or_else(|| StageError::msg(format!("{}: no `params` recorded", path.display())))?;
+    let params = stage_formats::tensor_cache::read_extract_params(&path)?;
     stage_api::typed_params(&params).map_err(|e| StageError::msg(format!("{}: {}", path.display(), e.message)))
 }
 

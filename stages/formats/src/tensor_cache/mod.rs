@@ -12,6 +12,7 @@
 //! columns for such tools.
 
 mod loader;
+mod report;
 mod shards;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use arrow_array::{ArrayRef, BooleanArray, Float32Array, StringArray};
 use stage_api::StageError;
 
 pub use loader::ClipLoader;
+pub use report::{read_extract_params, ExtractReport};
 pub use shards::{ShardWriter, METADATA_KEY};
 
 use crate::parquet::{int32_column, write_columns, Table};

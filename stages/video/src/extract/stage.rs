@@ -22,7 +22,9 @@ use super::one_clip::{ClipPreprocessor, ClipTensor};
 use super::qa::{write_detection_csv, ContactSheet};
 use stage_formats::clips::{read_clips_table, ClipRecord, CLIPS_FILE};
 use stage_formats::parquet::write_columns;
-use stage_formats::tensor_cache::{read_index, write_index, IndexRow, ShardWriter, EXTRACT_REPORT_FILE, INDEX_FILE, SHARDS_DIR};
+use stage_formats::tensor_cache::{
+    read_index, write_index, ExtractReport, IndexRow, ShardWriter, EXTRACT_REPORT_FILE, INDEX_FILE, SHARDS_DIR,
+};
 
 /// Parameters of `uses: extract`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -453,25 +455,22 @@ impl Assembler {
         write_rejects(&out.join("rejects.parquet"), &rejects)?;
 
         let detection = summarize_detection(&rows, t);
-        let report = serde_json::json!({
-            "params": canonical,
-            "clips_in": rows.len() + rejects.len(),
-            "extracted": rows.len(),
-            "rejected": rejects.len(),
-            "rejects": rejects,
-            "detection": detection,
-            "padded_clips": rows.iter().filter(|r| r.padded).count(),
-            "redecoded_clips": rows.iter().filter(|r| r.decode_passes > 1).count(),
-            "shards": shard_names,
-            "tensor": layout,
-            "sampling": "frame i of T = decoded frame floor((2i+1)*N/(2T)), N = frames ffmpeg decoded; N < T repeats frames (padded)",
-            "crop": "square centred on the median face box, side = max(w,h)*(1+2*margin), edge pixels replicated outside the frame; no face in any frame: centred square of the shorter side (fallback)",
-            "detector": settings,
-        });
-        let json = serde_json::to_string_pretty(&report).map_err(|e| StageError::with_source(EXTRACT_REPORT_FILE, e))?;
-        let json_path = out.join(EXTRACT_REPORT_FILE);
-        std::fs::write(&json_path, json + "\n")
-            .map_err(|e| StageError::with_source(format!("{}: cannot write", json_path.display()), e))?;
+        let report = ExtractReport {
+            params: canonical.clone(),
+            clips_in: rows.len() + rejects.len(),
+            extracted: rows.len(),
+            rejected: rejects.len(),
+            rejects: report_value(&rejects)?,
+            detection: report_value(&detection)?,
+            padded_clips: rows.iter().filter(|r| r.padded).count(),
+            redecoded_clips: rows.iter().filter(|r| r.decode_passes > 1).count(),
+            shards: shard_names.clone(),
+            tensor: report_value(&layout)?,
+            sampling: "frame i of T = decoded frame floor((2i+1)*N/(2T)), N = frames ffmpeg decoded; N < T repeats frames (padded)".into(),
+            crop: "square centred on the median face box, side = max(w,h)*(1+2*margin), edge pixels replicated outside the frame; no face in any frame: centred square of the shorter side (fallback)".into(),
+            detector: report_value(&settings)?,
+        };
+        report.write(out)?;
 
         Ok(StageOutcome::new(format!(
             "{} clips extracted, {} rejected; faces found in {:.1}% of clips ({:.1}% of the frames checked), {} fallback; {} shard(s)",
@@ -554,4 +553,9 @@ fn extract_clip(
         decode_passes: report.decode_passes as i64,
     };
     Ok(Extracted { row, tensor })
+}
+
+/// A part of `extract.json` whose type is this crate's, as the JSON the report holds.
+fn report_value(part: &impl serde::Serialize) -> Result<serde_json::Value, StageError> {
+    serde_json::to_value(part).map_err(|e| StageError::with_source(EXTRACT_REPORT_FILE, e))
 }
