@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stage_api::{Params, StageError};
 
-use crate::json::write_json;
+use crate::json::{read_json, write_json};
 
 /// `extract.json`. The fields are in the file's key order (alphabetical), which the bytes of
 /// every published cache have.
@@ -53,12 +53,13 @@ impl ExtractReport {
 /// The extract parameters recorded in a report at `path` (`extract.json`, or the copy next to a
 /// model). Only `params` is needed, so reports of older caches with other fields still read.
 pub fn read_extract_params(path: &Path) -> Result<Params, StageError> {
-    let text = std::fs::read_to_string(path).map_err(|e| StageError::with_source(format!("{}: cannot read", path.display()), e))?;
-    let json: Value = serde_json::from_str(&text).map_err(|e| StageError::with_source(format!("{}: not JSON", path.display()), e))?;
-    json.get("params")
-        .and_then(|p| p.as_object())
-        .cloned()
-        .ok_or_else(|| StageError::msg(format!("{}: no `params` recorded", path.display())))
+    /// The one field this reader needs.
+    #[derive(Deserialize)]
+    struct Recorded {
+        params: Option<Params>,
+    }
+    let recorded: Recorded = read_json(path)?;
+    recorded.params.ok_or_else(|| StageError::msg(format!("{}: no `params` recorded", path.display())))
 }
 
 #[cfg(test)]

@@ -464,7 +464,7 @@ impl Assembler {
             detection: report_value(&detection)?,
             padded_clips: rows.iter().filter(|r| r.padded).count(),
             redecoded_clips: rows.iter().filter(|r| r.decode_passes > 1).count(),
-            shards: shard_names.clone(),
+            shards: shard_names,
             tensor: report_value(&layout)?,
             sampling: "frame i of T = decoded frame floor((2i+1)*N/(2T)), N = frames ffmpeg decoded; N < T repeats frames (padded)".into(),
             crop: "square centred on the median face box, side = max(w,h)*(1+2*margin), edge pixels replicated outside the frame; no face in any frame: centred square of the shorter side (fallback)".into(),
@@ -479,7 +479,7 @@ impl Assembler {
             100.0 * detection.clip_detection_rate,
             100.0 * detection.frame_detection_rate,
             detection.fallback_clips,
-            shard_names.len()
+            report.shards.len()
         )))
     }
 }
